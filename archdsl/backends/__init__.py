@@ -1,0 +1,1 @@
+"""Backends. Only this package imports torch."""

@@ -1,0 +1,172 @@
+"""Torch module factories: one small builder per op, keyed by the op's canonical name.
+
+``build_module`` is the only place an op name turns into a ``torch.nn`` class. Merges
+(``add``, ``concat``, ``mul``) have no module: the backend applies them as functions.
+Builders pass the arguments torchvision passes, so module reprs and state_dict keys match
+(e.g. pooling gets ``kernel_size=3``, not ``(3, 3)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archdsl.ops import MERGE_OPS, Shape, bind_defaults, get_op, normalize_attrs
+
+Attrs = Mapping[str, Any]
+Builder = Callable[[Attrs, list[Shape]], nn.Module]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an (N, C, H, W) map, as timm's LayerNorm2d.
+
+    Normalizes channels-last and permutes back; parameters are ``weight`` and ``bias`` of
+    shape (C,), so timm/ConvNeXt-style weights load unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class GlobalPool2d(nn.Module):
+    """Average or max over all positions of each channel: (N, C, H, W) -> (N, C, 1, 1).
+
+    With ``flatten`` the result is (N, C). One module without parameters, so it takes a
+    single state_dict-free slot where torchvision has ``AdaptiveAvgPool2d(1)``.
+    """
+
+    def __init__(self, mode: str = "avg", flatten: bool = False) -> None:
+        super().__init__()
+        if mode not in ("avg", "max"):
+            raise ValueError(f"GlobalPool2d mode must be 'avg' or 'max', got {mode!r}")
+        self.mode = mode
+        self.flatten = flatten
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "avg":
+            x = F.adaptive_avg_pool2d(x, 1)
+        else:
+            x = F.adaptive_max_pool2d(x, 1)
+        return x.flatten(1) if self.flatten else x
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, flatten={self.flatten}"
+
+
+def _compact(pair: Any) -> Any:
+    """``(3, 3) -> 3``: pooling modules keep what they are given, and torchvision gives ints."""
+    if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == pair[1]:
+        return pair[0]
+    return pair
+
+
+def _conv(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return nn.Conv2d(
+        shapes[0][0],
+        a["out"],
+        a["kernel"],
+        stride=a["stride"],
+        padding=a["padding"],
+        dilation=a["dilation"],
+        groups=a["groups"],
+        bias=a["bias"],
+    )
+
+
+def _linear(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return nn.Linear(shapes[0][0], a["out"], bias=a["bias"])
+
+
+def _bn(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    cls = nn.BatchNorm2d if len(shapes[0]) == 3 else nn.BatchNorm1d
+    return cls(shapes[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
+
+
+def _layernorm(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    cls = LayerNorm2d if len(shapes[0]) == 3 else nn.LayerNorm
+    return cls(shapes[0][0], eps=a["eps"])
+
+
+def _groupnorm(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return nn.GroupNorm(a["groups"], shapes[0][0], eps=a["eps"])
+
+
+def _lrn(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return nn.LocalResponseNorm(a["size"], alpha=a["alpha"], beta=a["beta"], k=a["k"])
+
+
+def _maxpool(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return nn.MaxPool2d(
+        _compact(a["kernel"]),
+        stride=_compact(a["stride"]),
+        padding=_compact(a["padding"]),
+        dilation=_compact(a["dilation"]),
+        ceil_mode=a["ceil_mode"],
+    )
+
+
+def _avgpool(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return nn.AvgPool2d(
+        _compact(a["kernel"]),
+        stride=_compact(a["stride"]),
+        padding=_compact(a["padding"]),
+        ceil_mode=a["ceil_mode"],
+        count_include_pad=a["count_include_pad"],
+    )
+
+
+def _simple(factory: Callable[[], nn.Module]) -> Builder:
+    """A builder for an op whose module takes no arguments."""
+    return lambda a, shapes: factory()
+
+
+BUILDERS: dict[str, Builder] = {
+    "conv": _conv,
+    "linear": _linear,
+    "bn": _bn,
+    "layernorm": _layernorm,
+    "groupnorm": _groupnorm,
+    "lrn": _lrn,
+    "relu": _simple(nn.ReLU),
+    "relu6": _simple(nn.ReLU6),
+    "leaky_relu": lambda a, s: nn.LeakyReLU(a["slope"]),
+    "silu": _simple(nn.SiLU),
+    "gelu": lambda a, s: nn.GELU(approximate=a["approximate"]),
+    "sigmoid": _simple(nn.Sigmoid),
+    "tanh": _simple(nn.Tanh),
+    "hardswish": _simple(nn.Hardswish),
+    "hardsigmoid": _simple(nn.Hardsigmoid),
+    "softmax": lambda a, s: nn.Softmax(dim=a["dim"]),
+    "maxpool": _maxpool,
+    "avgpool": _avgpool,
+    "adaptive_avgpool": lambda a, s: nn.AdaptiveAvgPool2d(a["size"]),
+    "adaptive_maxpool": lambda a, s: nn.AdaptiveMaxPool2d(a["size"]),
+    "global_avgpool": lambda a, s: GlobalPool2d("avg", flatten=a["flatten"]),
+    "global_maxpool": lambda a, s: GlobalPool2d("max", flatten=a["flatten"]),
+    "flatten": lambda a, s: nn.Flatten(1),
+    "dropout": lambda a, s: nn.Dropout(a["p"]),
+    "identity": _simple(nn.Identity),
+}
+
+
+def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> nn.Module:
+    """A fresh torch module for one application of ``op_name`` (name or alias).
+
+    ``attrs`` are normalized again (missing defaults filled in), which is idempotent on
+    attributes from the IR. ``input_shapes`` exclude the batch; ``input_shapes[0][0]`` is
+    the input channel/feature count. The module is created on torch's current default
+    device, so ``with torch.device("meta"):`` builds it without allocating weights.
+    """
+    opdef = get_op(op_name)
+    if opdef is None:
+        raise KeyError(f"unknown op {op_name!r}")
+    if opdef.name in MERGE_OPS:
+        raise ValueError(f"{opdef.name} is a merge: the backend applies it as a function")
+    attrs = normalize_attrs(opdef, bind_defaults(opdef, attrs))
+    return BUILDERS[opdef.name](attrs, [tuple(s) for s in input_shapes])

@@ -1,0 +1,451 @@
+"""Elaboration: a network definition plus parameter values -> a shape-checked graph IR.
+
+Shapes are inferred as nodes are created, with the same per-op rules as the
+``infer_shapes`` pass, because the language can branch on them (``in.c``).
+
+Naming (the state_dict contract, see docs/design.md): a label is the path segment of
+what it labels; a block instance, a ``seq`` or a labelled group opens a namespace whose
+unlabelled members are numbered 0, 1, 2 ... counting every member, like nn.Sequential;
+unlabelled groups, merges, conditionals and loops are transparent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from archdsl.elaborate.evaluate import Env, InShape, did_you_mean, evaluate, show, type_name
+from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
+from archdsl.errors import (
+    ArchError,
+    ArchLimitError,
+    ArchNameError,
+    ArchShapeError,
+    ArchTypeError,
+    Span,
+)
+from archdsl.frontend import ast
+from archdsl.ir import Graph, OpNode, Scope
+from archdsl.ops import OPS, get_op, normalize_attrs
+from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
+
+MAX_REPEAT = 10_000
+MAX_NODES = 200_000
+MAX_BLOCK_DEPTH = 48
+
+INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    # name -> accepted keyword parameters, positional in this order
+    "kaiming_normal": ("a", "mode", "nonlinearity"),
+    "kaiming_uniform": ("a", "mode", "nonlinearity"),
+    "xavier_normal": ("gain",),
+    "xavier_uniform": ("gain",),
+    "normal": ("mean", "std"),
+    "trunc_normal": ("mean", "std", "a", "b"),
+    "uniform": ("a", "b"),
+    "constant": ("val",),
+    "zeros": (),
+    "ones": (),
+    "default": (),
+}
+
+
+@dataclass
+class _Namespace:
+    path: str
+    counter: int = 0
+    labels: dict[str, Span] = field(default_factory=dict)
+
+    def join(self, segment: str) -> str:
+        return f"{self.path}.{segment}" if self.path else segment
+
+
+@dataclass(frozen=True)
+class InitRule:
+    """``init conv.weight = kaiming_normal(mode="fan_out")``, resolved."""
+
+    op: str
+    tensor: str
+    fn: str
+    kwargs: tuple[tuple[str, Any], ...]
+    span: Span
+
+
+class Elaborator:
+    """Builds one network's graph. Not reusable: make one per network instance."""
+
+    def __init__(self) -> None:
+        self.graph: Graph | None = None
+        self.ns: list[_Namespace] = []
+        self.block_stack: list[tuple[str, Span]] = []
+
+    # ---- networks -------------------------------------------------------------------
+    def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
+        defn, module, values, scales = self._bind_network(ref, overrides)
+        if scales:
+            raise ArchTypeError("scaled(...) is not supported yet", scales[0].span, module.source)
+        env = module.env.child(values)
+        graph = Graph(name=ref.defn.name, input_shape=())
+        graph.params = dict(values)
+        graph.span = ref.defn.span
+        self.graph = graph
+        self.ns = [_Namespace("")]
+        cur: str | None = None
+        inits: list[InitRule] = []
+        for stmt in defn.body.stmts:
+            if isinstance(stmt, ast.InputStmt):
+                if cur is not None:
+                    raise ArchTypeError("a network has exactly one input statement", stmt.span)
+                shape = self._input_shape(evaluate(stmt.shape, env), stmt.shape.span)
+                cur = graph.add(OpNode("input", "input", {}, None, stmt.span, shape), []).id
+                graph.input_shape = shape
+                env = env.child(in_shape=InShape(shape))
+            elif isinstance(stmt, ast.Assign):
+                env.set(stmt.name, evaluate(stmt.value, env))
+            elif isinstance(stmt, ast.InitStmt):
+                inits.append(self._init_rule(stmt, env))
+            elif isinstance(stmt, ast.OutputStmt):
+                raise ArchTypeError("side outputs are not supported yet", stmt.span)
+            else:
+                if cur is None:
+                    raise ArchTypeError(
+                        f"network '{defn.name}' needs 'input [C, H, W]' before its first layer",
+                        stmt.span,
+                    )
+                cur = self._stmt(stmt, env, cur)
+        if cur is None:
+            raise ArchTypeError(f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span)
+        graph.output = cur
+        graph.init = tuple(inits)  # type: ignore[assignment]
+        return graph
+
+    def _bind_network(
+        self, ref: NetworkRef, overrides: Mapping[str, Any]
+    ) -> tuple[ast.NetworkDef, SpecModule, dict[str, Any], list[ast.ScaleClause]]:
+        """Follow ``network b = a(args)`` to the defining network; bind its parameters:
+        defaults, then each alias's arguments (outermost last), then ``overrides``."""
+        chain: list[NetworkRef] = []
+        seen: set[int] = set()
+        while isinstance(ref.defn, ast.NetworkAlias):
+            if id(ref.defn) in seen:
+                raise ArchNameError(f"network '{ref.defn.name}' is defined in terms of itself", ref.defn.span)
+            seen.add(id(ref.defn))
+            chain.append(ref)
+            alias = ref.defn
+            target = ref.module.names.get(alias.base)
+            if not isinstance(target, NetworkRef):
+                nets = [n for n, v in ref.module.names.items() if isinstance(v, NetworkRef)]
+                what = "unknown network" if target is None else "not a network:"
+                raise ArchNameError(
+                    f"{what} '{alias.base}'{did_you_mean(alias.base, nets)}", alias.base_span, ref.module.source
+                )
+            ref = target
+        defn = ref.defn
+        assert isinstance(defn, ast.NetworkDef)
+        params = {p.name: p for p in defn.params}
+        given: dict[str, Any] = {}
+        scales: list[ast.ScaleClause] = []
+        for alias_ref in reversed(chain):
+            alias = alias_ref.defn
+            assert isinstance(alias, ast.NetworkAlias)
+            given.update(self._bind_args(
+                alias.args, list(params), f"network '{defn.name}'", alias_ref.module.env, alias.span
+            ))
+            scales.extend(alias.scales)
+        for name, value in overrides.items():
+            if name not in params:
+                raise ArchNameError(
+                    f"network '{defn.name}' has no parameter '{name}'{did_you_mean(name, params)}",
+                    chain[0].defn.span if chain else defn.span,
+                    (chain[0].module if chain else ref.module).source,
+                )
+            given[name] = value
+        values: dict[str, Any] = {}
+        env = ref.module.env.child()
+        for p in defn.params:
+            if p.name in given:
+                values[p.name] = given[p.name]
+            elif p.default is not None:
+                values[p.name] = evaluate(p.default, env)
+            else:
+                raise ArchTypeError(
+                    f"network '{defn.name}' needs a value for parameter '{p.name}'", p.span, ref.module.source
+                )
+            env.set(p.name, values[p.name])
+        return defn, ref.module, values, scales
+
+    def _input_shape(self, value: Any, span: Span) -> tuple[int, ...]:
+        if (
+            not isinstance(value, tuple)
+            or not 1 <= len(value) <= 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        ):
+            raise ArchTypeError(
+                f"input must be a list of 1 to 3 positive integers like [3, 224, 224], got {show(value)}", span
+            )
+        return tuple(value)
+
+    def _init_rule(self, stmt: ast.InitStmt, env: Env) -> InitRule:
+        if get_op(stmt.op) is None:
+            raise ArchNameError(f"init: unknown op '{stmt.op}'{did_you_mean(stmt.op, OPS)}", stmt.span)
+        if stmt.tensor not in ("weight", "bias"):
+            raise ArchNameError(f"init: tensor must be 'weight' or 'bias', got '{stmt.tensor}'", stmt.span)
+        names = INIT_FUNCTIONS.get(stmt.fn)
+        if names is None:
+            raise ArchNameError(
+                f"unknown init function '{stmt.fn}'{did_you_mean(stmt.fn, INIT_FUNCTIONS)}", stmt.span
+            )
+        kwargs = self._bind_args(stmt.args, list(names), f"init function '{stmt.fn}'", env, stmt.span)
+        return InitRule(get_op(stmt.op).name, stmt.tensor, stmt.fn, tuple(kwargs.items()), stmt.span)  # type: ignore[union-attr]
+
+    # ---- statements and chains --------------------------------------------------------
+    def _body(self, body: ast.Body, env: Env, cur: str) -> str:
+        for stmt in body.stmts:
+            cur = self._stmt(stmt, env, cur)
+        return cur
+
+    def _stmt(self, stmt: ast.Node, env: Env, cur: str) -> str:
+        if isinstance(stmt, ast.Assign):
+            env.set(stmt.name, evaluate(stmt.value, env))
+            return cur
+        if isinstance(stmt, ast.Chain):
+            for item in stmt.items:
+                cur = self._item(item, env, cur)
+            return cur
+        what = {ast.InputStmt: "input", ast.InitStmt: "init", ast.OutputStmt: "output"}.get(type(stmt), "this")
+        raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
+
+    def _item(self, item: ast.Item, env: Env, cur: str) -> str:
+        prim = item.primary
+        count = 1 if item.repeat is None else self._count(item.repeat, env)
+        if item.label is None:
+            for _ in range(count):
+                cur = self._unlabelled(prim, env, cur)
+            return cur
+        ns = self.ns[-1]
+        label_span = Span(item.span.path, item.span.line, item.span.column, item.span.line,
+                          item.span.column + len(item.label))
+        if item.label in ns.labels:
+            raise ArchNameError(
+                f"duplicate name '{item.label}' in {ns.path or 'the network'} (first used at {ns.labels[item.label]})",
+                label_span,
+            )
+        ns.labels[item.label] = label_span
+        ns.counter += 1
+        path = ns.join(item.label)
+        if item.repeat is None and isinstance(prim, ast.OpCall):
+            target = self._resolve_call(prim, env)
+            if isinstance(target, BlockRef):
+                return self._block(prim, target, env, cur, path)
+            return self._op(prim, target, env, cur, path)
+        if item.repeat is None and isinstance(prim, ast.Seq):
+            with self._namespace(path, "seq", "seq", prim.span, cur) as scope:
+                cur = self._body(prim.body, env.child(), cur)
+                scope.output = cur
+            return cur
+        with self._namespace(path, "group", item.label, item.span, cur) as scope:
+            for _ in range(count):
+                cur = self._unlabelled(prim, env, cur)
+            scope.output = cur
+        return cur
+
+    def _unlabelled(self, prim: ast.Node, env: Env, cur: str) -> str:
+        if isinstance(prim, ast.OpCall):
+            target = self._resolve_call(prim, env)
+            ns = self.ns[-1]
+            path = ns.join(str(ns.counter))
+            ns.counter += 1
+            if isinstance(target, BlockRef):
+                return self._block(prim, target, env, cur, path)
+            return self._op(prim, target, env, cur, path)
+        if isinstance(prim, ast.Seq):
+            ns = self.ns[-1]
+            path = ns.join(str(ns.counter))
+            ns.counter += 1
+            with self._namespace(path, "seq", "seq", prim.span, cur) as scope:
+                cur = self._body(prim.body, env.child(), cur)
+                scope.output = cur
+            return cur
+        if isinstance(prim, ast.Group):
+            return self._stmt(prim.chain, env, cur)
+        if isinstance(prim, ast.Merge):
+            return self._merge(prim, env, cur)
+        if isinstance(prim, ast.If):
+            cond = evaluate(prim.cond, env)
+            if not isinstance(cond, bool):
+                raise ArchTypeError(f"'if' needs true or false, got {type_name(cond)} {show(cond)}", prim.cond.span)
+            body = prim.then if cond else prim.other
+            return cur if body is None else self._body(body, env.child(), cur)
+        if isinstance(prim, ast.For):
+            values = evaluate(prim.iterable, env)
+            if not isinstance(values, tuple):
+                raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", prim.iterable.span)
+            for v in values:
+                cur = self._body(prim.body, env.child({prim.var: v}), cur)
+            return cur
+        raise ArchTypeError(f"unexpected {type(prim).__name__}", prim.span)  # pragma: no cover
+
+    def _count(self, expr: ast.Expr, env: Env) -> int:
+        n = evaluate(expr, env)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ArchTypeError(f"repetition count must be a non-negative integer, got {show(n)}", expr.span)
+        if n > MAX_REPEAT:
+            raise ArchLimitError(f"repetition count {n} exceeds the limit of {MAX_REPEAT}", expr.span)
+        return n
+
+    @contextlib.contextmanager
+    def _namespace(self, path: str, kind: str, name: str, span: Span, cur: str) -> Iterator[Scope]:
+        assert self.graph is not None
+        scope = Scope(path, kind, name, span, input=cur, output=cur)
+        self.graph.scopes[path] = scope
+        self.ns.append(_Namespace(path))
+        try:
+            yield scope
+        finally:
+            self.ns.pop()
+        if scope.output == scope.input:
+            del self.graph.scopes[path]  # nothing inside: no module
+
+    # ---- ops, blocks and merges ---------------------------------------------------
+    def _resolve_call(self, call: ast.OpCall, env: Env) -> BlockRef | OpDef:
+        try:
+            target = env.lookup(call.name)
+        except KeyError:
+            target = None
+        if isinstance(target, BlockRef):
+            return target
+        opdef = get_op(call.name)
+        if opdef is not None:
+            return opdef
+        if isinstance(target, NetworkRef):
+            raise ArchTypeError(f"'{call.name}' is a network; only blocks and ops can be layers", call.name_span)
+        blocks = [n for n in env.visible() if isinstance(_safe_lookup(env, n), BlockRef)]
+        raise ArchNameError(
+            f"unknown op or block '{call.name}'{did_you_mean(call.name, [*OPS, *blocks])}", call.name_span
+        )
+
+    def _bind_args(
+        self, args: tuple[ast.Arg, ...], names: list[str], what: str, env: Env, span: Span
+    ) -> dict[str, Any]:
+        bound: dict[str, Any] = {}
+        positional = True
+        for i, a in enumerate(args):
+            if a.name is None:
+                if not positional:
+                    raise ArchTypeError("positional argument after a keyword argument", a.span)
+                if i >= len(names):
+                    raise ArchTypeError(
+                        f"{what} takes at most {len(names)} positional argument{'s' * (len(names) != 1)}, got {len(args)}",
+                        a.span,
+                    )
+                name = names[i]
+            else:
+                positional = False
+                name = a.name
+                if name not in names:
+                    raise ArchNameError(
+                        f"{what} has no parameter '{name}'{did_you_mean(name, names)}", a.span
+                    )
+            if name in bound:
+                raise ArchTypeError(f"{what}: parameter '{name}' given twice", a.span)
+            bound[name] = evaluate(a.value, env)
+        return bound
+
+    def _op(self, call: ast.OpCall, opdef: OpDef, env: Env, cur: str, path: str) -> str:
+        assert self.graph is not None
+        names = [p.name for p in opdef.params]
+        attrs = self._bind_args(call.args, names, opdef.name, env, call.span)
+        for p in opdef.params:
+            if p.name not in attrs:
+                if p.default is REQUIRED:
+                    sig = ", ".join(q.name if q.default is REQUIRED else f"{q.name}={show(q.default)}" for q in opdef.params)
+                    raise ArchTypeError(f"{opdef.name} needs a value for '{p.name}': {opdef.name}({sig})", call.span)
+                attrs[p.name] = p.default
+        try:
+            attrs = normalize_attrs(opdef, attrs)
+        except ValueProblem as e:
+            span = next((a.span for i, a in enumerate(call.args)
+                         if (a.name or (names[i] if i < len(names) else None)) == e.param), call.span)
+            raise ArchTypeError(e.message, span) from None
+        producer = self.graph.node(cur)
+        try:
+            shape = tuple(opdef.infer(attrs, [producer.shape]))
+        except ShapeProblem as e:
+            raise self._shape_error(e, opdef.name, path, call.span, [producer]) from None
+        return self._add(OpNode(self.graph.new_id(opdef.name), opdef.name, attrs, path, call.span, shape,
+                                self.ns[-1].path), [cur])
+
+    def _add(self, node: OpNode, inputs: list[str]) -> str:
+        assert self.graph is not None
+        if len(self.graph) >= MAX_NODES:
+            raise ArchLimitError(f"the network has more than {MAX_NODES} nodes", node.span)
+        return self.graph.add(node, inputs).id
+
+    def _shape_error(
+        self, e: ShapeProblem, op: str, path: str | None, span: Span, producers: list[OpNode]
+    ) -> ArchShapeError:
+        consumer = f"{op} '{path}'" if path else op
+        err = ArchShapeError(f"{consumer}: {e.message}", span)
+        if e.arithmetic:
+            err.notes.append(e.arithmetic)
+        for i, p in enumerate(producers):
+            who = "the network input" if p.op == "input" else (f"{p.op} '{p.path}'" if p.path else p.op)
+            port = f"input {i}" if len(producers) > 1 else "its input"
+            err.notes.append(f"{port} {list(p.shape)} comes from {who} at {p.span}")
+        return err
+
+    def _block(self, call: ast.OpCall, ref: BlockRef, env: Env, cur: str, path: str) -> str:
+        assert self.graph is not None
+        defn = ref.defn
+        if any(name == defn.name for name, _ in self.block_stack):
+            trail = " -> ".join([n for n, _ in self.block_stack] + [defn.name])
+            raise ArchLimitError(f"block '{defn.name}' is recursive ({trail})", call.span)
+        if len(self.block_stack) >= MAX_BLOCK_DEPTH:
+            raise ArchLimitError(f"blocks nested deeper than {MAX_BLOCK_DEPTH}", call.span)
+        names = [p.name for p in defn.params]
+        given = self._bind_args(call.args, names, f"block '{defn.name}'", env, call.span)
+        in_shape = InShape(self.graph.node(cur).shape)
+        benv = ref.module.env.child(in_shape=in_shape)
+        for p in defn.params:
+            if p.name in given:
+                benv.set(p.name, given[p.name])
+            elif p.default is not None:
+                benv.set(p.name, evaluate(p.default, benv))
+            else:
+                raise ArchTypeError(f"block '{defn.name}' needs a value for '{p.name}'", call.span)
+        self.block_stack.append((defn.name, call.span))
+        try:
+            with self._namespace(path, "block", defn.name, call.span, cur) as scope:
+                try:
+                    cur = self._body(defn.body, benv.child(), cur)
+                except ArchError as e:
+                    if e.source is None and e.span.path != call.span.path:
+                        e.notes.append(f"in block '{defn.name}' called at {call.span}")
+                    raise
+                scope.output = cur
+        finally:
+            self.block_stack.pop()
+        return cur
+
+    def _merge(self, merge: ast.Merge, env: Env, cur: str) -> str:
+        assert self.graph is not None
+        outs = [self._stmt(branch, env.child(), cur) for branch in merge.branches]
+        if not outs:
+            raise ArchTypeError(f"{merge.kind} needs at least one branch", merge.span)
+        opdef = get_op(merge.kind)
+        assert opdef is not None
+        producers = [self.graph.node(o) for o in outs]
+        try:
+            shape = tuple(opdef.infer({}, [p.shape for p in producers]))
+        except ShapeProblem as e:
+            raise self._shape_error(e, merge.kind, None, merge.span, producers) from None
+        return self._add(OpNode(self.graph.new_id(merge.kind), merge.kind, {}, None, merge.span, shape,
+                                self.ns[-1].path), outs)
+
+
+def _safe_lookup(env: Env, name: str) -> Any:
+    try:
+        return env.lookup(name)
+    except KeyError:
+        return None

@@ -1,0 +1,388 @@
+"""The expression evaluator: the only way a spec computes a value. No Python eval/exec.
+
+Values are ``int``, ``float``, ``bool``, ``str``, ``None``, tuples (the language's lists)
+and :class:`InShape` (``in``, the shape of the current block's input).
+
+>>> from archdsl.frontend import parse
+>>> expr = parse("v = make_divisible(32 * 1.1, 8) + max([1, 2])").defs[0].value
+>>> evaluate(expr, Env({}))
+34
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.errors import ArchLimitError, ArchNameError, ArchTypeError, Span
+from archdsl.frontend import ast
+
+MAX_INT = 10**18
+MAX_LIST = 100_000
+
+
+@dataclass(frozen=True)
+class InShape:
+    """``in``: the per-sample shape of a block's input, e.g. ``in.c``, ``in.h``, ``in.w``."""
+
+    shape: tuple[int, ...]
+
+    def attribute(self, name: str, span: Span) -> Any:
+        dims = self.shape
+        if name == "shape":
+            return dims
+        if name == "rank":
+            return len(dims)
+        if name in ("c", "f"):
+            return dims[0]
+        if name in ("h", "w"):
+            if len(dims) != 3:
+                raise ArchTypeError(f"in.{name}: the input has shape {list(dims)}, no spatial size", span)
+            return dims[1] if name == "h" else dims[2]
+        raise ArchNameError(
+            f"'in' has no attribute '{name}'{_did_you_mean(name, ['c', 'h', 'w', 'shape', 'rank'])}",
+            span,
+        )
+
+
+class Env:
+    """A chain of name frames: block or network locals over a file's top-level names."""
+
+    def __init__(self, names: Mapping[str, Any], parent: Env | None = None,
+                 in_shape: InShape | None = None):
+        self.names = dict(names)
+        self.parent = parent
+        self.in_shape = in_shape if in_shape is not None else (parent.in_shape if parent else None)
+
+    def child(self, names: Mapping[str, Any] | None = None, in_shape: InShape | None = None) -> Env:
+        return Env(names or {}, self, in_shape)
+
+    def lookup(self, name: str) -> Any:
+        env: Env | None = self
+        while env is not None:
+            if name in env.names:
+                return env.names[name]
+            env = env.parent
+        raise KeyError(name)
+
+    def visible(self) -> list[str]:
+        out: set[str] = set()
+        env: Env | None = self
+        while env is not None:
+            out.update(env.names)
+            env = env.parent
+        return sorted(out)
+
+    def set(self, name: str, value: Any) -> None:
+        self.names[name] = value
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
+    return _did_you_mean(name, candidates)
+
+
+def type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if v is None:
+        return "none"
+    if isinstance(v, tuple):
+        return "list"
+    if isinstance(v, InShape):
+        return "shape"
+    return type(v).__name__
+
+
+def show(v: Any) -> str:
+    """A value as the language writes it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(show(x) for x in v) + "]"
+    if isinstance(v, InShape):
+        return "in" + str(list(v.shape))
+    return repr(v)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_num(v: Any, span: Span) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and abs(v) > MAX_INT:
+        raise ArchLimitError(f"number {v:.3e} is too large (limit {MAX_INT:.0e})", span)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ArchTypeError(f"arithmetic produced {v}", span)
+    return v
+
+
+def _num_arg(name: str, v: Any, span: Span) -> int | float:
+    if not _is_num(v):
+        raise ArchTypeError(f"{name}() needs a number, got {type_name(v)} {show(v)}", span)
+    return v  # type: ignore[no-any-return]
+
+
+def _int_result(name: str, v: float, span: Span) -> int:
+    if not math.isfinite(v):
+        raise ArchTypeError(f"{name}() of {v}", span)
+    return _check_num(int(v), span)  # type: ignore[no-any-return]
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round ``v`` to a multiple of ``divisor``, never below 90% of ``v`` (MobileNet/EfficientNet)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def _bi_minmax(fn: Callable[..., Any], name: str) -> Callable[[list[Any], Span], Any]:
+    def impl(args: list[Any], span: Span) -> Any:
+        items = list(args[0]) if len(args) == 1 and isinstance(args[0], tuple) else args
+        if not items:
+            raise ArchTypeError(f"{name}() of nothing", span)
+        for v in items:
+            _num_arg(name, v, span)
+        return fn(items)
+
+    return impl
+
+
+def _bi_round(args: list[Any], span: Span) -> Any:
+    if len(args) not in (1, 2):
+        raise ArchTypeError(f"round() takes 1 or 2 arguments, got {len(args)}", span)
+    v = _num_arg("round", args[0], span)
+    if len(args) == 2:
+        nd = args[1]
+        if not isinstance(nd, int) or isinstance(nd, bool) or not 0 <= nd <= 15:
+            raise ArchTypeError("round(): digits must be an integer 0..15", span)
+        return round(float(v), nd)
+    return _int_result("round", round(v), span)
+
+
+def _bi_range(args: list[Any], span: Span) -> Any:
+    if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise ArchTypeError("range() takes 1 to 3 integers", span)
+    if len(args) == 3 and args[2] == 0:
+        raise ArchTypeError("range() step must not be zero", span)
+    r = range(*args)
+    if len(r) > MAX_LIST:
+        raise ArchLimitError(f"range() of {len(r)} items; the limit is {MAX_LIST}", span)
+    return tuple(r)
+
+
+def _bi_make_divisible(args: list[Any], span: Span) -> Any:
+    if not 1 <= len(args) <= 3:
+        raise ArchTypeError("make_divisible(value, divisor=8, min_value=none) takes 1 to 3 arguments", span)
+    v = _num_arg("make_divisible", args[0], span)
+    divisor = args[1] if len(args) > 1 else 8
+    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
+        raise ArchTypeError("make_divisible(): divisor must be a positive integer", span)
+    min_value = args[2] if len(args) > 2 else None
+    if min_value is not None and not _is_num(min_value):
+        raise ArchTypeError("make_divisible(): min_value must be a number or none", span)
+    return _check_num(make_divisible(v, divisor, min_value), span)
+
+
+def _one(name: str, fn: Callable[[Any, Span], Any]) -> Callable[[list[Any], Span], Any]:
+    def impl(args: list[Any], span: Span) -> Any:
+        if len(args) != 1:
+            raise ArchTypeError(f"{name}() takes exactly one argument, got {len(args)}", span)
+        return fn(args[0], span)
+
+    return impl
+
+
+def _bi_int(v: Any, span: Span) -> int:
+    if isinstance(v, bool):
+        return int(v)
+    return _int_result("int", _num_arg("int", v, span), span)
+
+
+def _bi_len(v: Any, span: Span) -> int:
+    if not isinstance(v, (tuple, str)):
+        raise ArchTypeError(f"len() needs a list, got {type_name(v)}", span)
+    return len(v)
+
+
+def _bi_sum(v: Any, span: Span) -> Any:
+    if not isinstance(v, tuple):
+        raise ArchTypeError(f"sum() needs a list, got {type_name(v)}", span)
+    for x in v:
+        _num_arg("sum", x, span)
+    return _check_num(sum(v), span)
+
+
+BUILTINS: dict[str, Callable[[list[Any], Span], Any]] = {
+    "min": _bi_minmax(min, "min"),
+    "max": _bi_minmax(max, "max"),
+    "int": _one("int", _bi_int),
+    "float": _one("float", lambda v, s: float(_num_arg("float", v, s))),
+    "round": _bi_round,
+    "ceil": _one("ceil", lambda v, s: _int_result("ceil", math.ceil(_num_arg("ceil", v, s)), s)),
+    "floor": _one("floor", lambda v, s: _int_result("floor", math.floor(_num_arg("floor", v, s)), s)),
+    "abs": _one("abs", lambda v, s: abs(_num_arg("abs", v, s))),
+    "sqrt": _one("sqrt", lambda v, s: _sqrt(_num_arg("sqrt", v, s), s)),
+    "len": _one("len", _bi_len),
+    "sum": _one("sum", _bi_sum),
+    "range": _bi_range,
+    "make_divisible": _bi_make_divisible,
+}
+
+
+def _sqrt(v: float, span: Span) -> float:
+    if v < 0:
+        raise ArchTypeError(f"sqrt() of a negative number {v}", span)
+    return math.sqrt(v)
+
+
+def evaluate(expr: ast.Expr, env: Env) -> Any:
+    """Evaluate an expression in ``env``; errors point at the offending sub-expression."""
+    if isinstance(expr, ast.Literal):
+        return expr.value
+    if isinstance(expr, ast.Name):
+        try:
+            return env.lookup(expr.id)
+        except KeyError:
+            hint = did_you_mean(expr.id, [*env.visible(), *BUILTINS])
+            raise ArchNameError(f"unknown name '{expr.id}'{hint}", expr.span) from None
+    if isinstance(expr, ast.InRef):
+        if env.in_shape is None:
+            raise ArchNameError("'in' is only defined inside a block or network body", expr.span)
+        return env.in_shape
+    if isinstance(expr, ast.ListExpr):
+        return tuple(evaluate(e, env) for e in expr.items)
+    if isinstance(expr, ast.Index):
+        return _index(evaluate(expr.base, env), evaluate(expr.index, env), expr)
+    if isinstance(expr, ast.Attr):
+        base = evaluate(expr.base, env)
+        if isinstance(base, InShape):
+            return base.attribute(expr.name, expr.span)
+        raise ArchTypeError(f"a {type_name(base)} has no attribute '{expr.name}'", expr.span)
+    if isinstance(expr, ast.Call):
+        fn = BUILTINS.get(expr.func)
+        if fn is None:
+            raise ArchNameError(
+                f"unknown function '{expr.func}'{did_you_mean(expr.func, BUILTINS)}", expr.span
+            )
+        for a in expr.args:
+            if a.name is not None:
+                raise ArchTypeError(f"{expr.func}() takes no keyword arguments", a.span)
+        return _check_num(fn([evaluate(a.value, env) for a in expr.args], expr.span), expr.span)
+    if isinstance(expr, ast.UnaryOp):
+        v = evaluate(expr.operand, env)
+        if expr.op == "not":
+            return not _bool(v, "not", expr.operand.span)
+        if not _is_num(v):
+            raise ArchTypeError(f"unary '{expr.op}' needs a number, got {type_name(v)}", expr.span)
+        return -v if expr.op == "-" else v
+    if isinstance(expr, ast.Ternary):
+        cond = _bool(evaluate(expr.cond, env), "if", expr.cond.span)
+        return evaluate(expr.then if cond else expr.other, env)
+    if isinstance(expr, ast.BinOp):
+        if expr.op in ("and", "or"):
+            left = _bool(evaluate(expr.left, env), expr.op, expr.left.span)
+            if (expr.op == "and") != left:
+                return left
+            return _bool(evaluate(expr.right, env), expr.op, expr.right.span)
+        return _binop(expr.op, evaluate(expr.left, env), evaluate(expr.right, env), expr)
+    raise ArchTypeError(f"cannot evaluate {type(expr).__name__}", expr.span)  # pragma: no cover
+
+
+def _bool(v: Any, what: str, span: Span) -> bool:
+    if not isinstance(v, bool):
+        raise ArchTypeError(f"'{what}' needs true or false, got {type_name(v)} {show(v)}", span)
+    return v
+
+
+def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
+    if isinstance(base, InShape):
+        base = base.shape
+    if not isinstance(base, (tuple, str)):
+        raise ArchTypeError(f"cannot index a {type_name(base)}", expr.base.span)
+    if not isinstance(idx, int) or isinstance(idx, bool):
+        raise ArchTypeError(f"list index must be an integer, got {type_name(idx)}", expr.index.span)
+    if not -len(base) <= idx < len(base):
+        raise ArchTypeError(
+            f"index {idx} out of range for a list of {len(base)} items {show(base)}", expr.index.span
+        )
+    return base[idx]
+
+
+_COMPARE = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _binop(op: str, a: Any, b: Any, expr: ast.BinOp) -> Any:
+    span = expr.span
+    if op in ("==", "!="):
+        same = type_name(a) == type_name(b) or (_is_num(a) and _is_num(b))
+        return _COMPARE[op](a, b) if same else op == "!="
+    if op in _COMPARE:
+        if (_is_num(a) and _is_num(b)) or (isinstance(a, str) and isinstance(b, str)):
+            return _COMPARE[op](a, b)
+        raise ArchTypeError(f"cannot compare {type_name(a)} {op} {type_name(b)}", span)
+    if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
+        if len(a) + len(b) > MAX_LIST:
+            raise ArchLimitError(f"list of {len(a) + len(b)} items; the limit is {MAX_LIST}", span)
+        return a + b
+    if op == "+" and isinstance(a, str) and isinstance(b, str):
+        return a + b
+    if not (_is_num(a) and _is_num(b)):
+        raise ArchTypeError(
+            f"cannot apply '{op}' to {type_name(a)} {show(a)} and {type_name(b)} {show(b)}", span
+        )
+    if op in ("/", "//", "%") and b == 0:
+        raise ArchTypeError(f"division by zero in {show(a)} {op} {show(b)}", span)
+    if op == "+":
+        r = a + b
+    elif op == "-":
+        r = a - b
+    elif op == "*":
+        r = a * b
+    elif op == "/":
+        r = a / b
+    elif op == "//":
+        r = a // b
+    elif op == "%":
+        r = a % b
+    elif op == "**":
+        if isinstance(b, int) and abs(b) > 256 or (isinstance(a, int) and abs(a) > 1 and b > 64):
+            raise ArchLimitError(f"{show(a)} ** {show(b)} is too large", span)
+        if a == 0 and b < 0:
+            raise ArchTypeError("zero to a negative power", span)
+        r = a**b
+        if isinstance(r, complex):
+            raise ArchTypeError(f"{show(a)} ** {show(b)} is not a real number", span)
+    else:  # pragma: no cover
+        raise ArchTypeError(f"unknown operator {op}", span)
+    return _check_num(r, span)

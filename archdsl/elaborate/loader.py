@@ -1,0 +1,130 @@
+"""Spec files and imports: each file becomes a :class:`SpecModule` of top-level names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archdsl.elaborate.evaluate import Env, evaluate
+from archdsl.errors import ArchError, ArchImportError, ArchLimitError, ArchNameError, Span
+from archdsl.frontend import ast, parse
+
+MAX_IMPORT_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """A block definition together with the file whose names it sees."""
+
+    defn: ast.BlockDef
+    module: SpecModule
+
+
+@dataclass(frozen=True)
+class NetworkRef:
+    defn: ast.NetworkDef | ast.NetworkAlias
+    module: SpecModule
+
+
+@dataclass(eq=False)
+class SpecModule:
+    """The top-level names of one spec file: blocks, networks and constants."""
+
+    path: str
+    source: str
+    ast: ast.Module
+    names: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, Span] = field(default_factory=dict)
+    local_networks: list[str] = field(default_factory=list)
+    env: Env = field(default_factory=lambda: Env({}))
+
+    def define(self, name: str, value: Any, span: Span) -> None:
+        if name in self.names and self.names[name] is not value:
+            first = self.origins[name]
+            raise ArchNameError(f"'{name}' is already defined at {first}", span, self.source)
+        self.names[name] = value
+        self.origins[name] = span
+        self.env.set(name, value)
+
+
+def bundled_spec_root() -> Path:
+    """The folder of the specs shipped with archdsl (works after a non-editable install)."""
+    from importlib import resources
+
+    return Path(str(resources.files("archdsl.specs")))
+
+
+class Loader:
+    """Loads spec files once each, resolving imports relative to the importing file first,
+    then along the search path (the bundled spec library last)."""
+
+    def __init__(self, search_path: list[Path] | None = None):
+        self.search_path = list(search_path or []) + [bundled_spec_root()]
+        self.cache: dict[str, SpecModule] = {}
+        self.stack: list[str] = []
+
+    def load_file(self, path: str | os.PathLike[str], span: Span | None = None) -> SpecModule:
+        real = os.path.realpath(path)
+        if real in self.cache:
+            return self.cache[real]
+        try:
+            with open(real, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise ArchImportError(f"{path} is not UTF-8 text ({e.reason})", span or Span(str(path), 1, 1)) from None
+        except OSError as e:
+            raise ArchImportError(f"cannot read {path}: {e.strerror}", span or Span(str(path), 1, 1)) from None
+        return self.load_source(text, str(path), key=real)
+
+    def load_source(self, text: str, path: str = "<string>", key: str | None = None) -> SpecModule:
+        key = key or path
+        if key in self.stack:
+            cycle = " -> ".join(os.path.basename(p) for p in self.stack[self.stack.index(key):])
+            raise ArchImportError(f"import cycle: {cycle} -> {os.path.basename(key)}", Span(path, 1, 1))
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            raise ArchLimitError(f"imports nested deeper than {MAX_IMPORT_DEPTH}", Span(path, 1, 1), text)
+        tree = parse(text, path)
+        module = SpecModule(path, text, tree)
+        self.stack.append(key)
+        try:
+            self._define_all(module)
+        except ArchError as e:
+            if e.source is None and e.span.path == path:
+                e.source = text
+            raise
+        finally:
+            self.stack.pop()
+        self.cache[key] = module
+        return module
+
+    def _define_all(self, module: SpecModule) -> None:
+        for d in module.ast.defs:
+            if isinstance(d, ast.Import):
+                imported = self.load_file(self._resolve(d, module), d.span)
+                for name, value in imported.names.items():
+                    module.define(name, value, d.span)
+            elif isinstance(d, ast.BlockDef):
+                module.define(d.name, BlockRef(d, module), d.span)
+            elif isinstance(d, (ast.NetworkDef, ast.NetworkAlias)):
+                module.define(d.name, NetworkRef(d, module), d.span)
+                module.local_networks.append(d.name)
+            elif isinstance(d, ast.Assign):
+                module.define(d.name, evaluate(d.value, module.env), d.span)
+
+    def _resolve(self, imp: ast.Import, module: SpecModule) -> str:
+        rel = imp.path
+        if not rel or os.path.isabs(rel):
+            raise ArchImportError(f"import path must be relative, got \"{rel}\"", imp.span)
+        candidates = []
+        if not module.path.startswith("<"):
+            candidates.append(Path(module.path).parent / rel)
+        else:
+            candidates.append(Path.cwd() / rel)
+        candidates += [root / rel for root in self.search_path]
+        for c in candidates:
+            if c.is_file():
+                return str(c)
+        looked = ", ".join(str(c.parent) for c in candidates)
+        raise ArchImportError(f"cannot find \"{rel}\" (looked in {looked})", imp.span)

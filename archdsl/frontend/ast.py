@@ -1,0 +1,228 @@
+"""AST dataclasses. Every node carries the span of the text it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.errors import Span
+
+# ---- expressions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expr:
+    span: Span
+
+
+@dataclass(frozen=True)
+class Literal(Expr):
+    value: Any  # int, float, str, bool or None
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    id: str
+
+
+@dataclass(frozen=True)
+class InRef(Expr):
+    """``in``: the shape of the current block's input."""
+
+
+@dataclass(frozen=True)
+class ListExpr(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Index(Expr):
+    base: Expr
+    index: Expr
+
+
+@dataclass(frozen=True)
+class Attr(Expr):
+    base: Expr
+    name: str
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str | None
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    func: str
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    op: str  # + - * / // % ** == != < <= > >= and or
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class UnaryOp(Expr):
+    op: str  # - + not
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Ternary(Expr):
+    cond: Expr
+    then: Expr
+    other: Expr
+
+
+# ---- chains and items -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span
+
+
+@dataclass(frozen=True)
+class OpCall(Node):
+    """``name`` or ``name(args)``: an op or a block instance."""
+
+    name: str
+    args: tuple[Arg, ...]
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Chain(Node):
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Group(Node):
+    chain: Chain
+
+
+@dataclass(frozen=True)
+class Merge(Node):
+    kind: str  # add, concat, mul
+    branches: tuple[Chain, ...]
+
+
+@dataclass(frozen=True)
+class Body(Node):
+    stmts: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Seq(Node):
+    body: Body
+
+
+@dataclass(frozen=True)
+class If(Node):
+    cond: Expr
+    then: Body
+    other: Body | None
+
+
+@dataclass(frozen=True)
+class For(Node):
+    var: str
+    iterable: Expr
+    body: Body
+
+
+@dataclass(frozen=True)
+class Item(Node):
+    label: str | None
+    primary: Node
+    repeat: Expr | None
+
+
+# ---- statements -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assign(Node):
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class InputStmt(Node):
+    shape: Expr
+
+
+@dataclass(frozen=True)
+class InitStmt(Node):
+    """``init conv.weight = kaiming_normal(mode="fan_out")``."""
+
+    op: str
+    tensor: str
+    fn: str
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class OutputStmt(Node):
+    """``output aux1 = chain``: a side output computed in training mode only."""
+
+    name: str
+    chain: Chain
+
+
+# ---- definitions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamDef(Node):
+    name: str
+    default: Expr | None
+
+
+@dataclass(frozen=True)
+class BlockDef(Node):
+    name: str
+    params: tuple[ParamDef, ...]
+    body: Body
+
+
+@dataclass(frozen=True)
+class NetworkDef(Node):
+    name: str
+    params: tuple[ParamDef, ...]
+    body: Body
+
+
+@dataclass(frozen=True)
+class ScaleClause(Node):
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class NetworkAlias(Node):
+    """``network b = a(args) scaled(...)``."""
+
+    name: str
+    base: str
+    base_span: Span
+    args: tuple[Arg, ...]
+    scales: tuple[ScaleClause, ...]
+
+
+@dataclass(frozen=True)
+class Import(Node):
+    path: str
+
+
+@dataclass(frozen=True)
+class Module(Node):
+    """One spec file."""
+
+    path: str
+    defs: tuple[Node, ...]

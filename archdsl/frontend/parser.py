@@ -1,0 +1,352 @@
+"""Text -> AST. Lark's exceptions become ArchSyntaxError here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from archdsl.errors import ArchLimitError, ArchSyntaxError, Span
+from archdsl.frontend import ast
+
+MAX_SOURCE_BYTES = 1_000_000
+MAX_NESTING = 64
+
+_OPENERS = {"(", "["}
+_CLOSERS = {")", "]"}
+# A newline after one of these cannot end a statement; before one of these it is ignored.
+_JOIN_AFTER = {
+    "{", "(", "[", ",", "=", ":", "->", "+", "-", "*", "/", "//", "%", "**",
+    "==", "!=", "<", "<=", ">", ">=", "and", "or", "not", "if", "else", "x", "in",
+}
+_JOIN_BEFORE = {"->", "}", ")", "]", "else", ","}
+
+
+class _Postlex:
+    """Drops newlines that do not end a statement; bounds nesting depth."""
+
+    always_accept = ("_NL",)
+
+    def __init__(self) -> None:
+        self.path = "<string>"
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        nesting = 0
+        pending: Token | None = None
+        prev: Token | None = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if depth > 0 or prev is None or _joins_after(prev):
+                    continue
+                pending = pending or tok
+                continue
+            value = tok.value
+            if tok.type not in ("NAME", "STRING", "NUMBER"):
+                if value in _OPENERS:
+                    depth += 1
+                elif value in _CLOSERS:
+                    depth = max(0, depth - 1)
+                if value in _OPENERS or value == "{":
+                    nesting += 1
+                    if nesting > MAX_NESTING:
+                        raise ArchLimitError(
+                            f"nesting deeper than {MAX_NESTING} levels",
+                            Span(self.path, tok.line, tok.column),
+                        )
+                elif value in _CLOSERS or value == "}":
+                    nesting = max(0, nesting - 1)
+            if pending is not None:
+                if not (value in _JOIN_BEFORE and tok.type not in ("STRING",)):
+                    yield pending
+                pending = None
+            yield tok
+            prev = tok
+
+
+def _joins_after(tok: Token) -> bool:
+    return tok.type not in ("NAME", "STRING", "NUMBER") and tok.value in _JOIN_AFTER
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark.open(
+        "archdsl.lark",
+        rel_to=__file__,
+        parser="lalr",
+        lexer="basic",
+        propagate_positions=True,
+        postlex=_Postlex(),
+        maybe_placeholders=True,
+        cache=False,
+    )
+
+
+_TOKEN_WORDS = {
+    "_NL": "end of line", "$END": "end of file", "NAME": "a name", "NUMBER": "a number",
+    "STRING": "a string", "ARROW": "'->'", "REPEAT": "'x'", "LBRACE": "'{'", "RBRACE": "'}'",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
+    "EQUAL": "'='", "COLON": "':'", "DOT": "'.'", "ELSE": "'else'",
+    "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "an operator",
+}
+
+
+def _describe(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected})
+    if len(words) > 6:
+        words = words[:6] + ["..."]
+    return ", ".join(words)
+
+
+def parse(text: str, path: str = "<string>") -> ast.Module:
+    """Parse one spec file into an AST :class:`~archdsl.frontend.ast.Module`."""
+    if len(text) > MAX_SOURCE_BYTES:
+        raise ArchLimitError(
+            f"spec file is {len(text)} characters; the limit is {MAX_SOURCE_BYTES}",
+            Span(path, 1, 1),
+            text,
+        )
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        col = text.index("\x00") - (text.rfind("\n", 0, text.index("\x00")) + 1) + 1
+        raise ArchSyntaxError("NUL byte in spec file", Span(path, line, col), text)
+    parser = _lark()
+    parser.options.postlex.path = path  # type: ignore[union-attr]
+    try:
+        tree = parser.parse(text)
+    except ArchLimitError as e:
+        e.source = text
+        raise
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, path) from None
+    try:
+        return _ToAst(path).transform(tree).with_path(path)  # type: ignore[no-any-return]
+    except RecursionError:
+        raise ArchLimitError("spec nested too deeply", Span(path, 1, 1), text) from None
+
+
+def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
+    line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        msg = f"unexpected character {ch!r}"
+    elif isinstance(e, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        msg = f"unexpected end of file; expected {_describe(set(e.expected))}"
+    elif isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            lines = text.splitlines() or [""]
+            line, col = len(lines), len(lines[-1]) + 1
+            what = "end of file"
+        elif tok.type == "_NL":
+            what = "end of line"
+        else:
+            what = repr(tok.value)
+        msg = f"unexpected {what}; expected {_describe(set(e.expected))}"
+        if tok.type == "NAME" and "REPEAT" in e.expected and tok.value != "x":
+            msg += " (statements are separated by newlines or ';')"
+    else:  # pragma: no cover - other lark errors
+        msg = str(e).splitlines()[0]
+    end = col + 1
+    return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1), line, end), text)
+
+
+def _span(path: str, meta: object) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(path, 0, 0)
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)  # type: ignore[attr-defined]
+
+
+def _tok_span(path: str, tok: Token) -> Span:
+    return Span(path, tok.line or 0, tok.column or 0, tok.end_line, tok.end_column)
+
+
+class _ModuleResult:
+    def __init__(self, defs: tuple[ast.Node, ...], span: Span):
+        self.defs, self.span = defs, span
+
+    def with_path(self, path: str) -> ast.Module:
+        return ast.Module(self.span, path, self.defs)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Builds AST nodes from the parse tree, and nothing else."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _s(self, meta: object) -> Span:
+        return _span(self.path, meta)
+
+    # ---- top level
+    def start(self, meta, children):
+        return _ModuleResult(tuple(c for c in children if c is not None), self._s(meta))
+
+    def import_stmt(self, meta, children):
+        return ast.Import(self._s(meta), _unquote(children[0]))
+
+    def block_def(self, meta, children):
+        name, params, body = children
+        return ast.BlockDef(self._s(meta), str(name), tuple(params or ()), body)
+
+    def network_def(self, meta, children):
+        name, params, body = children
+        return ast.NetworkDef(self._s(meta), str(name), tuple(params or ()), body)
+
+    def network_alias(self, meta, children):
+        name, ref = children
+        base, args, scales, base_span = ref
+        return ast.NetworkAlias(self._s(meta), str(name), base, base_span, args, scales)
+
+    def network_ref(self, meta, children):
+        base = children[0]
+        scales = tuple(c for c in children if isinstance(c, ast.ScaleClause))
+        return (str(base), _args(children), scales, _tok_span(self.path, base))
+
+    def scale_clause(self, meta, children):
+        return ast.ScaleClause(self._s(meta), _args(children))
+
+    def params(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def param(self, meta, children):
+        name, default = children
+        return ast.ParamDef(self._s(meta), str(name), default)
+
+    # ---- statements
+    def body(self, meta, children):
+        return ast.Body(self._s(meta), tuple(c for c in children if c is not None))
+
+    def assign(self, meta, children):
+        return ast.Assign(self._s(meta), str(children[0]), children[1])
+
+    def input_stmt(self, meta, children):
+        return ast.InputStmt(self._s(meta), children[0])
+
+    def init_stmt(self, meta, children):
+        op, tensor, fn, *args = children
+        return ast.InitStmt(self._s(meta), str(op), str(tensor), str(fn), _args(args))
+
+    def output_stmt(self, meta, children):
+        return ast.OutputStmt(self._s(meta), str(children[0]), children[1])
+
+    def chain(self, meta, children):
+        items = tuple(c for c in children if isinstance(c, ast.Item))
+        return ast.Chain(self._s(meta), items)
+
+    def item(self, meta, children):
+        label, primary, _x, repeat = children
+        return ast.Item(self._s(meta), str(label) if label is not None else None, primary, repeat)
+
+    def op_call(self, meta, children):
+        name, *args = children
+        return ast.OpCall(self._s(meta), str(name), _args(args), _tok_span(self.path, name))
+
+    def group(self, meta, children):
+        return ast.Group(self._s(meta), children[0])
+
+    def merge(self, meta, children):
+        kind, *branches = children
+        return ast.Merge(self._s(meta), str(kind), tuple(b for b in branches if b is not None))
+
+    def seq(self, meta, children):
+        return ast.Seq(self._s(meta), children[0])
+
+    def if_item(self, meta, children):
+        cond, then, _else, other = children
+        if isinstance(other, ast.If):
+            other = ast.Body(other.span, (ast.Chain(other.span, (ast.Item(other.span, None, other, None),)),))
+        return ast.If(self._s(meta), cond, then, other)
+
+    def for_item(self, meta, children):
+        var, iterable, body = children
+        return ast.For(self._s(meta), str(var), iterable, body)
+
+    def arg(self, meta, children):
+        name, value = children
+        return ast.Arg(str(name) if name is not None else None, value, self._s(meta))
+
+    # ---- expressions
+    def ternary(self, meta, children):
+        then, cond, _else, other = children
+        return ast.Ternary(self._s(meta), cond, then, other)
+
+    def or_op(self, meta, children):
+        return ast.BinOp(self._s(meta), "or", children[0], children[1])
+
+    def and_op(self, meta, children):
+        return ast.BinOp(self._s(meta), "and", children[0], children[1])
+
+    def not_op(self, meta, children):
+        return ast.UnaryOp(self._s(meta), "not", children[0])
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.BinOp(self._s(meta), str(op), left, right)
+
+    def binop(self, meta, children):
+        left, op, right = children
+        return ast.BinOp(self._s(meta), str(op), left, right)
+
+    def unop(self, meta, children):
+        op, operand = children
+        return ast.UnaryOp(self._s(meta), str(op), operand)
+
+    def pow_op(self, meta, children):
+        return ast.BinOp(self._s(meta), "**", children[0], children[2])
+
+    def index(self, meta, children):
+        return ast.Index(self._s(meta), children[0], children[1])
+
+    def attr(self, meta, children):
+        return ast.Attr(self._s(meta), children[0], str(children[1]))
+
+    def call(self, meta, children):
+        name, *args = children
+        return ast.Call(self._s(meta), str(name), _args(args))
+
+    def number(self, meta, children):
+        text = str(children[0])
+        if any(c in text for c in ".eE"):
+            value: int | float = float(text)
+        else:
+            value = int(text)
+        return ast.Literal(self._s(meta), value)
+
+    def string(self, meta, children):
+        return ast.Literal(self._s(meta), _unquote(children[0]))
+
+    def true(self, meta, children):
+        return ast.Literal(self._s(meta), True)
+
+    def false(self, meta, children):
+        return ast.Literal(self._s(meta), False)
+
+    def none(self, meta, children):
+        return ast.Literal(self._s(meta), None)
+
+    def name(self, meta, children):
+        return ast.Name(self._s(meta), str(children[0]))
+
+    def in_ref(self, meta, children):
+        return ast.InRef(self._s(meta))
+
+    def list(self, meta, children):
+        return ast.ListExpr(self._s(meta), tuple(c for c in children if c is not None))
+
+
+def _args(children: list) -> tuple[ast.Arg, ...]:
+    return tuple(c for c in children if isinstance(c, ast.Arg))
+
+
+def _unquote(tok: Token | str) -> str:
+    return str(tok)[1:-1]
+
+
+__all__ = ["parse", "Tree"]

@@ -1,0 +1,38 @@
+"""The op registry: what each built-in op takes, how it transforms shapes, what it costs.
+
+Pure Python, no torch: ``archdsl check`` and ``summary`` run on it alone. The torch module
+for each op is built in ``archdsl.backends.torch_modules``.
+"""
+
+from __future__ import annotations
+
+from archdsl.ops.attrs import bind_defaults, describe_param, normalize_attrs
+from archdsl.ops.base import (
+    REQUIRED,
+    OpDef,
+    Param,
+    Shape,
+    ShapeProblem,
+    ValueProblem,
+    format_shape,
+    format_value,
+)
+from archdsl.ops.registry import ALL_OPS, MERGE_OPS, OPS, get_op
+
+__all__ = [
+    "ALL_OPS",
+    "MERGE_OPS",
+    "OPS",
+    "REQUIRED",
+    "OpDef",
+    "Param",
+    "Shape",
+    "ShapeProblem",
+    "ValueProblem",
+    "bind_defaults",
+    "describe_param",
+    "format_shape",
+    "format_value",
+    "get_op",
+    "normalize_attrs",
+]

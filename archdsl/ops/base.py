@@ -1,0 +1,124 @@
+"""The op registry's vocabulary: what an op declares about itself.
+
+An op is data plus pure functions of its attributes and input shapes. Shapes here never
+include the batch dimension: ``(C, H, W)`` for feature maps, ``(F,)`` for flat features.
+Nothing in this package imports torch; module factories live in ``archdsl.backends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, ...]
+
+
+class Required:
+    """Marker for a parameter without a default."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED: Any = Required()
+
+
+class ShapeProblem(Exception):
+    """Raised by a shape rule; the elaborator turns it into an ArchShapeError with a span.
+
+    ``arithmetic`` optionally shows how a bad size came about, e.g.
+    ``"(7 + 2*0 - 11) // 4 + 1 = -0"``.
+    """
+
+    def __init__(self, message: str, arithmetic: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.arithmetic = arithmetic
+
+
+class ValueProblem(Exception):
+    """Raised when an attribute value has the wrong type or is out of range.
+
+    ``param`` names the offending parameter so the error can point at its argument.
+    """
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an op: its name, default and the kind of value it takes.
+
+    Kinds: ``int``, ``posint`` (>= 1), ``nonneg`` (>= 0), ``float``, ``prob`` (0 <= p <= 1),
+    ``bool``, ``str``, ``pair`` (an int or a list of two ints, each >= 1),
+    ``nonneg_pair`` (same, >= 0), ``padding`` (``nonneg_pair`` or "same" / "valid"),
+    ``size`` (an int or a list of two ints >= 1, for adaptive pooling),
+    ``nonneg_float`` (a number >= 0), ``any``.
+
+    ``choices`` restricts a value to a fixed set (e.g. GELU's ``approximate``);
+    ``nullable`` additionally accepts ``none`` (Python ``None``), e.g. pooling's ``stride``.
+    Validation and normalization live in :func:`archdsl.ops.attrs.normalize_attrs`.
+    """
+
+    name: str
+    kind: str = "any"
+    default: Any = REQUIRED
+    doc: str = ""
+    choices: tuple[Any, ...] = ()
+    nullable: bool = False
+
+
+def _zero(attrs: Mapping[str, Any], inputs: list[Shape], out: Shape) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """A built-in op.
+
+    - ``infer(attrs, input_shapes) -> output shape``; raises ShapeProblem.
+    - ``count_params(attrs, input_shapes) -> int`` trainable parameters.
+    - ``count_buffers(attrs, input_shapes) -> int`` non-trainable state (e.g. running stats).
+    - ``macs(attrs, input_shapes, output_shape) -> int`` multiply-accumulates per sample.
+    - ``arity``: number of inputs, or -1 for variadic merges (add/concat/mul).
+    - ``stateless``: no parameters or buffers ever (relu, pooling ...).
+    - ``torch_class``: name of the torch.nn class it builds (for docs and summaries).
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    infer: Callable[[Mapping[str, Any], list[Shape]], Shape]
+    count_params: Callable[[Mapping[str, Any], list[Shape]], int] = lambda a, s: 0
+    count_buffers: Callable[[Mapping[str, Any], list[Shape]], int] = lambda a, s: 0
+    macs: Callable[[Mapping[str, Any], list[Shape], Shape], int] = _zero
+    arity: int = 1
+    stateless: bool = True
+    doc: str = ""
+    aliases: tuple[str, ...] = field(default=())
+    torch_class: str = ""
+
+
+def format_value(value: Any) -> str:
+    """Write a Python value the way the language spells it (``true``, ``none``, ``[3, 3]``).
+
+    Error messages quote user values; showing them in the language's own syntax keeps the
+    message readable next to the source line.
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def format_shape(shape: Shape) -> str:
+    """A per-sample shape as the language writes it: ``[64, 56, 56]``."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"

@@ -1,0 +1,106 @@
+"""Ops with weights that mix channels: ``conv`` (nn.Conv2d) and ``linear`` (nn.Linear).
+
+MACs follow the convention of torch's FlopCounterMode (the reference FLOPs are 2 x MACs):
+one multiply-accumulate per weight per output position; the bias add is not counted.
+"""
+
+from __future__ import annotations
+
+from archdsl.ops.base import OpDef, Param, Shape, ShapeProblem, format_value
+from archdsl.ops.checks import Attrs, AXES, as_pair, conv_size, feature_map, need_rank, single_input
+
+
+def _conv_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    c, h, w = feature_map("conv", inputs)
+    out, groups = attrs["out"], attrs["groups"]
+    if c % groups or out % groups:
+        raise ShapeProblem(
+            f"conv: groups {groups} must divide both the input channels ({c}) "
+            f"and the output channels ({out})"
+        )
+    kernel, stride, dilation = (as_pair(attrs[k]) for k in ("kernel", "stride", "dilation"))
+    padding = attrs["padding"]
+    if padding == "same":
+        if stride != (1, 1):
+            raise ShapeProblem(
+                f'conv: padding="same" needs stride 1 (torch has no strided "same"), '
+                f"got stride {format_value(attrs['stride'])}"
+            )
+        return (out, h, w)
+    pads = (0, 0) if padding == "valid" else as_pair(padding)
+    hw = tuple(
+        conv_size("conv", AXES[i], (h, w)[i], kernel[i], stride[i], pads[i], dilation[i])
+        for i in range(2)
+    )
+    return (out, *hw)
+
+
+def _conv_params(attrs: Attrs, inputs: list[Shape]) -> int:
+    kh, kw = as_pair(attrs["kernel"])
+    out = attrs["out"]
+    weight = out * (inputs[0][0] // attrs["groups"]) * kh * kw
+    return weight + (out if attrs["bias"] else 0)
+
+
+def _conv_macs(attrs: Attrs, inputs: list[Shape], output: Shape) -> int:
+    kh, kw = as_pair(attrs["kernel"])
+    out_c, oh, ow = output
+    return out_c * oh * ow * (inputs[0][0] // attrs["groups"]) * kh * kw
+
+
+CONV = OpDef(
+    name="conv",
+    params=(
+        Param("out", "posint", doc="output channels"),
+        Param("kernel", "pair", doc="kernel size: k or [kh, kw]"),
+        Param("stride", "pair", 1, doc="stride: s or [sh, sw]"),
+        Param(
+            "padding",
+            "padding",
+            0,
+            doc='zero padding per side: p, [ph, pw], "same" (stride 1 only) or "valid"',
+        ),
+        Param("dilation", "pair", 1, doc="spacing between kernel taps"),
+        Param("groups", "posint", 1, doc="channel groups; must divide in and out channels"),
+        Param("bias", "bool", True, doc="add a learned bias per output channel"),
+    ),
+    infer=_conv_infer,
+    count_params=_conv_params,
+    macs=_conv_macs,
+    stateless=False,
+    doc="2-D convolution over a [C, H, W] feature map (torch.nn.Conv2d).",
+    torch_class="Conv2d",
+)
+
+
+def _linear_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    shape = single_input("linear", inputs)
+    hint = "; add flatten before it" if len(shape) > 1 else ""
+    need_rank("linear", shape, (1,), hint)
+    return (attrs["out"],)
+
+
+def _linear_params(attrs: Attrs, inputs: list[Shape]) -> int:
+    out = attrs["out"]
+    return inputs[0][0] * out + (out if attrs["bias"] else 0)
+
+
+def _linear_macs(attrs: Attrs, inputs: list[Shape], output: Shape) -> int:
+    return inputs[0][0] * attrs["out"]
+
+
+LINEAR = OpDef(
+    name="linear",
+    params=(
+        Param("out", "posint", doc="output features"),
+        Param("bias", "bool", True, doc="add a learned bias per output feature"),
+    ),
+    infer=_linear_infer,
+    count_params=_linear_params,
+    macs=_linear_macs,
+    stateless=False,
+    doc="Fully connected layer over flat features [F] (torch.nn.Linear).",
+    torch_class="Linear",
+)
+
+DEFS: tuple[OpDef, ...] = (CONV, LINEAR)

@@ -1,0 +1,47 @@
+"""Ops that reshape or pass values through: ``flatten``, ``dropout``, ``identity``."""
+
+from __future__ import annotations
+
+import math
+
+from archdsl.ops.base import OpDef, Param, Shape
+from archdsl.ops.checks import Attrs, single_input
+
+
+def _flatten_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    return (math.prod(single_input("flatten", inputs)),)
+
+
+def _dropout_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    return single_input("dropout", inputs)
+
+
+def _identity_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    return single_input("identity", inputs)
+
+
+FLATTEN = OpDef(
+    name="flatten",
+    params=(),
+    infer=_flatten_infer,
+    doc="Flatten everything but the batch: [C, H, W] -> [C*H*W] (torch.nn.Flatten).",
+    torch_class="Flatten",
+)
+
+DROPOUT = OpDef(
+    name="dropout",
+    params=(Param("p", "prob", 0.5, doc="probability of zeroing an element in training"),),
+    infer=_dropout_infer,
+    doc="Randomly zero elements in training mode; identity in eval (torch.nn.Dropout).",
+    torch_class="Dropout",
+)
+
+IDENTITY = OpDef(
+    name="identity",
+    params=(),
+    infer=_identity_infer,
+    doc="Pass the input through unchanged (torch.nn.Identity).",
+    torch_class="Identity",
+)
+
+DEFS: tuple[OpDef, ...] = (FLATTEN, DROPOUT, IDENTITY)

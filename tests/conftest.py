@@ -1,0 +1,9 @@
+"""Shared test setup. `tests/` is on sys.path (pyproject's pytest `pythonpath`), so test
+modules import the reference helpers as `from reference import ...`."""
+
+import sys
+from pathlib import Path
+
+_TESTS = str(Path(__file__).parent)
+if _TESTS not in sys.path:  # e.g. when run with a config that lacks `pythonpath`
+    sys.path.insert(0, _TESTS)
