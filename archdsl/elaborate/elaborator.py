@@ -28,6 +28,7 @@ from archdsl.errors import (
 )
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
+from archdsl.ir.graph import describe
 from archdsl.ops import OPS, get_op, normalize_attrs
 from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
 
@@ -101,6 +102,8 @@ class Elaborator:
                 cur = graph.add(OpNode("input", "input", {}, None, stmt.span, shape), []).id
                 graph.input_shape = shape
                 env = env.child(in_shape=InShape(shape))
+                if stmt.chain is not None:
+                    cur = self._stmt(stmt.chain, env, cur)
             elif isinstance(stmt, ast.Assign):
                 env.set(stmt.name, evaluate(stmt.value, env))
             elif isinstance(stmt, ast.InitStmt):
@@ -385,12 +388,12 @@ class Elaborator:
     def _shape_error(
         self, e: ShapeProblem, op: str, path: str | None, span: Span, producers: list[OpNode]
     ) -> ArchShapeError:
-        consumer = f"{op} '{path}'" if path else op
-        err = ArchShapeError(f"{consumer}: {e.message}", span)
+        message = e.message.removeprefix(f"{op}: ")
+        err = ArchShapeError(f"{describe(op, path)}: {message}", span)
         if e.arithmetic:
             err.notes.append(e.arithmetic)
         for i, p in enumerate(producers):
-            who = "the network input" if p.op == "input" else (f"{p.op} '{p.path}'" if p.path else p.op)
+            who = "the network input" if p.op == "input" else describe(p.op, p.path)
             port = f"input {i}" if len(producers) > 1 else "its input"
             err.notes.append(f"{port} {list(p.shape)} comes from {who} at {p.span}")
         return err

@@ -155,7 +155,10 @@ class Assign(Node):
 
 @dataclass(frozen=True)
 class InputStmt(Node):
+    """``input [C, H, W]``, optionally followed by ``-> chain``."""
+
     shape: Expr
+    chain: Chain | None = None
 
 
 @dataclass(frozen=True)

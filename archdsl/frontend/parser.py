@@ -227,7 +227,8 @@ class _ToAst(Transformer):
         return ast.Assign(self._s(meta), str(children[0]), children[1])
 
     def input_stmt(self, meta, children):
-        return ast.InputStmt(self._s(meta), children[0])
+        shape, _arrow, chain = children
+        return ast.InputStmt(self._s(meta), shape, chain)
 
     def init_stmt(self, meta, children):
         op, tensor, fn, *args = children

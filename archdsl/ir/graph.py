@@ -107,3 +107,12 @@ class Graph:
 
     def __len__(self) -> int:
         return self.nx.number_of_nodes()
+
+
+def describe(op: str, path: str | None) -> str:
+    """How messages name a node: ``conv 'layer1.0.conv1'``, ``relu (module '3')``, ``add``."""
+    if not path:
+        return op
+    if path.rsplit(".", 1)[-1].isdigit():
+        return f"{op} (module '{path}')"
+    return f"{op} '{path}'"
