@@ -12,6 +12,7 @@ unlabelled groups, merges, conditionals and loops are transparent.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from archdsl.ir.graph import describe
 from archdsl.ops import OPS, get_op, normalize_attrs
 from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_BLOCK_DEPTH = 48
@@ -227,16 +229,16 @@ class Elaborator:
                 cur = self._unlabelled(prim, env, cur)
             return cur
         ns = self.ns[-1]
-        label_span = Span(item.span.path, item.span.line, item.span.column, item.span.line,
-                          item.span.column + len(item.label))
-        if item.label in ns.labels:
+        label = self._label(item.label, env)
+        label_span = item.label.span
+        if label in ns.labels:
             raise ArchNameError(
-                f"duplicate name '{item.label}' in {ns.path or 'the network'} (first used at {ns.labels[item.label]})",
+                f"duplicate name '{label}' in {ns.path or 'the network'} (first used at {ns.labels[label]})",
                 label_span,
             )
-        ns.labels[item.label] = label_span
+        ns.labels[label] = label_span
         ns.counter += 1
-        path = ns.join(item.label)
+        path = ns.join(label)
         if item.repeat is None and isinstance(prim, ast.OpCall):
             target = self._resolve_call(prim, env)
             if isinstance(target, BlockRef):
@@ -247,11 +249,29 @@ class Elaborator:
                 cur = self._body(prim.body, env.child(), cur)
                 scope.output = cur
             return cur
-        with self._namespace(path, "group", item.label, item.span, cur) as scope:
+        with self._namespace(path, "group", label, item.span, cur) as scope:
             for _ in range(count):
                 cur = self._unlabelled(prim, env, cur)
             scope.output = cur
         return cur
+
+    def _label(self, label: ast.Label, env: Env) -> str:
+        text = []
+        for part in label.parts:
+            if isinstance(part, str):
+                text.append(part)
+                continue
+            value = evaluate(part, env)
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ArchTypeError(
+                    f"a label can interpolate integers and strings, not {type_name(value)} {show(value)}",
+                    part.span,
+                )
+            text.append(str(value))
+        name = "".join(text)
+        if not _IDENTIFIER.fullmatch(name):
+            raise ArchTypeError(f"label '{name}' is not a valid name (letters, digits, _)", label.span)
+        return name
 
     def _unlabelled(self, prim: ast.Node, env: Env, cur: str) -> str:
         if isinstance(prim, ast.OpCall):

@@ -138,8 +138,15 @@ class For(Node):
 
 
 @dataclass(frozen=True)
+class Label(Node):
+    """``name`` or a template like ``denselayer{i + 1}``: text and expressions in order."""
+
+    parts: tuple[str | Expr, ...]
+
+
+@dataclass(frozen=True)
 class Item(Node):
-    label: str | None
+    label: Label | None
     primary: Node
     repeat: Expr | None
 

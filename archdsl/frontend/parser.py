@@ -243,7 +243,11 @@ class _ToAst(Transformer):
 
     def item(self, meta, children):
         label, primary, _x, repeat = children
-        return ast.Item(self._s(meta), str(label) if label is not None else None, primary, repeat)
+        return ast.Item(self._s(meta), label, primary, repeat)
+
+    def label(self, meta, children):
+        parts = tuple(str(c) if isinstance(c, Token) else c for c in children if c is not None)
+        return ast.Label(self._s(meta), parts)
 
     def op_call(self, meta, children):
         name, *args = children

@@ -99,7 +99,7 @@ def pool_size(
     right padding (at or past ``size + padding``) is dropped, so every window touches input.
     """
     check_pool_padding(op, axis, kernel, padding)
-    extra = stride - 1 if ceil_mode else 1
+    extra = stride - 1 if ceil_mode else 0
     out = (size + 2 * padding - dilation * (kernel - 1) - 1 + extra) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1

@@ -13,7 +13,7 @@ from archdsl.ops.checks import Attrs, AXES, as_pair, conv_size, feature_map, nee
 def _conv_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     c, h, w = feature_map("conv", inputs)
     out, groups = attrs["out"], attrs["groups"]
-    if c % groups or out % groups:
+    if c % groups:
         raise ShapeProblem(
             f"conv: groups {groups} must divide both the input channels ({c}) "
             f"and the output channels ({out})"

@@ -1,0 +1,306 @@
+"""``archdsl compile | check | list``: the command line, a thin client of :mod:`archdsl`.
+
+>>> main(["check", "resnet18", "--set", "num_classes=10"])  # doctest: +ELLIPSIS
+network     resnet18  (...resnet18.arch)
+shape       [N, 3, 224, 224] -> [N, 10]
+parameters  11,181,642
+check       ...
+0
+
+Exit codes:
+
+- 0: success.
+- 1: the spec is wrong (any :class:`archdsl.ArchError`, printed with ``e.render()``:
+  ``file:line:col: error: message``, the source line, a caret and notes), a spec too deep
+  or too large to process, or the ``-o`` file cannot be written.
+- 2: the command line is wrong: argparse errors, a bad ``--set``, an ``-o`` extension
+  other than ``.pt``, and a SPEC that names neither a file nor a bundled spec (nothing
+  was read, so this is a usage error, not a spec error).
+- 3: an internal error (a bug in archdsl): one line; set ``ARCHDSL_DEBUG=1`` for the
+  traceback.
+
+torch is imported only by ``compile``, the one command that builds a module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import archdsl
+from archdsl.elaborate.evaluate import Env, did_you_mean, evaluate
+from archdsl.frontend import ast, parse
+from archdsl.ir import Graph
+from archdsl.ops import get_op
+
+EXIT_OK = 0
+EXIT_SPEC = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+SAVE_EXTENSIONS = (".pt",)
+
+# Keyword arguments of archdsl.check_file: a network parameter of the same name cannot be
+# passed through **params, so --set refuses it rather than failing with a TypeError.
+_API_KEYWORDS = ("path", "network", "search_path")
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_LITERAL_WORDS = ("true", "false", "none")
+
+
+class UsageError(Exception):
+    """A bad command line (exit 2). ``detail`` lines are printed under the message."""
+
+    def __init__(self, message: str, detail: Sequence[str] = ()):
+        super().__init__(message)
+        self.message = message
+        self.detail = list(detail)
+
+
+class RunError(Exception):
+    """A failure that is neither the spec's nor the command line's, e.g. an unwritable -o."""
+
+
+# ---- --set name=value -------------------------------------------------------------
+
+
+class _BareWordEnv(Env):
+    """An empty scope in which every name reads as its own text: ``[relu, gelu]``."""
+
+    def lookup(self, name: str) -> Any:
+        return name
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"num_classes=10"`` -> ``("num_classes", 10)``; the value is a language literal.
+
+    Ints, floats, ``true``/``false``/``none``, ``"strings"``, bare words (as strings) and
+    lists of these. The value goes through archdsl's own parser and evaluator (never
+    Python's ``eval``), as the right-hand side of ``v = <value>``.
+
+    >>> parse_set("layers=[3, 4, 6, 3]")
+    ('layers', (3, 4, 6, 3))
+    >>> parse_set("mode=fan_out")
+    ('mode', 'fan_out')
+    """
+    name, eq, value = item.partition("=")
+    name, value = name.strip(), value.strip()
+    if not eq:
+        raise UsageError(f"--set needs name=value, got '{item}'")
+    if not _NAME.match(name):
+        raise UsageError(f"--set: '{name}' is not a parameter name (letters, digits, '_')")
+    if name in _API_KEYWORDS:
+        raise UsageError(
+            f"--set: a parameter named '{name}' cannot be set from the command line "
+            f"(the name is reserved by archdsl.check_file)"
+        )
+    if not value:
+        raise UsageError(f"--set {name}= needs a value, e.g. {name}=10")
+    if _NAME.match(value) and value not in _LITERAL_WORDS:
+        return name, value
+    if "\n" in value or "\r" in value:
+        raise UsageError(f"--set {name}: the value must be on one line")
+    prefix = "v = "
+    try:
+        module = parse(prefix + value, "<--set>")
+        defs = module.defs
+        if len(defs) != 1 or not isinstance(defs[0], ast.Assign):
+            raise UsageError(f"--set {name}: expected one value, got '{value}'")
+        return name, evaluate(defs[0].value, _BareWordEnv({}))
+    except archdsl.ArchError as e:
+        column = max(e.column - len(prefix), 1)
+        shown = f"{name}={value}"
+        caret = " " * (len(name) + 1 + column - 1) + "^"
+        raise UsageError(f"--set {name}: {e.message}", [shown, caret]) from None
+
+
+# ---- the report -------------------------------------------------------------------
+
+
+def count_params(graph: Graph) -> int:
+    """Trainable parameters of a checked graph, from the op registry (no torch)."""
+    total = 0
+    for node in graph.nodes():
+        opdef = get_op(node.op)
+        if opdef is None:  # the graph input
+            continue
+        shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
+        total += opdef.count_params(node.attrs, shapes)
+    return total
+
+
+def batched(shape: Sequence[int]) -> str:
+    """``(3, 224, 224)`` -> ``"[N, 3, 224, 224]"``."""
+    return "[" + ", ".join(["N", *(str(d) for d in shape)]) + "]"
+
+
+def _seconds(t: float) -> str:
+    return f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def report(graph: Graph, path: str, params: int, times: Sequence[tuple[str, float]],
+           saved: str | None = None) -> str:
+    """The few lines ``compile`` and ``check`` print."""
+    rows = [
+        ("network", f"{graph.name}  ({path})"),
+        ("shape", f"{batched(graph.input_shape)} -> {batched(graph.output_shape)}"),
+        ("parameters", f"{params:,}"),
+        *((what, _seconds(t)) for what, t in times),
+    ]
+    if saved is not None:
+        rows.append(("saved", f"{saved} (state_dict)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# ---- commands ---------------------------------------------------------------------
+
+
+def resolve_spec(spec: str) -> str:
+    """A spec file path, or the file of the bundled spec so named (a file wins)."""
+    if os.path.isfile(spec):
+        return spec
+    if os.path.exists(spec):
+        raise UsageError(f"{spec} is not a spec file")
+    names = archdsl.list_specs()
+    if spec in names:
+        return str(archdsl.spec_path(spec))
+    if os.sep in spec or "/" in spec or spec.endswith(".arch"):
+        raise UsageError(f"no such spec file: {spec}")
+    raise UsageError(
+        f"'{spec}' is neither a spec file nor a bundled spec{did_you_mean(spec, names)}"
+        " ('archdsl list' shows the bundled specs)"
+    )
+
+
+def _check(args: argparse.Namespace) -> tuple[Graph, str, float]:
+    path = resolve_spec(args.spec)
+    params = dict(parse_set(item) for item in args.set)
+    start = time.perf_counter()
+    graph = archdsl.check_file(path, network=args.network, **params)
+    return graph, path, time.perf_counter() - start
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    graph, path, t_check = _check(args)
+    print(report(graph, path, count_params(graph), [("check", t_check)]))
+    return EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    out = args.output
+    if out is not None and os.path.splitext(out)[1].lower() not in SAVE_EXTENSIONS:
+        raise UsageError(
+            f"-o {out}: unsupported extension; supported: {', '.join(SAVE_EXTENSIONS)}"
+            " (torch.save of the state_dict)"
+        )
+    graph, path, t_check = _check(args)
+    import torch  # only here: building a module is the one thing that needs torch
+
+    start = time.perf_counter()
+    model = archdsl.build(graph)
+    t_build = time.perf_counter() - start
+    params = sum(p.numel() for p in model.parameters())
+    if out is not None:
+        try:
+            torch.save(model.state_dict(), out)
+        except OSError as e:
+            raise RunError(f"cannot write {out}: {e.strerror or e}") from None
+    print(report(graph, path, params, [("check", t_check), ("build", t_build)], out))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in archdsl.list_specs():
+        print(name)
+    return EXIT_OK
+
+
+# ---- argument parsing and the error boundary --------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archdsl",
+        description="Check CNN architecture specs and compile them to torch modules.",
+        epilog="Exit codes: 0 ok, 1 error in the spec, 2 bad command line, 3 internal error.",
+    )
+    parser.add_argument("--version", action="version", version=f"archdsl {archdsl.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def spec_command(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("spec", metavar="SPEC",
+                         help="a spec file, or the name of a bundled spec (see 'archdsl list')")
+        sub.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                         help="override a network parameter; VALUE is a literal: 10, 0.5, "
+                              'true, none, "text", word, [1, 2] (repeatable)')
+        sub.add_argument("--network", metavar="NAME",
+                         help="the network to use (default: the last one the file defines)")
+        sub.set_defaults(func=func, parser=sub)
+        return sub
+
+    compile_ = spec_command("compile", "check a spec, build the torch module, print a report",
+                            cmd_compile)
+    compile_.add_argument("-o", "--output", metavar="FILE",
+                          help="save the state_dict with torch.save (FILE must end in .pt)")
+    spec_command("check", "shape-check a spec without building it (no torch)", cmd_check)
+    listing = commands.add_parser("list", help="the bundled specs, one per line",
+                                  description="the bundled specs, one per line")
+    listing.set_defaults(func=cmd_list, parser=listing)
+    return parser
+
+
+def _error(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help, --version (0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    prog = args.parser.prog
+    try:
+        return int(args.func(args))
+    except archdsl.ArchError as e:
+        _error(e.render())
+        return EXIT_SPEC
+    except UsageError as e:
+        args.parser.print_usage(sys.stderr)
+        _error(f"{prog}: error: {e.message}")
+        for line in e.detail:
+            _error(f"  {line}")
+        return EXIT_USAGE
+    except RunError as e:
+        _error(f"{prog}: error: {e}")
+        return EXIT_SPEC
+    except RecursionError:
+        _error(f"{prog}: error: {getattr(args, 'spec', '')}: the spec is nested too deeply to process")
+        return EXIT_SPEC
+    except MemoryError:
+        _error(f"{prog}: error: {getattr(args, 'spec', '')}: out of memory while processing the spec")
+        return EXIT_SPEC
+    except KeyboardInterrupt:
+        _error(f"{prog}: interrupted")
+        return 130
+    except BrokenPipeError:  # e.g. `archdsl list | head -1`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return EXIT_OK
+    except Exception as e:
+        if os.environ.get("ARCHDSL_DEBUG"):
+            raise
+        _error(f"{prog}: internal error: {type(e).__name__}: {e} "
+               "(a bug in archdsl; set ARCHDSL_DEBUG=1 for the traceback)")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
