@@ -99,29 +99,72 @@ class _nullcontext:
         return None
 
 
+class Outputs(tuple):  # noqa: SLOT001 - instances carry their field names
+    """What a network with side outputs returns in training mode: the main output, then
+    each side output in declaration order; also by name (``outputs.aux1``, ``outputs.out``).
+    In eval mode such a network returns the main output alone."""
+
+    names: tuple[str, ...]
+
+    def __new__(cls, values: tuple[torch.Tensor, ...], names: tuple[str, ...]) -> Outputs:
+        self = super().__new__(cls, values)
+        self.names = names
+        return self
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        try:
+            return self[self.names.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+
+def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """A training-only output: computed in training mode, skipped (None) in eval mode."""
+    return module(x) if module.training else None
+
+
+def pack_outputs(main: torch.Tensor, sides: tuple[torch.Tensor | None, ...],
+                 names: tuple[str, ...]) -> torch.Tensor | Outputs:
+    if sides[0] is None:
+        return main
+    return Outputs((main, *sides), ("out", *names))  # type: ignore[arg-type]
+
+
 def _build_scope(graph: Graph, layout: _Layout, scope: str, input_id: str, output_id: str,
                  class_name: str) -> fx.GraphModule:
     g = fx.Graph()
     env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
     modules: dict[str, nn.Module] = {}
+    sides = {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
+    side_values: dict[str, fx.Node] = {}
+
+    def call(name: str, module: nn.Module, args: tuple[fx.Node, ...], out_id: str) -> None:
+        modules[name] = module
+        if out_id in sides:
+            side_values[sides[out_id]] = g.call_function(side_output, (g.get_attr(name), *args))
+        else:
+            env[out_id] = g.call_module(name, args)
+
     for kind, obj in layout.items[scope]:
         if kind == "scope":
             child: Scope = obj
             name = _local(child.path, scope)
-            modules[name] = _build_scope(graph, layout, child.path, child.input, child.output,
-                                         "Sequential" if child.kind == "seq" else camel(child.name))
-            env[child.output] = g.call_module(name, (env[child.input],))
+            sub = _build_scope(graph, layout, child.path, child.input, child.output,
+                               "Sequential" if child.kind == "seq" else camel(child.name))
+            call(name, sub, (env[child.input],), child.output)
             continue
         node: OpNode = obj
         args = tuple(env[i] for i in graph.inputs(node.id))
         if node.path is not None:
-            name = _local(node.path, scope)
             in_shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
-            modules[name] = build_module(node.op, dict(node.attrs), in_shapes)
-            env[node.id] = g.call_module(name, args)
+            call(_local(node.path, scope), build_module(node.op, dict(node.attrs), in_shapes), args, node.id)
         else:
             env[node.id] = _emit_merge(g, node, args)
-    g.output(env[output_id])
+    if side_values:
+        names = tuple(graph.side_outputs)
+        g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
+    else:
+        g.output(env[output_id])
     return fx.GraphModule(modules, g, class_name=class_name)
 
 

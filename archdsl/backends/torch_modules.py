@@ -49,10 +49,8 @@ class GlobalPool2d(nn.Module):
         self.flatten = flatten
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "avg":
-            x = F.adaptive_avg_pool2d(x, 1)
-        else:
-            x = F.adaptive_max_pool2d(x, 1)
+        pool = F.adaptive_avg_pool2d if self.mode == "avg" else F.adaptive_max_pool2d
+        x = pool(x, 1)
         return x.flatten(1) if self.flatten else x
 
     def extra_repr(self) -> str:

@@ -17,7 +17,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from archdsl.elaborate.evaluate import Env, InShape, did_you_mean, evaluate, show, type_name
+from archdsl.elaborate.evaluate import (
+    Env,
+    InShape,
+    Scaling,
+    did_you_mean,
+    evaluate,
+    show,
+    type_name,
+)
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.errors import (
     ArchError,
@@ -82,15 +90,17 @@ class Elaborator:
         self.graph: Graph | None = None
         self.ns: list[_Namespace] = []
         self.block_stack: list[tuple[str, Span]] = []
+        self.scaling = Scaling()
 
     # ---- networks -------------------------------------------------------------------
     def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
         defn, module, values, scales = self._bind_network(ref, overrides)
-        if scales:
-            raise ArchTypeError("scaled(...) is not supported yet", scales[0].span, module.source)
-        env = module.env.child(values)
+        self.scaling = self._scaling(scales)
+        env = module.env.child(values, scaling=self.scaling)
         graph = Graph(name=ref.defn.name, input_shape=())
         graph.params = dict(values)
+        graph.scaling = {"width": self.scaling.width, "depth": self.scaling.depth,
+                         "resolution": self.scaling.resolution}
         graph.span = ref.defn.span
         self.graph = graph
         self.ns = [_Namespace("")]
@@ -101,6 +111,9 @@ class Elaborator:
                 if cur is not None:
                     raise ArchTypeError("a network has exactly one input statement", stmt.span)
                 shape = self._input_shape(evaluate(stmt.shape, env), stmt.shape.span)
+                if self.scaling.resolution != 1.0 and len(shape) == 3:
+                    r = self.scaling.resolution
+                    shape = (shape[0], max(1, round(shape[1] * r)), max(1, round(shape[2] * r)))
                 cur = graph.add(OpNode("input", "input", {}, None, stmt.span, shape), []).id
                 graph.input_shape = shape
                 env = env.child(in_shape=InShape(shape))
@@ -180,6 +193,42 @@ class Elaborator:
             env.set(p.name, values[p.name])
         return defn, ref.module, values, scales
 
+    def _scaling(self, clauses: list[ast.ScaleClause]) -> Scaling:
+        """Multiply the ``scaled(...)`` clauses of a derivation chain together.
+
+        ``scaled(width=, depth=, resolution=)`` give multipliers directly;
+        ``scaled(phi=, alpha=1.2, beta=1.1, gamma=1.15)`` derives them by the compound
+        coefficient of the EfficientNet paper: depth alpha^phi, width beta^phi,
+        resolution gamma^phi.
+        """
+        width = depth = resolution = 1.0
+        names = ["width", "depth", "resolution", "phi", "alpha", "beta", "gamma"]
+        for clause in clauses:
+            args = self._bind_args(clause.args, names, "scaled", Env({}), clause.span)
+            for k, v in args.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 and k != "phi":
+                    raise ArchTypeError(f"scaled(): {k} must be a positive number, got {show(v)}",
+                                        next(a.span for a in clause.args if a.name == k or a.name is None))
+            if "phi" in args:
+                if {"width", "depth", "resolution"} & args.keys():
+                    raise ArchTypeError("scaled(): give either phi or width/depth/resolution", clause.span)
+                phi = args["phi"]
+                if abs(phi) > 16:
+                    raise ArchLimitError(f"scaled(): phi {phi} is out of range (|phi| <= 16)", clause.span)
+                depth *= args.get("alpha", 1.2) ** phi
+                width *= args.get("beta", 1.1) ** phi
+                resolution *= args.get("gamma", 1.15) ** phi
+            else:
+                if {"alpha", "beta", "gamma"} & args.keys():
+                    raise ArchTypeError("scaled(): alpha, beta and gamma go with phi", clause.span)
+                width *= args.get("width", 1.0)
+                depth *= args.get("depth", 1.0)
+                resolution *= args.get("resolution", 1.0)
+        for k, v in (("width", width), ("depth", depth), ("resolution", resolution)):
+            if not 1e-3 <= v <= 1e3:
+                raise ArchLimitError(f"scaled(): {k} multiplier {v:g} is out of range", clauses[-1].span)
+        return Scaling(width, depth, resolution)
+
     def _input_shape(self, value: Any, span: Span) -> tuple[int, ...]:
         if (
             not isinstance(value, tuple)
@@ -216,7 +265,10 @@ class Elaborator:
             return cur
         if isinstance(stmt, ast.Chain):
             for item in stmt.items:
-                cur = self._item(item, env, cur)
+                if isinstance(item, ast.SideItem):
+                    self._side(item, env, cur)
+                else:
+                    cur = self._item(item, env, cur)
             return cur
         what = {ast.InputStmt: "input", ast.InitStmt: "init", ast.OutputStmt: "output"}.get(type(stmt), "this")
         raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
@@ -254,6 +306,19 @@ class Elaborator:
                 cur = self._unlabelled(prim, env, cur)
             scope.output = cur
         return cur
+
+    def _side(self, item: ast.SideItem, env: Env, cur: str) -> None:
+        """A training-only side output, computed from ``cur``; the chain goes on from ``cur``."""
+        assert self.graph is not None
+        if len(self.ns) != 1 or self.block_stack:
+            raise ArchTypeError("side outputs belong in a network's body, not inside a block or seq",
+                                item.span)
+        as_item = ast.Item(item.span, item.label, item.primary, None)
+        out = self._item(as_item, env, cur)
+        name = self._label(item.label, env)
+        if out == cur:
+            raise ArchTypeError(f"side output '{name}' computes nothing", item.span)
+        self.graph.side_outputs[name] = out
 
     def _label(self, label: ast.Label, env: Env) -> str:
         text = []
@@ -408,7 +473,7 @@ class Elaborator:
     def _shape_error(
         self, e: ShapeProblem, op: str, path: str | None, span: Span, producers: list[OpNode]
     ) -> ArchShapeError:
-        message = e.message.removeprefix(f"{op}: ")
+        message = e.message.removeprefix(f"{op}: ").removeprefix(f"{op} ")
         err = ArchShapeError(f"{describe(op, path)}: {message}", span)
         if e.arithmetic:
             err.notes.append(e.arithmetic)
@@ -429,7 +494,7 @@ class Elaborator:
         names = [p.name for p in defn.params]
         given = self._bind_args(call.args, names, f"block '{defn.name}'", env, call.span)
         in_shape = InShape(self.graph.node(cur).shape)
-        benv = ref.module.env.child(in_shape=in_shape)
+        benv = ref.module.env.child(in_shape=in_shape, scaling=self.scaling)
         for p in defn.params:
             if p.name in given:
                 benv.set(p.name, given[p.name])

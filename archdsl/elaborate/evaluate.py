@@ -48,17 +48,35 @@ class InShape:
         )
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """Compound-scaling multipliers of the network being elaborated (EfficientNet).
+
+    ``scale_channels(c)`` and ``scale_depth(n)`` read them; ``network b = a scaled(...)``
+    sets them.
+    """
+
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: float = 1.0
+
+
 class Env:
-    """A chain of name frames: block or network locals over a file's top-level names."""
+    """A chain of name frames: block or network locals over a file's top-level names.
+
+    ``in_shape`` (``in``) and ``scaling`` are inherited by child frames.
+    """
 
     def __init__(self, names: Mapping[str, Any], parent: Env | None = None,
-                 in_shape: InShape | None = None):
+                 in_shape: InShape | None = None, scaling: Scaling | None = None):
         self.names = dict(names)
         self.parent = parent
         self.in_shape = in_shape if in_shape is not None else (parent.in_shape if parent else None)
+        self.scaling = scaling if scaling is not None else (parent.scaling if parent else Scaling())
 
-    def child(self, names: Mapping[str, Any] | None = None, in_shape: InShape | None = None) -> Env:
-        return Env(names or {}, self, in_shape)
+    def child(self, names: Mapping[str, Any] | None = None, in_shape: InShape | None = None,
+              scaling: Scaling | None = None) -> Env:
+        return Env(names or {}, self, in_shape, scaling)
 
     def lookup(self, name: str) -> Any:
         env: Env | None = self
@@ -236,7 +254,41 @@ def _bi_sum(v: Any, span: Span) -> Any:
     return _check_num(sum(v), span)
 
 
+def _bi_cumsum(v: Any, span: Span) -> Any:
+    if not isinstance(v, tuple):
+        raise ArchTypeError(f"cumsum() needs a list, got {type_name(v)}", span)
+    out, total = [], 0
+    for x in v:
+        total = _check_num(total + _num_arg("cumsum", x, span), span)
+        out.append(total)
+    return tuple(out)
+
+
+def _scale_channels(args: list[Any], scaling: Scaling, span: Span) -> int:
+    if not 1 <= len(args) <= 2:
+        raise ArchTypeError("scale_channels(channels, divisor=8) takes 1 or 2 arguments", span)
+    c = _num_arg("scale_channels", args[0], span)
+    divisor = args[1] if len(args) > 1 else 8
+    if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
+        raise ArchTypeError("scale_channels(): divisor must be a positive integer", span)
+    return _check_num(make_divisible(c * scaling.width, divisor), span)  # type: ignore[no-any-return]
+
+
+def _scale_depth(args: list[Any], scaling: Scaling, span: Span) -> int:
+    if len(args) != 1:
+        raise ArchTypeError("scale_depth(repeats) takes one argument", span)
+    n = _num_arg("scale_depth", args[0], span)
+    return _int_result("scale_depth", math.ceil(n * scaling.depth), span)
+
+
+# Builtins that read the network's compound-scaling multipliers.
+SCALING_BUILTINS: dict[str, Callable[[list[Any], Scaling, Span], Any]] = {
+    "scale_channels": _scale_channels,
+    "scale_depth": _scale_depth,
+}
+
 BUILTINS: dict[str, Callable[[list[Any], Span], Any]] = {
+    "cumsum": _one("cumsum", _bi_cumsum),
     "min": _bi_minmax(min, "min"),
     "max": _bi_minmax(max, "max"),
     "int": _one("int", _bi_int),
@@ -267,7 +319,7 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
         try:
             return env.lookup(expr.id)
         except KeyError:
-            hint = did_you_mean(expr.id, [*env.visible(), *BUILTINS])
+            hint = did_you_mean(expr.id, [*env.visible(), *BUILTINS, *SCALING_BUILTINS])
             raise ArchNameError(f"unknown name '{expr.id}'{hint}", expr.span) from None
     if isinstance(expr, ast.InRef):
         if env.in_shape is None:
@@ -282,11 +334,20 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
         if isinstance(base, InShape):
             return base.attribute(expr.name, expr.span)
         raise ArchTypeError(f"a {type_name(base)} has no attribute '{expr.name}'", expr.span)
+    if isinstance(expr, ast.Comprehension):
+        values = evaluate(expr.iterable, env)
+        if not isinstance(values, tuple):
+            raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", expr.iterable.span)
+        return tuple(evaluate(expr.expr, env.child({expr.var: v})) for v in values)
+    if isinstance(expr, ast.Call) and expr.func in SCALING_BUILTINS:
+        args = [evaluate(a.value, env) for a in expr.args if a.name is None]
+        return SCALING_BUILTINS[expr.func](args, env.scaling, expr.span)
     if isinstance(expr, ast.Call):
         fn = BUILTINS.get(expr.func)
         if fn is None:
             raise ArchNameError(
-                f"unknown function '{expr.func}'{did_you_mean(expr.func, BUILTINS)}", expr.span
+                f"unknown function '{expr.func}'{did_you_mean(expr.func, [*BUILTINS, *SCALING_BUILTINS])}",
+                expr.span,
             )
         for a in expr.args:
             if a.name is not None:

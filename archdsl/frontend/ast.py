@@ -36,6 +36,15 @@ class ListExpr(Expr):
 
 
 @dataclass(frozen=True)
+class Comprehension(Expr):
+    """``[expr for var in iterable]``."""
+
+    expr: Expr
+    var: str
+    iterable: Expr
+
+
+@dataclass(frozen=True)
 class Index(Expr):
     base: Expr
     index: Expr
@@ -99,7 +108,7 @@ class OpCall(Node):
 
 @dataclass(frozen=True)
 class Chain(Node):
-    items: tuple[Item, ...]
+    items: tuple[Item | SideItem, ...]
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,14 @@ class Item(Node):
     label: Label | None
     primary: Node
     repeat: Expr | None
+
+
+@dataclass(frozen=True)
+class SideItem(Node):
+    """``side aux1: head(...)``: a training-only side output; the chain goes on unchanged."""
+
+    label: Label
+    primary: Node
 
 
 # ---- statements -------------------------------------------------------------------

@@ -238,12 +238,15 @@ class _ToAst(Transformer):
         return ast.OutputStmt(self._s(meta), str(children[0]), children[1])
 
     def chain(self, meta, children):
-        items = tuple(c for c in children if isinstance(c, ast.Item))
+        items = tuple(c for c in children if isinstance(c, (ast.Item, ast.SideItem)))
         return ast.Chain(self._s(meta), items)
 
     def item(self, meta, children):
         label, primary, _x, repeat = children
         return ast.Item(self._s(meta), label, primary, repeat)
+
+    def side_item(self, meta, children):
+        return ast.SideItem(self._s(meta), children[0], children[1])
 
     def label(self, meta, children):
         parts = tuple(str(c) if isinstance(c, Token) else c for c in children if c is not None)
@@ -341,6 +344,10 @@ class _ToAst(Transformer):
 
     def in_ref(self, meta, children):
         return ast.InRef(self._s(meta))
+
+    def comprehension(self, meta, children):
+        expr, var, iterable = children
+        return ast.Comprehension(self._s(meta), expr, str(var), iterable)
 
     def list(self, meta, children):
         return ast.ListExpr(self._s(meta), tuple(c for c in children if c is not None))

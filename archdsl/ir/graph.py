@@ -62,6 +62,8 @@ class Graph:
     input_shape: Shape
     nx: nx.DiGraph = field(default_factory=nx.DiGraph)
     output: str = ""
+    side_outputs: dict[str, str] = field(default_factory=dict)  # training-only: name -> node id
+    scaling: Mapping[str, float] = field(default_factory=dict)  # width, depth, resolution
     scopes: dict[str, Scope] = field(default_factory=dict)
     init: tuple[tuple[str, str, str, tuple[Any, ...], Mapping[str, Any]], ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)

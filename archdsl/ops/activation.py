@@ -17,9 +17,7 @@ def _same_shape(op: str) -> InferFn:
     return infer
 
 
-def _activation(
-    name: str, torch_class: str, doc: str, params: tuple[Param, ...] = ()
-) -> OpDef:
+def _activation(name: str, torch_class: str, doc: str, params: tuple[Param, ...] = ()) -> OpDef:
     return OpDef(
         name=name,
         params=params,

@@ -62,9 +62,7 @@ def conv_size(
     """Output length of a convolution along one axis: floor division, as torch does."""
     out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
     if out <= 0:
-        arithmetic = (
-            f"({size} + 2*{padding} - {dilation}*({kernel}-1) - 1) // {stride} + 1 = {out}"
-        )
+        arithmetic = f"({size} + 2*{padding} - {dilation}*({kernel}-1) - 1) // {stride} + 1 = {out}"
         raise ShapeProblem(
             f"{op}: output {axis} {out} <= 0: input too small for "
             f"{_kernel_words(kernel, dilation)}",

@@ -7,13 +7,13 @@ one multiply-accumulate per weight per output position; the bias add is not coun
 from __future__ import annotations
 
 from archdsl.ops.base import OpDef, Param, Shape, ShapeProblem, format_value
-from archdsl.ops.checks import Attrs, AXES, as_pair, conv_size, feature_map, need_rank, single_input
+from archdsl.ops.checks import AXES, Attrs, as_pair, conv_size, feature_map, need_rank, single_input
 
 
 def _conv_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     c, h, w = feature_map("conv", inputs)
     out, groups = attrs["out"], attrs["groups"]
-    if c % groups:
+    if c % groups or out % groups:
         raise ShapeProblem(
             f"conv: groups {groups} must divide both the input channels ({c}) "
             f"and the output channels ({out})"

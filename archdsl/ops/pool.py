@@ -43,7 +43,9 @@ def _avgpool_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
 
 
 _KERNEL = Param("kernel", "pair", doc="window size: k or [kh, kw]")
-_STRIDE = Param("stride", "pair", None, doc="window step; none means the kernel size", nullable=True)
+_STRIDE = Param(
+    "stride", "pair", None, doc="window step; none means the kernel size", nullable=True
+)
 _PADDING = Param(
     "padding", "nonneg_pair", 0, doc="implicit padding per side; at most half the kernel"
 )

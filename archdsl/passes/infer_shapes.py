@@ -34,7 +34,7 @@ def infer_shapes(graph: Graph) -> Graph:
         try:
             shape = tuple(opdef.infer(node.attrs, [i.shape for i in inputs]))
         except ShapeProblem as e:
-            message = e.message.removeprefix(f"{node.op}: ")
+            message = e.message.removeprefix(f"{node.op}: ").removeprefix(f"{node.op} ")
             err = ArchShapeError(f"{describe(node.op, node.path)}: {message}", node.span)
             if e.arithmetic:
                 err.notes.append(e.arithmetic)
