@@ -12,9 +12,11 @@ from archdsl.api import (
     check_file,
     compile,
     compile_file,
+    count_params,
     list_specs,
     load,
     load_graph,
+    parse_value,
     spec_path,
 )
 from archdsl.errors import (
@@ -42,8 +44,10 @@ __all__ = [
     "check_file",
     "compile",
     "compile_file",
+    "count_params",
     "list_specs",
     "load",
     "load_graph",
+    "parse_value",
     "spec_path",
 ]

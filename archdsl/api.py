@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from archdsl.elaborate.elaborator import Elaborator
 from archdsl.elaborate.loader import Loader, NetworkRef, SpecModule, bundled_spec_root
-from archdsl.errors import ArchError, ArchImportError, ArchNameError, ArchTypeError, Span
+from archdsl.errors import (
+    ArchError,
+    ArchImportError,
+    ArchLimitError,
+    ArchNameError,
+    ArchTypeError,
+    Span,
+)
 from archdsl.ir import Graph
 
 if TYPE_CHECKING:
@@ -34,11 +41,13 @@ def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
             from archdsl.elaborate.evaluate import did_you_mean
 
             nets = [n for n, v in module.names.items() if isinstance(v, NetworkRef)]
-            raise ArchNameError(f"no network '{network}' in {module.path}{did_you_mean(network, nets)}",
-                                Span(module.path, 1, 1), module.source)
+            raise ArchNameError(f"no network '{network}' in this file{did_you_mean(network, nets)}",
+                                Span(module.path, 0, 0), module.source)
         return ref
     if not module.local_networks:
-        raise ArchNameError(f"{module.path} defines no network", Span(module.path, 1, 1), module.source)
+        blocks = sorted(n for n, v in module.names.items() if type(v).__name__ == "BlockRef")
+        has = f" (it defines blocks: {', '.join(blocks)})" if blocks else ""
+        raise ArchNameError(f"no network in this file{has}", Span(module.path, 0, 0), module.source)
     return module.names[module.local_networks[-1]]  # type: ignore[no-any-return]
 
 
@@ -64,12 +73,15 @@ def _attach_source(e: ArchError, loader: Loader) -> None:
 
 
 def check(source: str, *, network: str | None = None, path: str = "<string>",
-          search_path: list[PathLike] | None = None, **params: Any) -> Graph:
+          search_path: list[PathLike] | None = None, params: Mapping[str, Any] | None = None,
+          **kwargs: Any) -> Graph:
     """Parse, elaborate and shape-check spec text; return the checked graph IR.
 
     ``network`` picks a network by name (default: the last one the text defines);
-    ``params`` override its parameters.
+    keyword arguments override its parameters (``params=`` takes a mapping, for parameter
+    names that clash with this function's own).
     """
+    params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
     try:
         module = loader.load_source(source, path)
@@ -80,11 +92,13 @@ def check(source: str, *, network: str | None = None, path: str = "<string>",
 
 
 def check_file(path: PathLike, *, network: str | None = None,
-               search_path: list[PathLike] | None = None, **params: Any) -> Graph:
+               search_path: list[PathLike] | None = None, params: Mapping[str, Any] | None = None,
+               **kwargs: Any) -> Graph:
     """Like :func:`check` for a spec file."""
+    params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
     if not os.path.isfile(path):
-        raise ArchImportError(f"no such spec file: {path}", Span(str(path), 0, 0))
+        raise ArchImportError("no such spec file", Span(str(path), 0, 0))
     try:
         module = loader.load_file(path)
     except ArchError as e:
@@ -93,24 +107,53 @@ def check_file(path: PathLike, *, network: str | None = None,
     return _elaborate(loader, module, network, params)
 
 
-def build(graph: Graph, *, device: Any = None) -> nn.Module:
-    """The torch module for a checked graph."""
+MAX_PARAMS = 4_000_000_000  # 16 GB of float32 weights
+
+
+def count_params(graph: Graph) -> int:
+    """Trainable parameters of the network, from the graph alone (no torch)."""
+    from archdsl.ops import get_op
+
+    total = 0
+    for node in graph.nodes():
+        opdef = get_op(node.op)
+        if opdef is not None and node.path is not None:
+            total += opdef.count_params(node.attrs, [graph.node(i).shape for i in graph.inputs(node.id)])
+    return total
+
+
+def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS) -> nn.Module:
+    """The torch module for a checked graph.
+
+    Refuses (ArchLimitError) a network of more than ``max_params`` parameters unless built
+    on the ``"meta"`` device, so a typo cannot allocate all memory.
+    """
+    n = count_params(graph)
+    if n > max_params and str(device) != "meta":
+        raise ArchLimitError(
+            f"network '{graph.name}' has {n:,} parameters ({n * 4 / 2**30:,.1f} GiB in float32), "
+            f"more than the limit of {max_params:,}; to build it anyway use "
+            f"archdsl.build(graph, max_params=N) (CLI: --max-params N), or device=\"meta\"",
+            graph.span or Span("<network>", 0, 0),
+        )
     from archdsl.backends.torch_backend import build as build_torch
 
     return build_torch(graph, device=device)
 
 
 def compile(source: str, *, network: str | None = None, path: str = "<string>",
-            search_path: list[PathLike] | None = None, device: Any = None, **params: Any) -> nn.Module:
+            search_path: list[PathLike] | None = None, device: Any = None,
+            params: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """Spec text -> ``torch.nn.Module``."""
-    graph = check(source, network=network, path=path, search_path=search_path, **params)
+    graph = check(source, network=network, path=path, search_path=search_path, params=params, **kwargs)
     return build(graph, device=device)
 
 
 def compile_file(path: PathLike, *, network: str | None = None,
-                 search_path: list[PathLike] | None = None, device: Any = None, **params: Any) -> nn.Module:
+                 search_path: list[PathLike] | None = None, device: Any = None,
+                 params: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """Spec file -> ``torch.nn.Module``."""
-    graph = check_file(path, network=network, search_path=search_path, **params)
+    graph = check_file(path, network=network, search_path=search_path, params=params, **kwargs)
     return build(graph, device=device)
 
 
@@ -121,7 +164,7 @@ def spec_path(name: str) -> Path:
         from archdsl.elaborate.evaluate import did_you_mean
 
         raise ArchNameError(f"no bundled spec '{name}'{did_you_mean(name, list_specs())}",
-                            Span("<bundled>", 0, 0))
+                            Span(name, 0, 0))
     return path
 
 
@@ -131,11 +174,24 @@ def list_specs() -> list[str]:
     return sorted(p.stem for p in root.glob("*.arch"))
 
 
-def load(name: str, *, device: Any = None, **params: Any) -> nn.Module:
+def load(name: str, *, device: Any = None, params: Mapping[str, Any] | None = None,
+         **kwargs: Any) -> nn.Module:
     """A bundled network by name: ``archdsl.load("resnet50", num_classes=10)``."""
-    return compile_file(spec_path(name), device=device, **params)
+    return compile_file(spec_path(name), device=device, params=params, **kwargs)
 
 
-def load_graph(name: str, **params: Any) -> Graph:
+def load_graph(name: str, *, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Graph:
     """The checked graph of a bundled network (no torch)."""
-    return check_file(spec_path(name), **params)
+    return check_file(spec_path(name), params=params, **kwargs)
+
+
+def parse_value(text: str) -> Any:
+    """A value written in the language (``10``, ``[3, 4, 6, 3]``, ``true``, ``"same"``), as
+    the CLI's ``--set name=value`` takes it. Evaluated by archdsl's own evaluator."""
+    from archdsl.elaborate.evaluate import Env, evaluate
+    from archdsl.frontend import ast, parse
+
+    module = parse(f"v = {text}", "<value>")
+    if len(module.defs) != 1 or not isinstance(module.defs[0], ast.Assign):
+        raise ArchTypeError(f"not a single value: {text}", Span("<value>", 1, 1))
+    return evaluate(module.defs[0].value, Env({}))

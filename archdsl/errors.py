@@ -19,10 +19,13 @@ class Span:
     end_column: int | None = None
 
     def __str__(self) -> str:
+        if self.line <= 0:
+            return self.path
         return f"{self.path}:{self.line}:{self.column}"
 
 
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
+MAX_SHOWN = 160  # characters of a source line shown under an error
 
 
 class ArchError(Exception):
@@ -66,12 +69,17 @@ class ArchError(Exception):
             lines = text.splitlines()
             if 0 < self.span.line <= len(lines):
                 src = lines[self.span.line - 1].replace("\t", " ")
-                out.append("  " + src)
                 col = max(self.span.column, 1)
                 width = 1
                 if self.span.end_line == self.span.line and self.span.end_column:
                     width = max(1, self.span.end_column - col)
-                out.append("  " + " " * (col - 1) + "^" * min(width, max(1, len(src) - col + 1)))
+                if len(src) > MAX_SHOWN:  # show a window around the column, not a huge line
+                    start = max(0, col - 1 - MAX_SHOWN // 2)
+                    src = src[start:start + MAX_SHOWN]
+                    col -= start
+                width = min(width, max(1, len(src) - col + 1))
+                out.append("  " + src)
+                out.append("  " + " " * (col - 1) + "^" * width)
         out.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(out)
 

@@ -12,7 +12,7 @@ Exit codes:
 - 0: success.
 - 1: the spec is wrong (any :class:`archdsl.ArchError`, printed with ``e.render()``:
   ``file:line:col: error: message``, the source line, a caret and notes), a spec too deep
-  or too large to process, or the ``-o`` file cannot be written.
+  or too large to process (torch cannot allocate its weights), or an unwritable ``-o``.
 - 2: the command line is wrong: argparse errors, a bad ``--set``, an ``-o`` extension
   other than ``.pt``, and a SPEC that names neither a file nor a bundled spec (nothing
   was read, so this is a usage error, not a spec error).
@@ -143,8 +143,13 @@ def _seconds(t: float) -> str:
     return f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s"
 
 
-def report(graph: Graph, path: str, params: int, times: Sequence[tuple[str, float]],
-           saved: str | None = None) -> str:
+def report(
+    graph: Graph,
+    path: str,
+    params: int,
+    times: Sequence[tuple[str, float]],
+    saved: str | None = None,
+) -> str:
     """The few lines ``compile`` and ``check`` print."""
     rows = [
         ("network", f"{graph.name}  ({path})"),
@@ -199,18 +204,31 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"-o {out}: unsupported extension; supported: {', '.join(SAVE_EXTENSIONS)}"
             " (torch.save of the state_dict)"
         )
+    if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        # before the work, and clearer than torch's RuntimeError for this
+        raise RunError(
+            f"cannot write {out}: no such directory {os.path.dirname(os.path.abspath(out))}"
+        )
     graph, path, t_check = _check(args)
     import torch  # only here: building a module is the one thing that needs torch
 
     start = time.perf_counter()
-    model = archdsl.build(graph)
+    try:
+        model = archdsl.build(graph)
+    except (RuntimeError, MemoryError) as e:  # torch cannot allocate the weights
+        size = count_params(graph)
+        raise RunError(
+            f"cannot build {graph.name}: {size:,} parameters ({size * 4 / 2**30:,.1f} GiB as "
+            f"float32); torch: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     t_build = time.perf_counter() - start
     params = sum(p.numel() for p in model.parameters())
     if out is not None:
         try:
             torch.save(model.state_dict(), out)
-        except OSError as e:
-            raise RunError(f"cannot write {out}: {e.strerror or e}") from None
+        except (OSError, RuntimeError) as e:
+            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            raise RunError(f"cannot write {out}: {reason}") from None
     print(report(graph, path, params, [("check", t_check), ("build", t_build)], out))
     return EXIT_OK
 
@@ -233,25 +251,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"archdsl {archdsl.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def spec_command(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("spec", metavar="SPEC",
-                         help="a spec file, or the name of a bundled spec (see 'archdsl list')")
-        sub.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                         help="override a network parameter; VALUE is a literal: 10, 0.5, "
-                              'true, none, "text", word, [1, 2] (repeatable)')
-        sub.add_argument("--network", metavar="NAME",
-                         help="the network to use (default: the last one the file defines)")
+    def spec_command(
+        name: str, summary: str, func: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.add_argument(
+            "spec",
+            metavar="SPEC",
+            help="a spec file, or the name of a bundled spec (see 'archdsl list')",
+        )
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override a network parameter; VALUE is a literal: 10, 0.5, "
+            'true, none, "text", word, [1, 2] (repeatable)',
+        )
+        sub.add_argument(
+            "--network",
+            metavar="NAME",
+            help="the network to use (default: the last one the file defines)",
+        )
         sub.set_defaults(func=func, parser=sub)
         return sub
 
-    compile_ = spec_command("compile", "check a spec, build the torch module, print a report",
-                            cmd_compile)
-    compile_.add_argument("-o", "--output", metavar="FILE",
-                          help="save the state_dict with torch.save (FILE must end in .pt)")
+    compile_ = spec_command(
+        "compile", "check a spec, build the torch module, print a report", cmd_compile
+    )
+    compile_.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="save the state_dict with torch.save (FILE must end in .pt)",
+    )
     spec_command("check", "shape-check a spec without building it (no torch)", cmd_check)
-    listing = commands.add_parser("list", help="the bundled specs, one per line",
-                                  description="the bundled specs, one per line")
+    listing = commands.add_parser(
+        "list",
+        help="the bundled specs, one per line",
+        description="the bundled specs, one per line",
+    )
     listing.set_defaults(func=cmd_list, parser=listing)
     return parser
 
@@ -283,10 +322,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{prog}: error: {e}")
         return EXIT_SPEC
     except RecursionError:
-        _error(f"{prog}: error: {getattr(args, 'spec', '')}: the spec is nested too deeply to process")
+        _error(
+            f"{prog}: error: {getattr(args, 'spec', '')}: the spec is nested too deeply to process"
+        )
         return EXIT_SPEC
     except MemoryError:
-        _error(f"{prog}: error: {getattr(args, 'spec', '')}: out of memory while processing the spec")
+        _error(
+            f"{prog}: error: {getattr(args, 'spec', '')}: out of memory while processing the spec"
+        )
         return EXIT_SPEC
     except KeyboardInterrupt:
         _error(f"{prog}: interrupted")
@@ -297,8 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("ARCHDSL_DEBUG"):
             raise
-        _error(f"{prog}: internal error: {type(e).__name__}: {e} "
-               "(a bug in archdsl; set ARCHDSL_DEBUG=1 for the traceback)")
+        _error(
+            f"{prog}: internal error: {type(e).__name__}: {e} "
+            "(a bug in archdsl; set ARCHDSL_DEBUG=1 for the traceback)"
+        )
         return EXIT_INTERNAL
 
 

@@ -109,7 +109,10 @@ class Elaborator:
         for stmt in defn.body.stmts:
             if isinstance(stmt, ast.InputStmt):
                 if cur is not None:
-                    raise ArchTypeError("a network has exactly one input statement", stmt.span)
+                    first = next(n for n in graph.nodes() if n.op == "input")
+                    raise ArchTypeError(
+                        f"a network has exactly one input statement; the first is at {first.span}", stmt.span
+                    )
                 shape = self._input_shape(evaluate(stmt.shape, env), stmt.shape.span)
                 if self.scaling.resolution != 1.0 and len(shape) == 3:
                     r = self.scaling.resolution
@@ -173,8 +176,10 @@ class Elaborator:
             scales.extend(alias.scales)
         for name, value in overrides.items():
             if name not in params:
+                known = ", ".join(params) or "none"
                 raise ArchNameError(
-                    f"network '{defn.name}' has no parameter '{name}'{did_you_mean(name, params)}",
+                    f"network '{defn.name}' has no parameter '{name}' (set by the caller)"
+                    f"{did_you_mean(name, params)}; its parameters: {known}",
                     chain[0].defn.span if chain else defn.span,
                     (chain[0].module if chain else ref.module).source,
                 )
@@ -501,7 +506,10 @@ class Elaborator:
             elif p.default is not None:
                 benv.set(p.name, evaluate(p.default, benv))
             else:
-                raise ArchTypeError(f"block '{defn.name}' needs a value for '{p.name}'", call.span)
+                sig = ", ".join(q.name if q.default is None else f"{q.name}=..." for q in defn.params)
+                raise ArchTypeError(
+                    f"block '{defn.name}' needs a value for '{p.name}': {defn.name}({sig})", call.span
+                )
         self.block_stack.append((defn.name, call.span))
         try:
             with self._namespace(path, "block", defn.name, call.span, cur) as scope:

@@ -333,7 +333,9 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
         base = evaluate(expr.base, env)
         if isinstance(base, InShape):
             return base.attribute(expr.name, expr.span)
-        raise ArchTypeError(f"a {type_name(base)} has no attribute '{expr.name}'", expr.span)
+        kind = type_name(base)
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ArchTypeError(f"{article} {kind} has no attribute '{expr.name}'", expr.span)
     if isinstance(expr, ast.Comprehension):
         values = evaluate(expr.iterable, env)
         if not isinstance(values, tuple):

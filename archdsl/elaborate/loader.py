@@ -10,6 +10,7 @@ from typing import Any
 from archdsl.elaborate.evaluate import Env, evaluate
 from archdsl.errors import ArchError, ArchImportError, ArchLimitError, ArchNameError, Span
 from archdsl.frontend import ast, parse
+from archdsl.frontend.parser import MAX_SOURCE_BYTES
 
 MAX_IMPORT_DEPTH = 32
 
@@ -69,22 +70,23 @@ class Loader:
         real = os.path.realpath(path)
         if real in self.cache:
             return self.cache[real]
+        where = span or Span(str(path), 0, 0)
+        if real in self.stack:
+            cycle = " -> ".join(os.path.basename(p) for p in self.stack[self.stack.index(real):])
+            raise ArchImportError(f"import cycle: {cycle} -> {os.path.basename(real)}", where)
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            raise ArchLimitError(f"imports nested deeper than {MAX_IMPORT_DEPTH}", where)
         try:
             with open(real, encoding="utf-8") as f:
-                text = f.read()
+                text = f.read(MAX_SOURCE_BYTES + 1)  # parse() refuses anything longer
         except UnicodeDecodeError as e:
-            raise ArchImportError(f"{path} is not UTF-8 text ({e.reason})", span or Span(str(path), 1, 1)) from None
+            raise ArchImportError(f"{path} is not UTF-8 text ({e.reason})", where) from None
         except OSError as e:
-            raise ArchImportError(f"cannot read {path}: {e.strerror}", span or Span(str(path), 1, 1)) from None
+            raise ArchImportError(f"cannot read {path}: {e.strerror}", where) from None
         return self.load_source(text, str(path), key=real)
 
     def load_source(self, text: str, path: str = "<string>", key: str | None = None) -> SpecModule:
         key = key or path
-        if key in self.stack:
-            cycle = " -> ".join(os.path.basename(p) for p in self.stack[self.stack.index(key):])
-            raise ArchImportError(f"import cycle: {cycle} -> {os.path.basename(key)}", Span(path, 1, 1))
-        if len(self.stack) >= MAX_IMPORT_DEPTH:
-            raise ArchLimitError(f"imports nested deeper than {MAX_IMPORT_DEPTH}", Span(path, 1, 1), text)
         tree = parse(text, path)
         module = SpecModule(path, text, tree)
         self.stack.append(key)

@@ -31,10 +31,12 @@ class _Postlex:
 
     def __init__(self) -> None:
         self.path = "<string>"
+        self.open: list[Token] = []  # brackets not yet closed, for "never closed" errors
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0
         nesting = 0
+        self.open = []
         pending: Token | None = None
         prev: Token | None = None
         for tok in stream:
@@ -50,6 +52,7 @@ class _Postlex:
                 elif value in _CLOSERS:
                     depth = max(0, depth - 1)
                 if value in _OPENERS or value == "{":
+                    self.open.append(tok)
                     nesting += 1
                     if nesting > MAX_NESTING:
                         raise ArchLimitError(
@@ -57,6 +60,8 @@ class _Postlex:
                             Span(self.path, tok.line, tok.column),
                         )
                 elif value in _CLOSERS or value == "}":
+                    if self.open:
+                        self.open.pop()
                     nesting = max(0, nesting - 1)
             if pending is not None:
                 if not (value in _JOIN_BEFORE and tok.type not in ("STRING",)):
@@ -93,10 +98,30 @@ _TOKEN_WORDS = {
 }
 
 
+# Tokens that would merely continue an expression or a chain; listed only when nothing
+# else could come next, so "conv(4 3)" says "expected ',' or ')'".
+_CONTINUATIONS = {
+    "ADD_OP", "MUL_OP", "POW", "COMP_OP", "DOT", "LSQB", "IF", "AND", "OR", "ARROW", "REPEAT",
+    "FOR", "LPAR", "COLON", "LBRACE",
+}
+
+
+_EXPRESSION_START = {
+    "NUMBER", "STRING", "TRUE", "FALSE", "NONE", "IN", "NOT", "ADD_OP", "LSQB", "LPAR", "NAME",
+}
+
+
 def _describe(expected: set[str]) -> str:
-    words = sorted({_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected})
+    structural = expected - _CONTINUATIONS
+    if structural:
+        expected = structural
+    words = sorted({_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected - _EXPRESSION_START})
+    if {"NUMBER", "STRING"} <= expected:
+        words.insert(0, "an expression")
     if len(words) > 6:
         words = words[:6] + ["..."]
+    if len(words) == 2:
+        return " or ".join(words)
     return ", ".join(words)
 
 
@@ -127,27 +152,49 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
         raise ArchLimitError("spec nested too deeply", Span(path, 1, 1), text) from None
 
 
+_CLOSING = {"(": "')'", "[": "']'", "{": "'}'"}
+
+
+def _unclosed(open_tokens: list[Token]) -> str:
+    tok = open_tokens[-1]
+    return f"; the '{tok.value}' at {tok.line}:{tok.column} is never closed with {_CLOSING[tok.value]}"
+
+
 def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
+    open_tokens = list(_lark().options.postlex.open)  # type: ignore[union-attr]
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
-        msg = f"unexpected character {ch!r}"
+        rest = text[e.pos_in_stream + 1:].split("\n", 1)[0]
+        if ch in "\"'" and ch not in rest:
+            msg = "unterminated string: add the closing quote on the same line"
+        else:
+            msg = f"unexpected character {ch!r}"
     elif isinstance(e, UnexpectedEOF):
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
         msg = f"unexpected end of file; expected {_describe(set(e.expected))}"
+        if open_tokens:
+            msg = "unexpected end of file" + _unclosed(open_tokens)
     elif isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
             what = "end of file"
+            if open_tokens:
+                msg = "unexpected end of file" + _unclosed(open_tokens)
+                return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1)), text)
         elif tok.type == "_NL":
             what = "end of line"
         else:
             what = repr(tok.value)
-        msg = f"unexpected {what}; expected {_describe(set(e.expected))}"
-        if tok.type == "NAME" and "REPEAT" in e.expected and tok.value != "x":
+        try:  # the tokens the parser really accepts here, not the LALR state's lookaheads
+            expected = set(e.interactive_parser.accepts())
+        except Exception:  # pragma: no cover - lark internals
+            expected = set(e.expected)
+        msg = f"unexpected {what}; expected {_describe(expected)}"
+        if tok.type == "NAME" and "REPEAT" in expected and tok.value != "x":
             msg += " (statements are separated by newlines or ';')"
     else:  # pragma: no cover - other lark errors
         msg = str(e).splitlines()[0]

@@ -1,0 +1,381 @@
+"""The command line: reports, saving, ``--set``, spec names, exit codes, and no torch for
+``check``.
+
+Most tests call :func:`archdsl_cli.main.main` in-process; a few run the installed
+``archdsl`` console script in a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import archdsl
+from archdsl_cli.main import main, parse_set
+
+RESNET18_PARAMS = "11,689,512"
+RESNET18_10_CLASSES_PARAMS = "11,181,642"  # 11,689,512 - 512 * 990 - 990
+LOCATION = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+): error: ", re.M)
+CARET = re.compile(r"^ +\^+$", re.M)
+
+BAD_SPEC = """\
+network tiny {
+  input [3, 8, 8]
+  conv(4, 3) -> flatten -> linear(10, true, 5)
+}
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def bad_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.arch"
+    path.write_text(BAD_SPEC, encoding="utf-8")
+    return path
+
+
+# ---- compile, check, list ---------------------------------------------------------
+
+
+def test_compile_resnet18_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "compile", "specs/resnet18.arch")
+    assert (code, err) == (0, "")
+    assert re.search(r"^network +resnet18 ", out, re.M)
+    assert "[N, 3, 224, 224] -> [N, 1000]" in out
+    assert re.search(rf"^parameters +{RESNET18_PARAMS}$", out, re.M)
+    assert re.search(r"^check +\d+(\.\d+)? m?s$", out, re.M)
+    assert re.search(r"^build +\d+(\.\d+)? m?s$", out, re.M)
+
+
+def test_compile_saves_a_loadable_state_dict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import torch
+
+    target = tmp_path / "model.pt"
+    code, out, _ = run(capsys, "compile", "resnet18", "-o", str(target))
+    assert code == 0
+    assert f"saved       {target}" in out
+    state = torch.load(target, weights_only=True)
+    model = archdsl.load("resnet18")
+    model.load_state_dict(state)  # strict: same keys, same shapes
+    assert state["fc.weight"].shape == (1000, 512)
+    assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
+
+
+def test_set_changes_the_output_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "compile", "resnet18", "--set", "num_classes=10")
+    assert code == 0
+    assert "[N, 3, 224, 224] -> [N, 10]" in out
+    assert RESNET18_10_CLASSES_PARAMS in out
+
+
+def test_check_prints_the_report_without_building(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "resnet18", "--set", "resolution=160")
+    assert code == 0
+    assert "[N, 3, 160, 160] -> [N, 1000]" in out
+    assert RESNET18_PARAMS in out  # counted from the graph, without torch
+    assert "build" not in out
+
+
+def test_several_sets_and_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "check",
+        "specs/resnet18.arch",
+        "--set",
+        "layers=[1, 1, 1, 1]",
+        "--set",
+        "num_classes=7",
+    )
+    assert code == 0
+    assert "-> [N, 7]" in out
+    assert "4,909,383" in out  # one basic block per stage: 5,418,792 - 513,000 + 3,591
+
+
+def test_list_names_the_bundled_specs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    names = out.splitlines()
+    assert "resnet50" in names and "resnet18" in names
+    assert names == archdsl.list_specs()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"archdsl {archdsl.__version__}")
+
+
+def test_bundled_name_when_no_such_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "check", "resnet50")
+    assert code == 0
+    assert re.search(r"^network +resnet50 ", out, re.M)
+    assert "25,557,032" in out
+
+
+def test_a_file_wins_over_a_bundled_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet50").write_text(
+        "network mine {\n  input [3, 8, 8]\n  conv(4, 3)\n}\n", encoding="utf-8"
+    )
+    code, out, _ = run(capsys, "check", "resnet50")
+    assert code == 0
+    assert re.search(r"^network +mine ", out, re.M)
+    assert "[N, 3, 8, 8] -> [N, 4, 6, 6]" in out
+
+
+def test_network_picks_one_of_several(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "two.arch"
+    spec.write_text(
+        textwrap.dedent("""\
+        network first {
+          input [3, 8, 8]
+          conv(4, 3)
+        }
+        network second {
+          input [16]
+          linear(2)
+        }
+    """),
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "check", str(spec))
+    assert code == 0 and "[N, 16] -> [N, 2]" in out
+    code, out, _ = run(capsys, "check", str(spec), "--network", "first")
+    assert code == 0 and "[N, 3, 8, 8] -> [N, 4, 6, 6]" in out
+
+
+# ---- --set values -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("n=10", ("n", 10)),
+        ("n=-3", ("n", -3)),
+        ("p=0.5", ("p", 0.5)),
+        ("eps=1e-5", ("eps", 1e-5)),
+        ("flag=true", ("flag", True)),
+        ("flag=false", ("flag", False)),
+        ("stride=none", ("stride", None)),
+        ('mode="fan_out"', ("mode", "fan_out")),
+        ("mode='fan_out'", ("mode", "fan_out")),
+        ("mode=fan_out", ("mode", "fan_out")),
+        ("layers=[3, 4, 6, 3]", ("layers", (3, 4, 6, 3))),
+        ("layers=[]", ("layers", ())),
+        ("acts=[relu, gelu]", ("acts", ("relu", "gelu"))),
+        ("nested=[[1, 2], [3]]", ("nested", ((1, 2), (3,)))),
+        (" n = 7 ", ("n", 7)),
+    ],
+)
+def test_parse_set_values(item: str, expected: tuple[str, object]) -> None:
+    assert parse_set(item) == expected
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("num_classes", "needs name=value"),
+        ("=3", "is not a parameter name"),
+        ("a-b=3", "is not a parameter name"),
+        ("num_classes=", "needs a value"),
+        ("num_classes=1 2", "unexpected '2'"),
+        ("num_classes=[1, 2", "unexpected end of file"),
+        ('name="abc', "unterminated string"),
+        ("n=1; m=2", "expected one value"),
+        ("n=foo(1)", "unknown function 'foo'"),
+        ("n=1 // 0", "division by zero"),
+        ("n=2 ** 10000", "too large"),
+        ("network=3", "reserved"),
+        ("path=3", "reserved"),
+    ],
+)
+def test_bad_set_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], item: str, message: str
+) -> None:
+    code, out, err = run(capsys, "check", "resnet18", "--set", item)
+    assert code == 2, err
+    assert out == ""
+    assert "archdsl check: error: " in err and message in err
+    assert "Traceback" not in err
+
+
+def test_bad_set_points_at_the_value(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", "resnet18", "--set", "num_classes=[1 2]")
+    assert code == 2
+    shown, caret = err.splitlines()[-2:]
+    assert shown == "  num_classes=[1 2]"
+    assert caret.index("^") == shown.index("2")
+
+
+# ---- errors and exit codes ----------------------------------------------------------
+
+
+def test_spec_error_exits_1_with_location_and_caret(
+    capsys: pytest.CaptureFixture[str], bad_spec: Path
+) -> None:
+    code, out, err = run(capsys, "check", str(bad_spec))
+    assert (code, out) == (1, "")
+    first = err.splitlines()[0]
+    m = LOCATION.match(first)
+    assert m and m["path"] == str(bad_spec) and (m["line"], m["col"]) == ("3", "45")
+    assert "linear takes at most 2 positional arguments, got 3" in first
+    assert err.splitlines()[1] == "    conv(4, 3) -> flatten -> linear(10, true, 5)"
+    assert CARET.search(err)
+    assert "Traceback" not in err
+
+
+def test_compile_reports_spec_errors_like_check(
+    capsys: pytest.CaptureFixture[str], bad_spec: Path
+) -> None:
+    assert main(["check", str(bad_spec)]) == 1
+    _, check_err = capsys.readouterr()
+    assert main(["compile", str(bad_spec)]) == 1
+    _, compile_err = capsys.readouterr()
+    assert compile_err == check_err
+
+
+def test_unknown_network_parameter_is_a_spec_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", "resnet18", "--set", "num_class=10")
+    assert code == 1
+    assert "has no parameter 'num_class' (set by the caller); did you mean 'num_classes'?" in err
+    assert LOCATION.match(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "required: COMMAND"),
+        (["frobnicate"], "invalid choice"),
+        (["compile"], "required: SPEC"),
+        (["check", "resnet18", "--bogus"], "unrecognized arguments"),
+        (["check", "resnet18", "-o", "m.pt"], "unrecognized arguments"),
+        (["compile", "resnet18", "-o", "model.onnx"], "supported: .pt"),
+        (["compile", "resnet18", "-o", "model"], "supported: .pt"),
+        (["check", "resnet5"], "did you mean 'resnet50'?"),
+        (["check", "no/such/spec.arch"], "no such spec file: no/such/spec.arch"),
+        (["check", "."], "is not a spec file"),
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unwritable_output_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "model.pt"
+    code, _, err = run(capsys, "compile", "resnet18", "-o", str(target))
+    assert code == 1
+    assert err.strip() == (
+        f"archdsl compile: error: cannot write {target}: no such directory {target.parent}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "message"),
+    [
+        (RecursionError("maximum recursion depth exceeded"), 1, "nested too deeply"),
+        (MemoryError(), 1, "out of memory"),
+        (ValueError("boom"), 3, "internal error: ValueError: boom"),
+    ],
+)
+def test_no_traceback_for_unexpected_failures(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    exc: BaseException,
+    code: int,
+    message: str,
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.delenv("ARCHDSL_DEBUG", raising=False)
+    monkeypatch.setattr(archdsl, "check_file", fail)
+    got, out, err = run(capsys, "check", "resnet18")
+    assert got == code
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_torch_build_failure_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+
+    monkeypatch.setattr(archdsl, "build", fail)
+    code, _, err = run(capsys, "compile", "resnet18")
+    assert code == 1
+    assert err.strip().startswith(
+        f"archdsl compile: error: cannot build resnet18: {RESNET18_PARAMS}"
+    )
+    assert "can't allocate memory" in err
+
+
+# ---- subprocesses: no torch for check; the real console script --------------------
+
+
+def test_check_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from archdsl_cli.main import main\n"
+        "assert main(['check', 'resnet50', '--set', 'num_classes=10']) == 0\n"
+        "assert 'torch' not in sys.modules, 'check imported torch'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "-> [N, 10]" in proc.stdout
+
+
+def _script() -> str:
+    script = shutil.which("archdsl")
+    if script is None:
+        pytest.skip("the archdsl console script is not installed (pip install -e .)")
+    return script
+
+
+def test_console_script_compile() -> None:
+    proc = subprocess.run(
+        [_script(), "compile", "resnet18"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[N, 3, 224, 224] -> [N, 1000]" in proc.stdout
+    assert RESNET18_PARAMS in proc.stdout
+
+
+def test_console_script_exit_codes(bad_spec: Path) -> None:
+    proc = subprocess.run(
+        [_script(), "check", str(bad_spec)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert LOCATION.match(proc.stderr) and CARET.search(proc.stderr)
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [_script(), "compile", "resnet18", "-o", "model.onnx"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "supported: .pt" in proc.stderr
