@@ -88,7 +88,21 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     if init and device != "meta":
         apply_init(root, graph)
     root.archdsl_graph = graph  # type: ignore[assignment]
+    if graph.side_outputs:
+        # torch.fx unpickles a GraphModule by re-tracing its code, which cannot see through
+        # the training-mode switch of side outputs; rebuild from the IR instead.
+        type(root).__reduce__ = _reduce_from_ir  # type: ignore[method-assign,assignment]
     return root
+
+
+def _reduce_from_ir(self: fx.GraphModule) -> tuple[Any, ...]:
+    return (_rebuild, (self.archdsl_graph, self.state_dict(), self.training))
+
+
+def _rebuild(graph: Graph, state: dict[str, torch.Tensor], training: bool) -> fx.GraphModule:
+    module = build(graph, init=False)
+    module.load_state_dict(state)
+    return module.train(training)
 
 
 class _nullcontext:

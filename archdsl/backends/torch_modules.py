@@ -57,6 +57,39 @@ class GlobalPool2d(nn.Module):
         return f"mode={self.mode}, flatten={self.flatten}"
 
 
+class StochasticDepth(nn.Module):
+    """Stochastic depth (Huang et al., ECCV 2016), torchvision.ops.StochasticDepth's semantics.
+
+    In training, each sample (``mode="row"``) or the whole batch (``mode="batch"``) is zeroed
+    with probability ``p`` and the survivors are scaled by ``1 / (1 - p)``, so the expected
+    output is the input; in eval mode, or with ``p == 0``, it is the identity. The noise is
+    drawn as torchvision draws it (one ``bernoulli_`` of shape ``[N, 1, ...]`` or
+    ``[1, ...]``), so a seeded run drops the same samples. No parameters, no buffers.
+    """
+
+    def __init__(self, p: float = 0.0, mode: str = "row") -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"StochasticDepth p must be between 0 and 1, got {p}")
+        if mode not in ("row", "batch"):
+            raise ValueError(f"StochasticDepth mode must be 'row' or 'batch', got {mode!r}")
+        self.p = p
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
 def _compact(pair: Any) -> Any:
     """``(3, 3) -> 3``: pooling modules keep what they are given, and torchvision gives ints."""
     if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == pair[1]:
@@ -149,6 +182,7 @@ BUILDERS: dict[str, Builder] = {
     "global_maxpool": lambda a, s: GlobalPool2d("max", flatten=a["flatten"]),
     "flatten": lambda a, s: nn.Flatten(1),
     "dropout": lambda a, s: nn.Dropout(a["p"]),
+    "drop_path": lambda a, s: StochasticDepth(a["p"], a["mode"]),
     "identity": _simple(nn.Identity),
 }
 

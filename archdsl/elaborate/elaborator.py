@@ -38,6 +38,7 @@ from archdsl.errors import (
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
 from archdsl.ir.graph import describe
+from archdsl.ir.reserved import RESERVED_LABELS
 from archdsl.ops import OPS, get_op, normalize_attrs
 from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
 
@@ -341,6 +342,11 @@ class Elaborator:
         name = "".join(text)
         if not _IDENTIFIER.fullmatch(name):
             raise ArchTypeError(f"label '{name}' is not a valid name (letters, digits, _)", label.span)
+        if name in RESERVED_LABELS:
+            raise ArchNameError(
+                f"label '{name}' is reserved: it is a Python keyword or an attribute every torch "
+                f"module has; choose another name", label.span
+            )
         return name
 
     def _unlabelled(self, prim: ast.Node, env: Env, cur: str) -> str:

@@ -371,7 +371,11 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
             if (expr.op == "and") != left:
                 return left
             return _bool(evaluate(expr.right, env), expr.op, expr.right.span)
-        return _binop(expr.op, evaluate(expr.left, env), evaluate(expr.right, env), expr)
+        left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+        try:
+            return _binop(expr.op, left, right, expr)
+        except OverflowError:
+            raise ArchLimitError(f"{show(left)} {expr.op} {show(right)} is too large", expr.span) from None
     raise ArchTypeError(f"cannot evaluate {type(expr).__name__}", expr.span)  # pragma: no cover
 
 

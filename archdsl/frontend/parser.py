@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from archdsl.errors import ArchLimitError, ArchSyntaxError, Span
 from archdsl.frontend import ast
@@ -148,8 +154,12 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
         raise _syntax_error(e, text, path) from None
     try:
         return _ToAst(path).transform(tree).with_path(path)  # type: ignore[no-any-return]
-    except RecursionError:
-        raise ArchLimitError("spec nested too deeply", Span(path, 1, 1), text) from None
+    except (RecursionError, VisitError) as e:
+        if isinstance(e, VisitError) and not isinstance(e.orig_exc, RecursionError):
+            raise
+        raise ArchLimitError(
+            "expression nested too deeply (split it with intermediate names)", Span(path, 1, 1), text
+        ) from None
 
 
 _CLOSING = {"(": "')'", "[": "']'", "{": "'}'"}

@@ -60,7 +60,7 @@ class Graph:
 
     name: str
     input_shape: Shape
-    nx: nx.DiGraph = field(default_factory=nx.DiGraph)
+    nx: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)  # a merge may read one tensor twice
     output: str = ""
     side_outputs: dict[str, str] = field(default_factory=dict)  # training-only: name -> node id
     scaling: Mapping[str, float] = field(default_factory=dict)  # width, depth, resolution
@@ -93,10 +93,10 @@ class Graph:
     def inputs(self, node_id: str) -> list[str]:
         """Producers of ``node_id`` ordered by port."""
         preds = self.nx.in_edges(node_id, data="port")
-        return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]
+        return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]  # type: ignore[no-any-return]
 
     def users(self, node_id: str) -> list[str]:
-        return list(self.nx.successors(node_id))
+        return list(dict.fromkeys(self.nx.successors(node_id)))
 
     @property
     def output_shape(self) -> Shape:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from archdsl.ops import activation, conv, merge, norm, pool, shape_ops
+from archdsl.ops import activation, conv, merge, norm, pool, regularize, shape_ops
 from archdsl.ops.base import OpDef
 
 ALL_OPS: tuple[OpDef, ...] = (
-    conv.DEFS + norm.DEFS + activation.DEFS + pool.DEFS + shape_ops.DEFS + merge.DEFS
+    conv.DEFS
+    + norm.DEFS
+    + activation.DEFS
+    + pool.DEFS
+    + shape_ops.DEFS
+    + regularize.DEFS
+    + merge.DEFS
 )
 
 
