@@ -36,7 +36,6 @@ import archdsl
 from archdsl.elaborate.evaluate import Env, did_you_mean, evaluate
 from archdsl.frontend import ast, parse
 from archdsl.ir import Graph
-from archdsl.ops import get_op
 
 EXIT_OK = 0
 EXIT_SPEC = 1
@@ -44,10 +43,6 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 SAVE_EXTENSIONS = (".pt",)
-
-# Keyword arguments of archdsl.check_file: a network parameter of the same name cannot be
-# passed through **params, so --set refuses it rather than failing with a TypeError.
-_API_KEYWORDS = ("path", "network", "search_path")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LITERAL_WORDS = ("true", "false", "none")
@@ -94,11 +89,6 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise UsageError(f"--set needs name=value, got '{item}'")
     if not _NAME.match(name):
         raise UsageError(f"--set: '{name}' is not a parameter name (letters, digits, '_')")
-    if name in _API_KEYWORDS:
-        raise UsageError(
-            f"--set: a parameter named '{name}' cannot be set from the command line "
-            f"(the name is reserved by archdsl.check_file)"
-        )
     if not value:
         raise UsageError(f"--set {name}= needs a value, e.g. {name}=10")
     if _NAME.match(value) and value not in _LITERAL_WORDS:
@@ -122,16 +112,7 @@ def parse_set(item: str) -> tuple[str, Any]:
 # ---- the report -------------------------------------------------------------------
 
 
-def count_params(graph: Graph) -> int:
-    """Trainable parameters of a checked graph, from the op registry (no torch)."""
-    total = 0
-    for node in graph.nodes():
-        opdef = get_op(node.op)
-        if opdef is None:  # the graph input
-            continue
-        shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
-        total += opdef.count_params(node.attrs, shapes)
-    return total
+count_params = archdsl.count_params
 
 
 def batched(shape: Sequence[int]) -> str:
@@ -187,7 +168,7 @@ def _check(args: argparse.Namespace) -> tuple[Graph, str, float]:
     path = resolve_spec(args.spec)
     params = dict(parse_set(item) for item in args.set)
     start = time.perf_counter()
-    graph = archdsl.check_file(path, network=args.network, **params)
+    graph = archdsl.check_file(path, network=args.network, params=params)
     return graph, path, time.perf_counter() - start
 
 
@@ -214,7 +195,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        model = archdsl.build(graph)
+        model = archdsl.build(graph, max_params=args.max_params)
     except (RuntimeError, MemoryError) as e:  # torch cannot allocate the weights
         size = count_params(graph)
         raise RunError(
@@ -278,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = spec_command(
         "compile", "check a spec, build the torch module, print a report", cmd_compile
+    )
+    compile_.add_argument(
+        "--max-params",
+        type=int,
+        default=archdsl.api.MAX_PARAMS,
+        metavar="N",
+        help=f"refuse to build a network of more than N parameters (default {archdsl.api.MAX_PARAMS:,})",
     )
     compile_.add_argument(
         "-o",
