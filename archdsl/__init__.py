@@ -19,6 +19,7 @@ from archdsl.api import (
     parse_value,
     spec_path,
 )
+from archdsl.analysis import summary
 from archdsl.errors import (
     ArchError,
     ArchImportError,
@@ -50,4 +51,5 @@ __all__ = [
     "load_graph",
     "parse_value",
     "spec_path",
+    "summary",
 ]

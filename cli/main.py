@@ -214,6 +214,34 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from archdsl.analysis import summary
+
+    graph, _, _ = _check(args)
+    try:
+        result = summary(graph, depth=args.depth, expand=args.expand, batch=args.batch,
+                         dtype=args.dtype)
+        print(result.render(args.format))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from archdsl.backends.graphviz import render
+
+    graph, _, _ = _check(args)
+    try:
+        written = render(graph, args.output, depth=args.depth, expand=args.expand,
+                         rankdir=args.rankdir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise RunError(f"cannot write {args.output}: {e.strerror or e}") from None
+    print(f"wrote {written}")
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for name in archdsl.list_specs():
         print(name)
@@ -274,6 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the state_dict with torch.save (FILE must end in .pt)",
     )
     spec_command("check", "shape-check a spec without building it (no torch)", cmd_check)
+
+    def view_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--depth", type=int, default=None, metavar="N",
+                         help="show blocks nested down to depth N")
+        sub.add_argument("--expand", action="store_true",
+                         help="show repeated identical blocks one by one instead of 'name x N'")
+
+    summary_ = spec_command(
+        "summary", "a table of layers: shapes, params, MACs, receptive field (no torch)", cmd_summary
+    )
+    view_options(summary_)
+    summary_.add_argument("--format", choices=("text", "markdown", "json", "csv"), default="text")
+    summary_.add_argument("--batch", type=int, default=1, help="batch size for memory estimates")
+    summary_.add_argument("--dtype", default="float32", help="dtype for memory estimates")
+    render_ = spec_command("render", "draw the network with Graphviz (no torch)", cmd_render)
+    view_options(render_)
+    render_.add_argument("-o", "--output", required=True, metavar="FILE",
+                         help="the image; its extension picks the format: svg, png, pdf, dot")
+    render_.add_argument("--rankdir", default="TB", choices=("TB", "LR", "BT", "RL"))
     listing = commands.add_parser(
         "list",
         help="the bundled specs, one per line",

@@ -395,3 +395,32 @@ def test_compile_refuses_a_huge_network_with_how_to_override(tmp_path, capsys):
     assert "--max-params" in err and "33,562,624 parameters" in err
     code, out, _ = run(capsys, "compile", str(spec), "--max-params", "100000000")
     assert code == 0
+
+
+def test_summary_command_reports_params_macs_and_receptive_field(capsys):
+    code, out, _ = run(capsys, "summary", "resnet50", "--depth", "1")
+    assert code == 0
+    assert "25,557,032" in out and "4.09 GMACs" in out
+    layer3 = next(line for line in out.splitlines() if line.startswith("layer3 "))
+    assert layer3.split()[-2:] == ["267", "16"]
+
+
+def test_summary_json_and_usage_errors(capsys):
+    import json
+
+    code, out, _ = run(capsys, "summary", "resnet18", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["params"] == 11_689_512 and data["flops"] == 2 * data["macs"]
+    assert any(layer["name"] == "layer3" for layer in data["layers"])
+    code, _, err = run(capsys, "summary", "resnet18", "--batch", "0")
+    assert code == 2 and "batch" in err
+
+
+def test_render_command_writes_the_image(tmp_path, capsys):
+    out_file = tmp_path / "resnet18.dot"
+    code, out, _ = run(capsys, "render", "resnet18", "-o", str(out_file))
+    assert code == 0 and out_file.is_file()
+    assert "layer3" in out_file.read_text()
+    code, _, err = run(capsys, "render", "resnet18", "-o", str(tmp_path / "x.nope"))
+    assert code == 2 and "format" in err

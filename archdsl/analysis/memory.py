@@ -79,9 +79,8 @@ def peak_activation_elements(graph: Graph, eval_only: bool = True) -> int:
             storage[node.id] = node.id
             size[node.id] = math.prod(node.shape)
             readers[node.id] = 0
-        for user in graph.nx.successors(node.id):
-            if user in run:
-                readers[storage[node.id]] += 1
+        for src in inputs[node.id]:  # every read, a tensor read twice counts twice
+            readers[storage[src]] += 1
     readers[storage[graph.output]] += 1  # the output outlives the pass
     live = peak = 0
     for node in nodes:

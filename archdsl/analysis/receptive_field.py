@@ -146,9 +146,9 @@ def _resize(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Rec
         return _whole_map(rf, shape)
     if node.shape[1:] == shape[1:]:
         return rf
-    jump = tuple(rf.stride[i] * Fraction(shape[1 + i], node.shape[1 + i]) for i in range(2))
-    jump = tuple(j.numerator if j.denominator == 1 else j for j in jump)
-    return ReceptiveField(rf.size, jump, rf.is_global)  # type: ignore[arg-type]
+    scaled = [rf.stride[i] * Fraction(shape[1 + i], node.shape[1 + i]) for i in range(2)]
+    h, w = (j.numerator if j.denominator == 1 else j for j in scaled)
+    return ReceptiveField(rf.size, (h, w), rf.is_global)
 
 
 def _softmax(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:

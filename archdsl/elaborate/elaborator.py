@@ -532,9 +532,13 @@ class Elaborator:
 
     def _merge(self, merge: ast.Merge, env: Env, cur: str) -> str:
         assert self.graph is not None
+        if len(merge.branches) < 2:
+            raise ArchTypeError(
+                f"{merge.kind} needs at least two branches, one per line or separated by ';' "
+                f"(write 'identity' for a branch that passes its input on)",
+                merge.span,
+            )
         outs = [self._stmt(branch, env.child(), cur) for branch in merge.branches]
-        if not outs:
-            raise ArchTypeError(f"{merge.kind} needs at least one branch", merge.span)
         opdef = get_op(merge.kind)
         assert opdef is not None
         producers = [self.graph.node(o) for o in outs]
