@@ -15,6 +15,7 @@ import torch
 from torch import fx, nn
 
 from archdsl.backends.torch_modules import build_module
+from archdsl.elaborate.elaborator import rule_matches
 from archdsl.ir import Graph, OpNode, Scope
 
 _ROOT = ""
@@ -214,7 +215,7 @@ def apply_init(root: nn.Module, graph: Graph) -> None:
         for node in graph.nodes():
             if node.path is None:
                 continue
-            rules = [r for r in graph.init if r.op == node.op]
+            rules = [r for r in graph.init if rule_matches(r, node)]
             if not rules:
                 continue
             module = root.get_submodule(node.path)

@@ -75,9 +75,12 @@ class _Namespace:
 
 @dataclass(frozen=True)
 class InitRule:
-    """``init conv.weight = kaiming_normal(mode="fan_out")``, resolved."""
+    """``init conv.weight = kaiming_normal(mode="fan_out")``, resolved: applies to every
+    module of ``op``, or (``op`` None) to every module whose path is ``path`` or ends in
+    ``.path``."""
 
-    op: str
+    op: str | None
+    path: str | None
     tensor: str
     fn: str
     kwargs: tuple[tuple[str, Any], ...]
@@ -127,8 +130,6 @@ class Elaborator:
                 env.set(stmt.name, evaluate(stmt.value, env))
             elif isinstance(stmt, ast.InitStmt):
                 inits.append(self._init_rule(stmt, env))
-            elif isinstance(stmt, ast.OutputStmt):
-                raise ArchTypeError("side outputs are not supported yet", stmt.span)
             else:
                 if cur is None:
                     raise ArchTypeError(
@@ -139,6 +140,12 @@ class Elaborator:
         if cur is None:
             raise ArchTypeError(f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span)
         graph.output = cur
+        for rule in inits:
+            if rule.path is not None and not any(rule_matches(rule, n) for n in graph.nodes()):
+                paths = [n.path for n in graph.nodes() if n.path]
+                raise ArchNameError(
+                    f"init: no module named '{rule.path}'{did_you_mean(rule.path, paths)}", rule.span
+                )
         graph.init = tuple(inits)  # type: ignore[assignment]
         return graph
 
@@ -247,8 +254,7 @@ class Elaborator:
         return tuple(value)
 
     def _init_rule(self, stmt: ast.InitStmt, env: Env) -> InitRule:
-        if get_op(stmt.op) is None:
-            raise ArchNameError(f"init: unknown op '{stmt.op}'{did_you_mean(stmt.op, OPS)}", stmt.span)
+        opdef = get_op(stmt.target[0]) if len(stmt.target) == 1 else None
         if stmt.tensor not in ("weight", "bias"):
             raise ArchNameError(f"init: tensor must be 'weight' or 'bias', got '{stmt.tensor}'", stmt.span)
         names = INIT_FUNCTIONS.get(stmt.fn)
@@ -257,7 +263,8 @@ class Elaborator:
                 f"unknown init function '{stmt.fn}'{did_you_mean(stmt.fn, INIT_FUNCTIONS)}", stmt.span
             )
         kwargs = self._bind_args(stmt.args, list(names), f"init function '{stmt.fn}'", env, stmt.span)
-        return InitRule(get_op(stmt.op).name, stmt.tensor, stmt.fn, tuple(kwargs.items()), stmt.span)  # type: ignore[union-attr]
+        op, path = (opdef.name, None) if opdef else (None, ".".join(stmt.target))
+        return InitRule(op, path, stmt.tensor, stmt.fn, tuple(kwargs.items()), stmt.span)
 
     # ---- statements and chains --------------------------------------------------------
     def _body(self, body: ast.Body, env: Env, cur: str) -> str:
@@ -276,7 +283,7 @@ class Elaborator:
                 else:
                     cur = self._item(item, env, cur)
             return cur
-        what = {ast.InputStmt: "input", ast.InitStmt: "init", ast.OutputStmt: "output"}.get(type(stmt), "this")
+        what = {ast.InputStmt: "input", ast.InitStmt: "init"}.get(type(stmt), "this")
         raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
 
     def _item(self, item: ast.Item, env: Env, cur: str) -> str:
@@ -548,6 +555,15 @@ class Elaborator:
             raise self._shape_error(e, merge.kind, None, merge.span, producers) from None
         return self._add(OpNode(self.graph.new_id(merge.kind), merge.kind, {}, None, merge.span, shape,
                                 self.ns[-1].path), outs)
+
+
+def rule_matches(rule: InitRule, node: OpNode) -> bool:
+    """Whether an ``init`` rule applies to the module of ``node``."""
+    if node.path is None:
+        return False
+    if rule.op is not None:
+        return node.op == rule.op
+    return node.path == rule.path or node.path.endswith("." + str(rule.path))
 
 
 def _safe_lookup(env: Env, name: str) -> Any:

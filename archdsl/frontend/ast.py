@@ -187,20 +187,13 @@ class InputStmt(Node):
 
 @dataclass(frozen=True)
 class InitStmt(Node):
-    """``init conv.weight = kaiming_normal(mode="fan_out")``."""
+    """``init conv.weight = kaiming_normal(mode="fan_out")`` (every module of an op) or
+    ``init AuxLogits.fc.weight = normal(0, 0.001)`` (modules whose path ends so)."""
 
-    op: str
+    target: tuple[str, ...]
     tensor: str
     fn: str
     args: tuple[Arg, ...]
-
-
-@dataclass(frozen=True)
-class OutputStmt(Node):
-    """``output aux1 = chain``: a side output computed in training mode only."""
-
-    name: str
-    chain: Chain
 
 
 # ---- definitions ------------------------------------------------------------------

@@ -40,37 +40,31 @@ class _Postlex:
         self.open: list[Token] = []  # brackets not yet closed, for "never closed" errors
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        depth = 0
-        nesting = 0
         self.open = []
         pending: Token | None = None
         prev: Token | None = None
         for tok in stream:
             if tok.type == "_NL":
-                if depth > 0 or prev is None or _joins_after(prev):
+                # Inside () or [] a newline never ends anything; inside {} it does, even
+                # when the braces sit inside parentheses.
+                in_parens = bool(self.open) and self.open[-1].value in _OPENERS
+                if in_parens or prev is None or _joins_after(prev):
                     continue
                 pending = pending or tok
                 continue
             value = tok.value
             if tok.type not in ("NAME", "STRING", "NUMBER"):
-                if value in _OPENERS:
-                    depth += 1
-                elif value in _CLOSERS:
-                    depth = max(0, depth - 1)
                 if value in _OPENERS or value == "{":
                     self.open.append(tok)
-                    nesting += 1
-                    if nesting > MAX_NESTING:
+                    if len(self.open) > MAX_NESTING:
                         raise ArchLimitError(
                             f"nesting deeper than {MAX_NESTING} levels",
                             Span(self.path, tok.line, tok.column),
                         )
-                elif value in _CLOSERS or value == "}":
-                    if self.open:
-                        self.open.pop()
-                    nesting = max(0, nesting - 1)
+                elif (value in _CLOSERS or value == "}") and self.open:
+                    self.open.pop()
             if pending is not None:
-                if not (value in _JOIN_BEFORE and tok.type not in ("STRING",)):
+                if not (value in _JOIN_BEFORE and tok.type != "STRING"):
                     yield pending
                 pending = None
             yield tok
@@ -288,11 +282,9 @@ class _ToAst(Transformer):
         return ast.InputStmt(self._s(meta), shape, chain)
 
     def init_stmt(self, meta, children):
-        op, tensor, fn, *args = children
-        return ast.InitStmt(self._s(meta), str(op), str(tensor), str(fn), _args(args))
-
-    def output_stmt(self, meta, children):
-        return ast.OutputStmt(self._s(meta), str(children[0]), children[1])
+        names = [str(c) for c in children if isinstance(c, Token)]
+        *target, tensor, fn = names
+        return ast.InitStmt(self._s(meta), tuple(target), tensor, fn, _args(children))
 
     def chain(self, meta, children):
         items = tuple(c for c in children if isinstance(c, (ast.Item, ast.SideItem)))
