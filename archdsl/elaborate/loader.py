@@ -65,6 +65,9 @@ class Loader:
         self.search_path = list(search_path or []) + [bundled_spec_root()]
         self.cache: dict[str, SpecModule] = {}
         self.stack: list[str] = []
+        # Imports may only read files under these folders: the entry file's folder (set
+        # when it is loaded) and the search path. Symlinks are resolved before the check.
+        self.roots: list[str] = [os.path.realpath(p) for p in self.search_path]
 
     def load_file(self, path: str | os.PathLike[str], span: Span | None = None) -> SpecModule:
         real = os.path.realpath(path)
@@ -83,6 +86,8 @@ class Loader:
             raise ArchImportError(f"{path} is not UTF-8 text ({e.reason})", where) from None
         except OSError as e:
             raise ArchImportError(f"cannot read {path}: {e.strerror}", where) from None
+        if not self.stack and span is None:  # the entry file: its folder is a spec root
+            self.roots.insert(0, os.path.dirname(real))
         return self.load_source(text, str(path), key=real)
 
     def load_source(self, text: str, path: str = "<string>", key: str | None = None) -> SpecModule:
@@ -124,9 +129,18 @@ class Loader:
             candidates.append(Path(module.path).parent / rel)
         else:
             candidates.append(Path.cwd() / rel)
+            if os.path.realpath(Path.cwd()) not in self.roots:
+                self.roots.insert(0, os.path.realpath(Path.cwd()))
         candidates += [root / rel for root in self.search_path]
         for c in candidates:
             if c.is_file():
+                real = os.path.realpath(c)
+                if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots):
+                    raise ArchImportError(
+                        f"import \"{rel}\" reads {real}, outside the spec roots "
+                        f"({', '.join(self.roots)}); add its folder to the search path to allow it",
+                        imp.span,
+                    )
                 return str(c)
         looked = ", ".join(str(c.parent) for c in candidates)
         raise ArchImportError(f"cannot find \"{rel}\" (looked in {looked})", imp.span)
