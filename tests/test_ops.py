@@ -123,7 +123,9 @@ CASES: dict[str, Any] = {
     "relu6": no_args(),
     "leaky_relu": case(st.fixed_dictionaries({"slope": small_float}), any_shape),
     "silu": no_args(),
-    "gelu": case(st.fixed_dictionaries({"approximate": st.sampled_from(["none", "tanh"])}), any_shape),
+    "gelu": case(
+        st.fixed_dictionaries({"approximate": st.sampled_from(["none", "tanh"])}), any_shape
+    ),
     "sigmoid": no_args(),
     "tanh": no_args(),
     "hardswish": no_args(),
@@ -159,6 +161,9 @@ CASES: dict[str, Any] = {
     "global_maxpool": case(st.fixed_dictionaries({"flatten": st.booleans()}), fmap),
     "flatten": no_args(),
     "dropout": case(st.fixed_dictionaries({"p": prob}), any_shape),
+    "drop_path": case(
+        st.fixed_dictionaries({"p": prob, "mode": st.sampled_from(["row", "batch"])}), any_shape
+    ),
     "identity": no_args(),
 }
 
@@ -167,7 +172,7 @@ def test_every_module_op_has_a_builder_and_a_case() -> None:
     module_ops = {d.name for d in ALL_OPS if d.name not in MERGE_OPS}
     assert set(BUILDERS) == module_ops
     assert set(CASES) == module_ops
-    assert MERGE_OPS == {"add", "concat", "mul"}
+    assert {"add", "concat", "mul"} == MERGE_OPS
 
 
 @pytest.mark.parametrize("op", sorted(CASES))
@@ -302,7 +307,9 @@ def test_conv_same_and_valid_padding() -> None:
 
 
 def test_conv_groups_name_both_channel_counts() -> None:
-    with pytest.raises(ShapeProblem, match=r"groups 3 .* input channels \(4\).* output channels \(6\)"):
+    with pytest.raises(
+        ShapeProblem, match=r"groups 3 .* input channels \(4\).* output channels \(6\)"
+    ):
         infer("conv", {"out": 6, "kernel": 1, "groups": 3}, (4, 5, 5))
     with pytest.raises(ShapeProblem, match=r"output channels \(5\)"):
         infer("conv", {"out": 5, "kernel": 1, "groups": 3}, (6, 5, 5))
@@ -319,7 +326,7 @@ def test_rank_errors_name_op_need_and_got() -> None:
     for op, raw in [("maxpool", {"kernel": 2}), ("lrn", {"size": 3}), ("global_avgpool", {})]:
         with pytest.raises(ShapeProblem, match=rf"^{op} expects a feature map"):
             infer(op, raw, (16,))
-    with pytest.raises(ShapeProblem, match="bn expects a feature map .* or flat features"):
+    with pytest.raises(ShapeProblem, match=r"bn expects a feature map .* or flat features"):
         infer("bn", {}, (3, 4))
 
 
@@ -376,7 +383,9 @@ def test_global_pool_matches_adaptive_pool() -> None:
 
 def test_pooling_reprs_match_torchvision() -> None:
     module = build_module("maxpool", {"kernel": 3, "stride": 2, "padding": 1}, [(64, 112, 112)])
-    assert repr(module) == "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)"
+    assert (
+        repr(module) == "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)"
+    )
     module = build_module("avgpool", {"kernel": 2, "stride": 2}, [(64, 8, 8)])
     assert repr(module) == "AvgPool2d(kernel_size=2, stride=2, padding=0)"
     assert repr(build_module("adaptive_avgpool", {"size": 1}, [(8, 7, 7)])) == (
@@ -450,7 +459,7 @@ def test_merge_messages_name_the_input_and_both_shapes() -> None:
     assert OPS["concat"].infer({}, [(10,), (5,)]) == (15,)
     with pytest.raises(ShapeProblem, match=r"input 1 \[32, 14, 14\] and input 0 \[64, 7, 7\]"):
         OPS["concat"].infer({}, [(64, 7, 7), (32, 14, 14)])
-    with pytest.raises(ShapeProblem, match="input 1 .* rank 1 but input 0 .* rank 3"):
+    with pytest.raises(ShapeProblem, match=r"input 1 .* rank 1 but input 0 .* rank 3"):
         OPS["concat"].infer({}, [(64, 7, 7), (64,)])
 
 
@@ -460,7 +469,12 @@ def test_merge_messages_name_the_input_and_both_shapes() -> None:
 @pytest.mark.parametrize(
     ("op", "raw", "param", "message"),
     [
-        ("conv", {"out": 8, "kernel": 0}, "kernel", "conv: kernel must be a positive integer or a list of two, got 0"),
+        (
+            "conv",
+            {"out": 8, "kernel": 0},
+            "kernel",
+            "conv: kernel must be a positive integer or a list of two, got 0",
+        ),
         ("conv", {"out": 8, "kernel": [3, 0]}, "kernel", "got [3, 0]"),
         ("conv", {"out": 8, "kernel": [3, 3, 3]}, "kernel", "got [3, 3, 3]"),
         ("conv", {"out": 8, "kernel": 3.0}, "kernel", "got 3.0"),
@@ -544,6 +558,9 @@ def test_normalize_value_is_total_and_idempotent(opdef: Any, index: int, value: 
         assert problem.message.startswith(f"{opdef.name}: {param.name} must be ")
         return
     assert normalize_value(opdef.name, param, once) == once
+    if once is None:
+        assert param.nullable
+        return
     if param.kind in ("int", "posint", "nonneg"):
         assert type(once) is int
     if param.kind in ("pair", "nonneg_pair", "size"):
@@ -551,8 +568,6 @@ def test_normalize_value_is_total_and_idempotent(opdef: Any, index: int, value: 
         assert all(type(v) is int for v in once)
     if param.kind == "bool":
         assert type(once) is bool
-    if once is None:
-        assert param.nullable
 
 
 # --- the registry as documentation ------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archdsl.backends.deform_conv import build_deform_conv
 from archdsl.ops import MERGE_OPS, Shape, bind_defaults, get_op, normalize_attrs
 
 Attrs = Mapping[str, Any]
@@ -159,6 +160,7 @@ def _simple(factory: Callable[[], nn.Module]) -> Builder:
 
 BUILDERS: dict[str, Builder] = {
     "conv": _conv,
+    "deform_conv": build_deform_conv,
     "linear": _linear,
     "bn": _bn,
     "layernorm": _layernorm,

@@ -281,6 +281,30 @@ def _scale_depth(args: list[Any], scaling: Scaling, span: Span) -> int:
     return _int_result("scale_depth", math.ceil(n * scaling.depth), span)
 
 
+SCALING_PARAMS = {"scale_channels": ("channels", "divisor"), "scale_depth": ("repeats",)}
+
+
+def _positional(expr: ast.Call, names: tuple[str, ...], env: Env) -> list[Any]:
+    """Arguments of a builtin call in parameter order, keywords placed by name."""
+    values: dict[str, Any] = {}
+    for i, a in enumerate(expr.args):
+        name = a.name if a.name is not None else (names[i] if i < len(names) else None)
+        if name is None or name not in names:
+            what = f"no parameter '{a.name}'" if a.name else f"at most {len(names)} arguments"
+            raise ArchTypeError(f"{expr.func}() takes {what}", a.span)
+        if name in values:
+            raise ArchTypeError(f"{expr.func}(): '{name}' given twice", a.span)
+        values[name] = evaluate(a.value, env)
+    out = []
+    for name in names:
+        if name not in values:
+            break
+        out.append(values[name])
+    if len(out) != len(values):
+        raise ArchTypeError(f"{expr.func}(): missing '{names[len(out)]}'", expr.span)
+    return out
+
+
 # Builtins that read the network's compound-scaling multipliers.
 SCALING_BUILTINS: dict[str, Callable[[list[Any], Scaling, Span], Any]] = {
     "scale_channels": _scale_channels,
@@ -342,7 +366,7 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
             raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", expr.iterable.span)
         return tuple(evaluate(expr.expr, env.child({expr.var: v})) for v in values)
     if isinstance(expr, ast.Call) and expr.func in SCALING_BUILTINS:
-        args = [evaluate(a.value, env) for a in expr.args if a.name is None]
+        args = _positional(expr, SCALING_PARAMS[expr.func], env)
         return SCALING_BUILTINS[expr.func](args, env.scaling, expr.span)
     if isinstance(expr, ast.Call):
         fn = BUILTINS.get(expr.func)

@@ -115,9 +115,12 @@ def _describe(expected: set[str]) -> str:
     structural = expected - _CONTINUATIONS
     if structural:
         expected = structural
-    words = sorted({_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected - _EXPRESSION_START})
     if {"NUMBER", "STRING"} <= expected:
-        words.insert(0, "an expression")
+        words = ["an expression"] + sorted(
+            {_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected - _EXPRESSION_START}
+        )
+    else:
+        words = sorted({_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected})
     if len(words) > 6:
         words = words[:6] + ["..."]
     if len(words) == 2:
@@ -198,7 +201,9 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
         except Exception:  # pragma: no cover - lark internals
             expected = set(e.expected)
         msg = f"unexpected {what}; expected {_describe(expected)}"
-        if tok.type == "NAME" and "REPEAT" in expected and tok.value != "x":
+        if tok.type == "REPEAT" and "NAME" in expected:
+            msg = "'x' is reserved for repetition ('item x N') and cannot be a name"
+        elif tok.type == "NAME" and "REPEAT" in expected and tok.value != "x":
             msg += " (statements are separated by newlines or ';')"
     else:  # pragma: no cover - other lark errors
         msg = str(e).splitlines()[0]
@@ -297,8 +302,11 @@ class _ToAst(Transformer):
     def side_item(self, meta, children):
         return ast.SideItem(self._s(meta), children[0], children[1])
 
+    def label_word(self, meta, children):
+        return str(children[0])
+
     def label(self, meta, children):
-        parts = tuple(str(c) if isinstance(c, Token) else c for c in children if c is not None)
+        parts = tuple(str(c) if isinstance(c, (Token, str)) else c for c in children if c is not None)
         return ast.Label(self._s(meta), parts)
 
     def op_call(self, meta, children):
@@ -306,7 +314,8 @@ class _ToAst(Transformer):
         return ast.OpCall(self._s(meta), str(name), _args(args), _tok_span(self.path, name))
 
     def group(self, meta, children):
-        return ast.Group(self._s(meta), children[0])
+        chain = children[0] if children[0] is not None else ast.Chain(self._s(meta), ())
+        return ast.Group(self._s(meta), chain)
 
     def merge(self, meta, children):
         kind, *branches = children

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from archdsl.ops import activation, conv, merge, norm, pool, regularize, shape_ops
+from archdsl.ops import activation, conv, deform, merge, norm, pool, regularize, shape_ops
 from archdsl.ops.base import OpDef
 
 ALL_OPS: tuple[OpDef, ...] = (
     conv.DEFS
+    + deform.DEFS
     + norm.DEFS
     + activation.DEFS
     + pool.DEFS
