@@ -161,6 +161,22 @@ CASES: dict[str, Any] = {
     "global_maxpool": case(st.fixed_dictionaries({"flatten": st.booleans()}), fmap),
     "flatten": no_args(),
     "dropout": case(st.fixed_dictionaries({"p": prob}), any_shape),
+    "deform_conv": case(
+        st.fixed_dictionaries(
+            {
+                "out": st.integers(1, 9),
+                "kernel": int_or_pair(1, 5),
+                "stride": int_or_pair(1, 3),
+                "padding": st.one_of(int_or_pair(0, 3), st.sampled_from(["same", "valid"])),
+                "dilation": int_or_pair(1, 3),
+                "groups": st.integers(1, 3),
+                "offset_groups": st.integers(1, 3),
+                "bias": st.booleans(),
+                "modulated": st.booleans(),
+            }
+        ),
+        st.tuples(st.integers(1, 9), size, size),
+    ),
     "drop_path": case(
         st.fixed_dictionaries({"p": prob, "mode": st.sampled_from(["row", "batch"])}), any_shape
     ),
