@@ -1,0 +1,244 @@
+"""Every bundled spec against torch and against the reference records.
+
+Parametrized over the spec registry (``archdsl.list_specs()``):
+
+- specs with a reference record (``tests/data/reference/``) must have torchvision's exact
+  state_dict keys and shapes and parameter count, and reproduce the golden logits after
+  the reference fill, in float64, to within 1e-6 of the largest logit;
+- every spec's statically inferred shapes must be the shapes torch produces, node by node
+  (forward hooks on the compiled module, run on the meta device: no memory, no FLOPs);
+- the ``init`` declarations must do what torchvision does, deterministically.
+
+Golden runs of big networks (over 100M parameters or 10 GFLOPs, or inputs over 224x224) take
+seconds each in float64 on a CPU and are marked slow; CI still runs them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import archdsl
+from archdsl.ir import Graph
+from reference import fill, golden_input, load_reference, reference_names
+
+SPECS = archdsl.list_specs()
+REFERENCED = sorted(set(reference_names()) & set(SPECS))
+
+# Beyond any of these a golden run takes ~5 s or more on two cores (filling and running in
+# float64); inputs over 224 pixels are slow mostly through their depthwise convolutions.
+SLOW_PARAMS = 100_000_000
+SLOW_FLOPS = 10_000_000_000
+SLOW_RESOLUTION = 224
+GOLDEN_RTOL = 1e-6  # of max |golden logit| (float64; see tests/data/reference/README.md)
+
+
+def _is_slow(name: str) -> bool:
+    ref = load_reference(name)
+    return (
+        ref["params"] > SLOW_PARAMS
+        or ref["flops"] > SLOW_FLOPS
+        or ref["resolution"] > SLOW_RESOLUTION
+    )
+
+
+def _params(names: list[str]) -> list[object]:
+    return [pytest.param(n, marks=pytest.mark.slow) if _is_slow(n) else n for n in names]
+
+
+def on_meta(name: str, **params: object) -> nn.Module:
+    """The compiled network with meta tensors: names, shapes and wiring, no storage."""
+    return archdsl.load(name, device="meta", **params)
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_the_classic_networks_are_bundled():
+    expected = {"alexnet", "lenet5", "resnet50", "vgg11", "vgg16_bn", "vgg19_bn"}
+    assert expected <= set(SPECS)
+    assert "lenet5" not in REFERENCED  # tested on its own below
+
+
+# --- against the reference records -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", REFERENCED)
+def test_state_dict_matches_reference(name: str):
+    ref = load_reference(name)
+    shapes = {k: list(t.shape) for k, t in on_meta(name).state_dict().items()}
+    assert shapes.keys() == ref["state_dict"].keys()
+    assert shapes == ref["state_dict"]
+
+
+@pytest.mark.parametrize("name", REFERENCED)
+def test_parameter_count_matches_reference(name: str):
+    expected = load_reference(name)["params"]
+    assert archdsl.count_params(archdsl.load_graph(name)) == expected  # static, no torch
+    assert n_params(on_meta(name)) == expected
+
+
+@pytest.mark.parametrize("name", REFERENCED)
+def test_inferred_output_shape_matches_reference(name: str):
+    ref = load_reference(name)
+    graph = archdsl.load_graph(name)
+    assert graph.input_shape == (3, ref["resolution"], ref["resolution"])
+    assert [2, *graph.output_shape] == ref["output_shape"]
+
+
+@pytest.mark.parametrize("name", _params(REFERENCED))
+def test_golden_logits(name: str):
+    ref = load_reference(name)
+    # Built on meta and given storage without running any init: `fill` overwrites every
+    # floating tensor anyway (the rest, batch norm's counters, is unused in eval mode), and
+    # skipping the init saves seconds on the big networks.
+    model = on_meta(name).to_empty(device="cpu")
+    fill(model).double().eval()
+    with torch.no_grad():
+        out = model(golden_input(ref["resolution"]))
+    golden = torch.tensor(ref["golden_logits"], dtype=torch.float64)
+    assert list(out.shape) == ref["output_shape"]
+    err = (out - golden).abs().max().item()
+    assert err <= GOLDEN_RTOL * golden.abs().max().item(), f"max |error| {err:.3g}"
+
+
+# --- static shapes against torch, node by node -------------------------------------------
+
+
+def torch_shapes(model: nn.Module, graph: Graph) -> dict[str, tuple[int, ...]]:
+    """The per-sample output shape of every submodule the graph names (op nodes and
+    scopes), recorded by forward hooks while ``model`` runs once on meta tensors.
+
+    The model stays in training mode, so side outputs (auxiliary classifiers) run too;
+    the batch is 2 because batch norm refuses a single value per channel in training."""
+    seen: dict[str, tuple[int, ...]] = {}
+    paths = [n.path for n in graph.nodes() if n.path is not None] + list(graph.scopes)
+    handles = []
+    for path in paths:
+
+        def hook(_m: nn.Module, _args: object, out: torch.Tensor, path: str = path) -> None:
+            assert path not in seen, f"{path} ran twice"
+            seen[path] = tuple(out.shape[1:])
+
+        handles.append(model.get_submodule(path).register_forward_hook(hook))
+    try:
+        out = model(torch.empty(2, *graph.input_shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    if isinstance(out, tuple):  # training-mode side outputs: the main output comes first
+        out = out[0]
+    seen[""] = tuple(out.shape[1:])
+    return seen
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_inferred_shape_is_torchs(name: str):
+    graph = archdsl.load_graph(name)
+    model = archdsl.build(graph, device="meta")
+    seen = torch_shapes(model, graph)
+    assert seen[""] == graph.output_shape
+    for node in graph.nodes():
+        if node.path is not None:
+            assert seen[node.path] == node.shape, f"{node.op} '{node.path}'"
+    # Scopes end in merges too (a residual add is the last node of a block until its relu).
+    for path, scope in graph.scopes.items():
+        assert seen[path] == graph.node(scope.output).shape, f"scope '{path}'"
+
+
+# --- LeNet-5, which has no reference record ----------------------------------------------
+
+LENET5_PARAMS = 61_706  # conv 156 + 2,416 + 48,120; linear 10,164 + 850
+
+
+def test_lenet5():
+    graph = archdsl.load_graph("lenet5")
+    assert graph.input_shape == (1, 32, 32)
+    assert graph.output_shape == (10,)
+    assert archdsl.count_params(graph) == LENET5_PARAMS
+    model = archdsl.build(graph)
+    assert n_params(model) == LENET5_PARAMS
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {
+        "c1.weight": (6, 1, 5, 5),
+        "c1.bias": (6,),
+        "c3.weight": (16, 6, 5, 5),  # every S2 map feeds every C3 map
+        "c3.bias": (16,),
+        "c5.weight": (120, 16, 5, 5),
+        "c5.bias": (120,),
+        "f6.weight": (84, 120),
+        "f6.bias": (84,),
+        "out.weight": (10, 84),
+        "out.bias": (10,),
+    }
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    assert archdsl.load_graph("lenet5", num_classes=26).output_shape == (26,)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg11", "vgg16_bn"])
+def test_num_classes_and_dropout_are_parameters(name: str):
+    model = on_meta(name, num_classes=10, dropout=0.25)
+    assert list(model.classifier.children())[-1].out_features == 10
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2 and all(m.p == 0.25 for m in drops)
+
+
+# --- init ------------------------------------------------------------------------------
+
+
+def _within(actual: float, expected: float, rel: float = 0.1) -> bool:
+    return abs(actual - expected) <= rel * expected
+
+
+def test_resnet50_conv_init_is_he_fan_out():
+    torch.manual_seed(0)
+    model = archdsl.load("resnet50")
+    convs = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 53
+    for key, conv in convs:
+        out, _, kh, kw = conv.weight.shape
+        expected = math.sqrt(2.0 / (out * kh * kw))
+        std = conv.weight.std().item()
+        assert _within(std, expected), f"{key}: std {std:.4g}, expected {expected:.4g}"
+
+
+@pytest.mark.slow
+def test_vgg16_init():
+    torch.manual_seed(0)
+    model = archdsl.load("vgg16")
+    linears = [m for m in model.classifier.children() if isinstance(m, nn.Linear)]
+    assert len(linears) == 3
+    for linear in linears:
+        assert _within(linear.weight.std().item(), 0.01)
+        assert abs(linear.weight.mean().item()) < 1e-3
+        assert torch.count_nonzero(linear.bias) == 0
+    convs = [m for m in model.features.children() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 13
+    for conv in convs:
+        assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_alexnet_keeps_pytorchs_default_init():
+    # torchvision's AlexNet declares no init: Linear weights are U(-1/sqrt(in), 1/sqrt(in)).
+    torch.manual_seed(0)
+    fc8 = list(archdsl.load("alexnet").classifier.children())[-1]
+    bound = 1 / math.sqrt(fc8.in_features)
+    assert fc8.weight.abs().max().item() <= bound
+    assert _within(fc8.weight.std().item(), bound / math.sqrt(3))
+    assert torch.count_nonzero(fc8.bias) > 0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "lenet5"])
+def test_init_is_deterministic(name: str):
+    torch.manual_seed(0)
+    a = archdsl.load(name).state_dict()
+    torch.manual_seed(0)
+    b = archdsl.load(name).state_dict()
+    assert list(a) == list(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
