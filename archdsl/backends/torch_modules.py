@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.backends.deform_conv import build_deform_conv
-from archdsl.ops import MERGE_OPS, Shape, bind_defaults, get_op, normalize_attrs
+from archdsl.ops import MERGE_OPS, Shape, bind_defaults, custom, get_op, normalize_attrs
 
 Attrs = Mapping[str, Any]
 Builder = Callable[[Attrs, list[Shape]], nn.Module]
@@ -203,4 +203,9 @@ def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> n
     if opdef.name in MERGE_OPS:
         raise ValueError(f"{opdef.name} is a merge: the backend applies it as a function")
     attrs = normalize_attrs(opdef, bind_defaults(opdef, attrs))
-    return BUILDERS[opdef.name](attrs, [tuple(s) for s in input_shapes])
+    builder = BUILDERS.get(opdef.name) or custom.BUILDERS[opdef.name]
+    module = builder(attrs, [tuple(s) for s in input_shapes])
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"the build function of op '{opdef.name}' returned {type(module).__name__}, "
+                        "not a torch.nn.Module")
+    return module

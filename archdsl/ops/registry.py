@@ -35,5 +35,16 @@ MERGE_OPS: frozenset[str] = frozenset(d.name for d in ALL_OPS if d.arity == -1)
 
 
 def get_op(name: str) -> OpDef | None:
-    """The op called ``name`` (or aliased so), or None when there is none."""
-    return OPS.get(name)
+    """The op called ``name`` (or aliased so), or None when there is none.
+
+    Ops registered from Python join ``OPS``; the first miss loads the ``archdsl.ops``
+    entry points of installed plugins (once) and looks again.
+    """
+    opdef = OPS.get(name)
+    if opdef is None:
+        from archdsl.ops import custom
+
+        if not custom._entry_points_loaded:
+            custom.load_entry_points()
+            opdef = OPS.get(name)
+    return opdef

@@ -1,0 +1,145 @@
+"""Backbones: a network cut down to the feature maps a detector or segmenter reads.
+
+:func:`prune` keeps the requested outputs and their ancestors, nothing computed after them
+(a ResNet cut at ``layer4`` has no ``avgpool`` or ``fc``). The torch backend then builds a
+module whose ``forward`` returns ``{name: tensor}`` in the order asked for. Module paths do
+not change, so the pruned module's ``state_dict`` keys are a subset of the full
+network's and its weights load with ``strict=False``.
+
+An output is named by a module path: a scope (block instance, ``seq``, labelled group,
+e.g. ``layer3``) or an op (``layer3.5.conv2``). A scope that is only partly kept, or that
+holds a requested output inside it, is dissolved: its ops are built directly into the
+parent (under the same dotted paths), so an inner value can be returned.
+
+>>> import archdsl
+>>> g = archdsl.load_graph("resnet18")
+>>> small, names = prune(g, ["layer2", "layer3"])
+>>> "fc" in {n.path for n in small.nodes()}, list(names)
+(False, ['layer2', 'layer3'])
+>>> [(f.name, f.shape, f.stride) for f in feature_info(g, ["layer2", "layer4"])]
+[('layer2', (128, 28, 28), 8), ('layer4', (512, 7, 7), 32)]
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.errors import ArchNameError, Span
+from archdsl.ir import Graph
+from archdsl.ir.graph import Shape
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One backbone output: its name, per-sample shape ``(C, H, W)`` and effective stride
+    in input pixels (an int, ``[h, w]`` when the axes differ, None for flat features)."""
+
+    name: str
+    shape: Shape
+    stride: Any
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+
+def output_nodes(graph: Graph, outputs: Sequence[str]) -> dict[str, str]:
+    """``{output name: id of the node whose value it is}``; ArchNameError for a name that
+    is neither a scope nor an op's module path."""
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    if not outputs:
+        raise ArchNameError("outputs: name at least one module path", _span(graph))
+    by_path = {n.path: n.id for n in graph.nodes() if n.path is not None}
+    result: dict[str, str] = {}
+    for name in outputs:
+        if name in graph.scopes:
+            result[name] = graph.scopes[name].output
+        elif name in by_path:
+            result[name] = by_path[name]
+        else:
+            from archdsl.elaborate.evaluate import did_you_mean
+
+            known = [*graph.scopes, *by_path]
+            raise ArchNameError(
+                f"network '{graph.name}' has no module '{name}' to output"
+                f"{did_you_mean(name, known)}",
+                _span(graph),
+            )
+    return result
+
+
+def prune(graph: Graph, outputs: Sequence[str]) -> tuple[Graph, dict[str, str]]:
+    """A copy of ``graph`` with only the requested outputs and their ancestors, and the
+    map from output name to node id. Side outputs are dropped (unless asked for, when they
+    become ordinary outputs); the graph's ``output`` is the last requested node."""
+    wanted = output_nodes(graph, outputs)
+    keep: set[str] = set()
+    stack = list(wanted.values())
+    while stack:
+        nid = stack.pop()
+        if nid not in keep:
+            keep.add(nid)
+            stack.extend(graph.nx.predecessors(nid))
+    order = [n.id for n in graph.nodes()]
+    partial = _partial_scopes(graph, keep)
+    pruned = copy.copy(graph)
+    pruned.nx = graph.nx.subgraph([nid for nid in order if nid in keep]).copy()
+    pruned.output = max(wanted.values(), key=order.index)
+    pruned.side_outputs = {}
+    pruned.scopes = {
+        path: copy.copy(scope)
+        for path, scope in graph.scopes.items()
+        if path not in partial and not _holds_output(path, wanted)
+    }
+    for node in list(pruned.nodes()):
+        scope = node.scope
+        while scope and scope not in pruned.scopes:
+            scope = scope.rsplit(".", 1)[0] if "." in scope else ""
+        if scope != node.scope:
+            pruned.replace_node(node.id, scope=scope)
+    return pruned, wanted
+
+
+def feature_info(graph: Graph, outputs: Sequence[str]) -> list[FeatureInfo]:
+    """Name, shape and effective stride of each requested output (no torch)."""
+    from archdsl.analysis.receptive_field import receptive_fields
+
+    wanted = output_nodes(graph, outputs)
+    fields = receptive_fields(graph)
+    result = []
+    for name, nid in wanted.items():
+        rf = fields[nid]
+        stride = rf.report()[1] if rf is not None else None
+        result.append(FeatureInfo(name, graph.node(nid).shape, stride))
+    return result
+
+
+def backbone_strides(graph: Graph, outputs: Sequence[str]) -> dict[str, Any]:
+    """``{output name: effective stride}``, e.g. ``{"layer2": 8, "layer3": 16}``."""
+    return {f.name: f.stride for f in feature_info(graph, outputs)}
+
+
+def _partial_scopes(graph: Graph, keep: set[str]) -> set[str]:
+    """Paths of the scopes that hold a node not kept (their ancestors are partial too)."""
+    partial: set[str] = set()
+    for node in graph.nodes():
+        scope = node.scope
+        if node.id in keep or scope in partial:
+            continue
+        while scope:
+            partial.add(scope)
+            scope = scope.rsplit(".", 1)[0] if "." in scope else ""
+    return partial
+
+
+def _holds_output(path: str, wanted: dict[str, str]) -> bool:
+    prefix = path + "."
+    return any(name.startswith(prefix) for name in wanted)
+
+
+def _span(graph: Graph) -> Span:
+    return graph.span or Span("<network>", 0, 0)
