@@ -82,6 +82,11 @@ class Graph:
         return node
 
     # --- queries ------------------------------------------------------------------
+    def _repr_svg_(self) -> str | None:  # a notebook shows a checked graph as its diagram
+        from archdsl import _svg
+
+        return _svg(self)
+
     def node(self, node_id: str) -> OpNode:
         return self.nx.nodes[node_id]["node"]
 
