@@ -6,6 +6,7 @@
 (4, 6, 6)
 """
 
+from archdsl.analysis import summary
 from archdsl.api import (
     build,
     check,
@@ -13,13 +14,17 @@ from archdsl.api import (
     compile,
     compile_file,
     count_params,
+    emit_python,
+    export,
+    lint,
     list_specs,
     load,
     load_graph,
+    optimize_for_inference,
     parse_value,
     spec_path,
 )
-from archdsl.analysis import summary
+from archdsl.backbone import backbone_strides, feature_info
 from archdsl.errors import (
     ArchError,
     ArchImportError,
@@ -29,8 +34,22 @@ from archdsl.errors import (
     ArchSyntaxError,
     ArchTypeError,
 )
+from archdsl.ops.custom import OpRegistrationError, register_op, unregister_op
+from archdsl.transfer import TransferReport, diff, transfer
 
 __version__ = "0.1.0"
+
+
+def _svg(obj: object) -> str | None:
+    """A checked graph's or a compiled module's diagram as SVG text: Jupyter's
+    ``_repr_svg_``. None (the notebook falls back to text) without graphviz or ``dot``."""
+    try:
+        from archdsl.backends.graphviz import to_dot
+
+        return str(to_dot(getattr(obj, "archdsl_graph", obj)).pipe(format="svg").decode())
+    except (ImportError, RuntimeError, OSError):  # no graphviz package, no `dot` program
+        return None
+
 
 __all__ = [
     "ArchError",
@@ -40,16 +59,28 @@ __all__ = [
     "ArchShapeError",
     "ArchSyntaxError",
     "ArchTypeError",
+    "OpRegistrationError",
+    "TransferReport",
+    "backbone_strides",
     "build",
     "check",
     "check_file",
     "compile",
     "compile_file",
     "count_params",
+    "diff",
+    "emit_python",
+    "export",
+    "feature_info",
+    "lint",
     "list_specs",
     "load",
     "load_graph",
+    "optimize_for_inference",
     "parse_value",
+    "register_op",
     "spec_path",
     "summary",
+    "transfer",
+    "unregister_op",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,8 @@ from archdsl.ir import Graph
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from archdsl.passes.lint import LintWarning
 
 PathLike = str | os.PathLike[str]
 
@@ -122,12 +124,22 @@ def count_params(graph: Graph) -> int:
     return total
 
 
-def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS) -> nn.Module:
+def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS,
+          outputs: Sequence[str] | None = None) -> nn.Module:
     """The torch module for a checked graph.
+
+    With ``outputs`` (module paths of scopes or ops, e.g. ``["layer2", "layer3"]``) the
+    module is a backbone: ``forward`` returns ``{name: feature map}`` and computes nothing
+    past the last one needed (see :mod:`archdsl.backbone`).
 
     Refuses (ArchLimitError) a network of more than ``max_params`` parameters unless built
     on the ``"meta"`` device, so a typo cannot allocate all memory.
     """
+    wanted = None
+    if outputs is not None:
+        from archdsl.backbone import prune
+
+        graph, wanted = prune(graph, outputs)
     n = count_params(graph)
     if n > max_params and str(device) != "meta":
         raise ArchLimitError(
@@ -138,23 +150,51 @@ def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS) -> 
         )
     from archdsl.backends.torch_backend import build as build_torch
 
-    return build_torch(graph, device=device)
+    return build_torch(graph, device=device, outputs=wanted)
+
+
+def build_with_weights(graph: Graph, weights: PathLike, *, device: Any = None,
+                       outputs: Sequence[str] | None = None) -> nn.Module:
+    """The module for a checked graph, its tensors read from a state_dict file, strictly.
+
+    Built on the meta device, so nothing is allocated or initialised before the file's
+    tensors take their places; a mismatch raises ``archdsl.weights.WeightsError`` (an
+    ``ArchTypeError`` at the network's span) listing the missing, unexpected and
+    wrong-shape tensors. A backbone (``outputs``) ignores the tensors of the layers it
+    prunes, so a whole network's weights load into it.
+    """
+    from archdsl.weights import load_weights
+
+    module = build(graph, device="meta", outputs=outputs)
+    pruned: set[str] = set()
+    if outputs is not None:
+        pruned = set(build(graph, device="meta").state_dict()) - set(module.state_dict())
+    module = load_weights(module, weights, ignore=pruned)
+    return module.to(device) if device is not None else module
 
 
 def compile(source: str, *, network: str | None = None, path: str = "<string>",
             search_path: list[PathLike] | None = None, device: Any = None,
-            params: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
-    """Spec text -> ``torch.nn.Module``."""
+            params: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
+            weights: PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """Spec text -> ``torch.nn.Module`` (a backbone with ``outputs``: see :func:`build`);
+    ``weights`` names a state_dict file to load (see :func:`build_with_weights`)."""
     graph = check(source, network=network, path=path, search_path=search_path, params=params, **kwargs)
-    return build(graph, device=device)
+    if weights is not None:
+        return build_with_weights(graph, weights, device=device, outputs=outputs)
+    return build(graph, device=device, outputs=outputs)
 
 
 def compile_file(path: PathLike, *, network: str | None = None,
                  search_path: list[PathLike] | None = None, device: Any = None,
-                 params: Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
-    """Spec file -> ``torch.nn.Module``."""
+                 params: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
+                 weights: PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """Spec file -> ``torch.nn.Module`` (a backbone with ``outputs``: see :func:`build`);
+    ``weights`` names a state_dict file to load (see :func:`build_with_weights`)."""
     graph = check_file(path, network=network, search_path=search_path, params=params, **kwargs)
-    return build(graph, device=device)
+    if weights is not None:
+        return build_with_weights(graph, weights, device=device, outputs=outputs)
+    return build(graph, device=device, outputs=outputs)
 
 
 def spec_path(name: str) -> Path:
@@ -175,14 +215,90 @@ def list_specs() -> list[str]:
 
 
 def load(name: str, *, device: Any = None, params: Mapping[str, Any] | None = None,
+         outputs: Sequence[str] | None = None, weights: PathLike | None = None,
          **kwargs: Any) -> nn.Module:
-    """A bundled network by name: ``archdsl.load("resnet50", num_classes=10)``."""
-    return compile_file(spec_path(name), device=device, params=params, **kwargs)
+    """A bundled network by name: ``archdsl.load("resnet50", num_classes=10)``; with
+    ``outputs=["layer2", "layer3", "layer4"]`` a backbone returning those feature maps;
+    ``weights="resnet50-11ad3fa6.pth"`` loads a state_dict file into it."""
+    return compile_file(spec_path(name), device=device, params=params, outputs=outputs,
+                        weights=weights, **kwargs)
+
+
+def optimize_for_inference(module: nn.Module, **kwargs: Any) -> nn.Module:
+    """A copy of a compiled network rewritten for inference: eval mode, batch norm folded
+    into the layer before it, channels_last, side outputs and eval-mode identities gone.
+    Outputs equal the original's (eval mode) up to float rounding; see
+    :mod:`archdsl.optimize`."""
+    from archdsl.optimize import optimize_for_inference as optimize
+
+    return optimize(module, **kwargs)
+
+
+def emit_python(network: Graph | nn.Module) -> str:
+    """Standalone PyTorch source (it imports torch alone) for a checked graph or a module
+    archdsl built; see :mod:`archdsl.backends.python_source`."""
+    from archdsl.backends.python_source import emit_python as emit
+
+    return emit(network)
+
+
+def export(module: nn.Module, path: PathLike, **kwargs: Any) -> Path:
+    """Write a compiled network to ``path``; the extension picks the format: ``.py``
+    (source), ``.pt2`` (torch.export), ``.onnx``, ``.pt`` (state_dict); see
+    :mod:`archdsl.backends.export`."""
+    from archdsl.backends.export import export as write
+
+    return write(module, path, **kwargs)
 
 
 def load_graph(name: str, *, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Graph:
     """The checked graph of a bundled network (no torch)."""
     return check_file(spec_path(name), params=params, **kwargs)
+
+
+def lint(
+    source_or_path: str | os.PathLike[str],
+    *,
+    path: str | None = None,
+    network: str | None = None,
+    search_path: list[PathLike] | None = None,
+    params: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> list[LintWarning]:
+    """Warnings for a spec (unused blocks and parameters, shadowed names, a conv's bias
+    before batch norm; see :mod:`archdsl.passes.lint`), sorted by position; no torch.
+
+    ``source_or_path`` is a spec file (a path object, or a one-line string naming an
+    existing file) or spec text (``path`` then names it in the warnings). Each network
+    the file defines is elaborated with its defaults so that warnings can use its graph;
+    ``network`` or parameters pick one network, whose errors are raised as ``check`` would.
+    Errors in the text itself (syntax, imports) raise an ``ArchError``.
+    """
+    from archdsl.passes.lint import lint as lint_module
+
+    params = {**(params or {}), **kwargs}
+    loader = Loader([Path(p) for p in search_path or []])
+    is_file = isinstance(source_or_path, os.PathLike) or (
+        "\n" not in source_or_path and os.path.isfile(source_or_path)
+    )
+    try:
+        if is_file:
+            module = loader.load_file(source_or_path)
+        else:
+            module = loader.load_source(str(source_or_path), path or "<string>")
+    except ArchError as e:
+        _attach_source(e, loader)
+        raise
+    graphs = []
+    if network is not None or params:
+        graphs.append(_elaborate(loader, module, network, params))
+    else:
+        for name in module.local_networks:
+            try:
+                graphs.append(_elaborate(loader, module, name, {}))
+            except ArchError:
+                continue  # reporting errors is check's job; lint what elaborates
+    return lint_module(module, graphs)
 
 
 def parse_value(text: str) -> Any:

@@ -9,13 +9,16 @@ check       ...
 
 Exit codes:
 
-- 0: success.
+- 0: success. ``check`` also prints lint warnings (``file:line:col: warning: message``)
+  on stderr; they do not fail it.
 - 1: the spec is wrong (any :class:`archdsl.ArchError`, printed with ``e.render()``:
   ``file:line:col: error: message``, the source line, a caret and notes), a spec too deep
-  or too large to process (torch cannot allocate its weights), or an unwritable ``-o``.
+  or too large to process (torch cannot allocate its weights), or an unwritable ``-o``;
+  and ``check --strict`` of a spec with warnings.
 - 2: the command line is wrong: argparse errors, a bad ``--set``, an ``-o`` extension
-  other than ``.pt``, and a SPEC that names neither a file nor a bundled spec (nothing
-  was read, so this is a usage error, not a spec error).
+  other than ``.py``, ``.pt2``, ``.onnx`` and ``.pt``, a missing ``--weights`` file, and a
+  SPEC that names neither a file nor a bundled spec (nothing was read, so this is a usage
+  error, not a spec error). A weights file that does not fit the network is a spec error.
 - 3: an internal error (a bug in archdsl): one line; set ``ARCHDSL_DEBUG=1`` for the
   traceback.
 
@@ -42,7 +45,14 @@ EXIT_SPEC = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
-SAVE_EXTENSIONS = (".pt",)
+# -o FILE: the extension picks the format (archdsl.backends.export.FORMATS, which needs torch)
+SAVE_EXTENSIONS = {
+    ".py": "standalone PyTorch source",
+    ".pt2": "torch.export program",
+    ".onnx": "ONNX",
+    ".pt": "state_dict",
+}
+OPTIMIZE_LEVELS = ("inference",)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LITERAL_WORDS = ("true", "false", "none")
@@ -130,6 +140,7 @@ def report(
     params: int,
     times: Sequence[tuple[str, float]],
     saved: str | None = None,
+    saved_as: str = "state_dict",
 ) -> str:
     """The few lines ``compile`` and ``check`` print."""
     rows = [
@@ -139,7 +150,7 @@ def report(
         *((what, _seconds(t)) for what, t in times),
     ]
     if saved is not None:
-        rows.append(("saved", f"{saved} (state_dict)"))
+        rows.append(("saved", f"{saved} ({saved_as})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -175,43 +186,72 @@ def _check(args: argparse.Namespace) -> tuple[Graph, str, float]:
 def cmd_check(args: argparse.Namespace) -> int:
     graph, path, t_check = _check(args)
     print(report(graph, path, count_params(graph), [("check", t_check)]))
-    return EXIT_OK
+    params = dict(parse_set(item) for item in args.set)
+    warnings = archdsl.lint(path, network=args.network, params=params)
+    for warning in warnings:  # file:line:col: warning: ... (archdsl.passes.lint)
+        _error(str(warning))
+    return EXIT_SPEC if warnings and args.strict else EXIT_OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     out = args.output
-    if out is not None and os.path.splitext(out)[1].lower() not in SAVE_EXTENSIONS:
+    ext = os.path.splitext(out)[1].lower() if out is not None else None
+    if out is not None and ext not in SAVE_EXTENSIONS:
         raise UsageError(
-            f"-o {out}: unsupported extension; supported: {', '.join(SAVE_EXTENSIONS)}"
-            " (torch.save of the state_dict)"
+            f"-o {out}: unsupported extension; supported: "
+            + ", ".join(f"{e} ({what})" for e, what in SAVE_EXTENSIONS.items())
         )
+    if args.optimize and ext in (".py", ".pt"):
+        raise UsageError(
+            f"--optimize {args.optimize} changes the module, not the network: it applies to"
+            f" .pt2 and .onnx outputs; -o {out} writes the network itself"
+        )
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UsageError(f"--weights {args.weights}: no such file")
     if out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         # before the work, and clearer than torch's RuntimeError for this
         raise RunError(
             f"cannot write {out}: no such directory {os.path.dirname(os.path.abspath(out))}"
         )
     graph, path, t_check = _check(args)
-    import torch  # only here: building a module is the one thing that needs torch
-
     start = time.perf_counter()
     try:
-        model = archdsl.build(graph, max_params=args.max_params)
+        if args.weights is not None:
+            model = archdsl.api.build_with_weights(graph, args.weights)
+        else:
+            model = archdsl.build(graph, max_params=args.max_params)
     except (RuntimeError, MemoryError) as e:  # torch cannot allocate the weights
         size = count_params(graph)
         raise RunError(
             f"cannot build {graph.name}: {size:,} parameters ({size * 4 / 2**30:,.1f} GiB as "
             f"float32); torch: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
-    t_build = time.perf_counter() - start
+    times = [("check", t_check), ("load" if args.weights else "build", time.perf_counter() - start)]
     params = sum(p.numel() for p in model.parameters())
+    if args.optimize:
+        start = time.perf_counter()
+        model = archdsl.optimize_for_inference(model)
+        times.append(("optimize", time.perf_counter() - start))
     if out is not None:
-        try:
-            torch.save(model.state_dict(), out)
-        except (OSError, RuntimeError) as e:
-            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
-            raise RunError(f"cannot write {out}: {reason}") from None
-    print(report(graph, path, params, [("check", t_check), ("build", t_build)], out))
+        start = time.perf_counter()
+        _save(model, out)
+        times.append(("save", time.perf_counter() - start))
+    print(report(graph, path, params, times, out, SAVE_EXTENSIONS.get(ext or "", "")))
     return EXIT_OK
+
+
+def _save(model: Any, out: str) -> None:
+    """Write ``model`` to ``out`` (format from the extension); failures are RunErrors."""
+    try:
+        archdsl.export(model, out)
+    except ModuleNotFoundError as e:
+        raise RunError(
+            f"cannot write {out}: the {os.path.splitext(out)[1]} output needs the package "
+            f"'{e.name}' (pip install 'archdsl[onnx]')"
+        ) from None
+    except (OSError, RuntimeError) as e:
+        reason = getattr(e, "strerror", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        raise RunError(f"cannot write {out}: {reason}") from None
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -240,6 +280,46 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise RunError(f"cannot write {args.output}: {e.strerror or e}") from None
     print(f"wrote {written}")
     return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Which tensors of spec A carry over to spec B (built on the meta device)."""
+    sides = []
+    for spec, sets in ((args.spec, args.set), (args.other, args.set_b)):
+        params = dict(parse_set(item) for item in sets)
+        sides.append(archdsl.check_file(resolve_spec(spec), network=args.network, params=params))
+    report = archdsl.diff(*sides)
+    print(report.to_json() if args.format == "json" else report.render(verbose=args.verbose))
+    return EXIT_OK
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Rewrite spec files in their canonical layout; ``--check`` only reports."""
+    from archdsl.fmt import format_source
+
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+        try:
+            formatted = format_source(text, path=path)
+        except archdsl.ArchError as e:
+            _error(e.render())
+            status = EXIT_SPEC
+            continue
+        if formatted == text:
+            continue
+        if args.check:
+            print(f"would reformat {path}")
+            status = EXIT_SPEC
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(formatted)
+            print(f"reformatted {path}")
+    return status
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -299,9 +379,26 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="FILE",
-        help="save the state_dict with torch.save (FILE must end in .pt)",
+        help="write the network; the extension picks the format: .py (standalone PyTorch "
+        "source), .pt2 (torch.export), .onnx, .pt (state_dict)",
     )
-    spec_command("check", "shape-check a spec without building it (no torch)", cmd_check)
+    compile_.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="load a state_dict file (e.g. torchvision's .pth) into the network, strictly",
+    )
+    compile_.add_argument(
+        "--optimize",
+        choices=OPTIMIZE_LEVELS,
+        help="inference: eval mode, batch norm folded, channels_last (for .pt2/.onnx output)",
+    )
+    check_ = spec_command("check", "shape-check a spec without building it (no torch)", cmd_check)
+    check_.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when there are warnings (unused blocks or parameters, "
+        "shadowed names, a conv's bias before batch norm)",
+    )
 
     def view_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--depth", type=int, default=None, metavar="N",
@@ -321,6 +418,24 @@ def build_parser() -> argparse.ArgumentParser:
     render_.add_argument("-o", "--output", required=True, metavar="FILE",
                          help="the image; its extension picks the format: svg, png, pdf, dot")
     render_.add_argument("--rankdir", default="TB", choices=("TB", "LR", "BT", "RL"))
+    diff_ = spec_command(
+        "diff", "which tensors carry over from spec A to spec B: same, reshaped, new, dropped",
+        cmd_diff,
+    )
+    diff_.add_argument("other", metavar="SPEC_B", help="the spec the weights go to")
+    diff_.add_argument("--set-b", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a parameter of SPEC_B (--set applies to SPEC)")
+    diff_.add_argument("--format", choices=("text", "json"), default="text")
+    diff_.add_argument("-v", "--verbose", action="store_true", help="list unchanged tensors too")
+    fmt = commands.add_parser(
+        "fmt",
+        help="rewrite spec files in the canonical layout (comments kept)",
+        description="rewrite spec files in the canonical layout (comments kept)",
+    )
+    fmt.add_argument("files", nargs="+", metavar="FILE", help="spec files")
+    fmt.add_argument("--check", action="store_true",
+                     help="change nothing; exit 1 when a file would be reformatted")
+    fmt.set_defaults(func=cmd_fmt, parser=fmt)
     listing = commands.add_parser(
         "list",
         help="the bundled specs, one per line",

@@ -264,8 +264,8 @@ def test_unknown_network_parameter_is_a_spec_error(capsys: pytest.CaptureFixture
         (["compile"], "required: SPEC"),
         (["check", "resnet18", "--bogus"], "unrecognized arguments"),
         (["check", "resnet18", "-o", "m.pt"], "unrecognized arguments"),
-        (["compile", "resnet18", "-o", "model.onnx"], "supported: .pt"),
-        (["compile", "resnet18", "-o", "model"], "supported: .pt"),
+        (["compile", "resnet18", "-o", "model.txt"], "supported: .py"),
+        (["compile", "resnet18", "-o", "model"], "supported: .py"),
         (["check", "resnet5"], "did you mean 'resnet50'?"),
         (["check", "no/such/spec.arch"], "no such spec file: no/such/spec.arch"),
         (["check", "."], "is not a spec file"),
@@ -370,13 +370,13 @@ def test_console_script_exit_codes(bad_spec: Path) -> None:
     assert LOCATION.match(proc.stderr) and CARET.search(proc.stderr)
     assert "Traceback" not in proc.stderr
     proc = subprocess.run(
-        [_script(), "compile", "resnet18", "-o", "model.onnx"],
+        [_script(), "compile", "resnet18", "-o", "model.txt"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "supported: .pt" in proc.stderr
+    assert "supported: .py" in proc.stderr
 
 
 def test_set_reaches_parameters_named_like_api_keywords(tmp_path, capsys):

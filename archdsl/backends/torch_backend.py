@@ -8,7 +8,7 @@ callable submodules (``model.layer3(x)``) and nothing interprets the graph at ru
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -81,14 +81,21 @@ def _local(path: str, scope: str) -> str:
     return path[len(scope) + 1:] if scope else path
 
 
-def build(graph: Graph, *, device: torch.device | str | None = None, init: bool = True) -> fx.GraphModule:
-    """Build the torch module for a checked graph."""
+def build(graph: Graph, *, device: torch.device | str | None = None, init: bool = True,
+          outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
+    """Build the torch module for a checked graph.
+
+    With ``outputs`` (name -> node id, from :func:`archdsl.backbone.prune`, every node at
+    the root scope) ``forward`` returns ``{name: tensor}`` instead of the graph's output.
+    """
     layout = _Layout(graph)
     with torch.device(device) if device is not None else _nullcontext():
-        root = _build_scope(graph, layout, _ROOT, graph.node("input").id, graph.output, camel(graph.name))
+        root = _build_scope(graph, layout, _ROOT, graph.node("input").id, graph.output, camel(graph.name),
+                            outputs)
     if init and device != "meta":
         apply_init(root, graph)
     root.archdsl_graph = graph  # type: ignore[assignment]
+    type(root)._repr_svg_ = lambda self: self.archdsl_graph._repr_svg_()  # notebook diagram
     if graph.side_outputs:
         # torch.fx unpickles a GraphModule by re-tracing its code, which cannot see through
         # the training-mode switch of side outputs; rebuild from the IR instead.
@@ -146,7 +153,7 @@ def pack_outputs(main: torch.Tensor, sides: tuple[torch.Tensor | None, ...],
 
 
 def _build_scope(graph: Graph, layout: _Layout, scope: str, input_id: str, output_id: str,
-                 class_name: str) -> fx.GraphModule:
+                 class_name: str, outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
     g = fx.Graph()
     env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
     modules: dict[str, nn.Module] = {}
@@ -178,6 +185,8 @@ def _build_scope(graph: Graph, layout: _Layout, scope: str, input_id: str, outpu
     if side_values:
         names = tuple(graph.side_outputs)
         g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
+    elif outputs:
+        g.output({name: env[node_id] for name, node_id in outputs.items()})
     else:
         g.output(env[output_id])
     return fx.GraphModule(modules, g, class_name=class_name)

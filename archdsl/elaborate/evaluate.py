@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -207,8 +208,12 @@ def _bi_range(args: list[Any], span: Span) -> Any:
     if len(args) == 3 and args[2] == 0:
         raise ArchTypeError("range() step must not be zero", span)
     r = range(*args)
-    if len(r) > MAX_LIST:
-        raise ArchLimitError(f"range() of {len(r)} items; the limit is {MAX_LIST}", span)
+    try:
+        count = str(len(r))
+    except OverflowError:  # more items than a machine word counts
+        count = f"more than {sys.maxsize}"
+    if count.startswith("more") or int(count) > MAX_LIST:
+        raise ArchLimitError(f"range() of {count} items; the limit is {MAX_LIST}", span)
     return tuple(r)
 
 

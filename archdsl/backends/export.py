@@ -1,0 +1,149 @@
+"""Write a compiled network to a file; the format follows the extension.
+
+* ``.py``: standalone PyTorch source (:mod:`archdsl.backends.python_source`);
+* ``.pt2``: a ``torch.export`` program (``torch.export.save``; ``torch.export.load``
+  reads it back and ``.module()`` runs it), in eval mode, with a dynamic batch dimension;
+* ``.onnx``: torch's ONNX exporter (the ``torch.export``-based one, which needs the
+  ``onnx`` and ``onnxscript`` packages: ``pip install archdsl[onnx]``), weights inside the
+  file, a dynamic batch dimension;
+* ``.pt``: the state_dict (``torch.save``), what ``weights=`` / ``--weights`` load.
+
+Exports trace the module in eval mode, so training-only side outputs are not part of a
+``.pt2`` or ``.onnx`` graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from archdsl.backends.python_source import emit_python
+from archdsl.ir import Graph
+
+FORMATS: dict[str, str] = {
+    ".py": "standalone PyTorch source",
+    ".pt2": "torch.export program",
+    ".onnx": "ONNX",
+    ".pt": "state_dict",
+}
+
+MAX_BATCH = 4096  # upper bound of the dynamic batch dimension of .pt2 and .onnx files
+
+
+def format_of(path: str | os.PathLike[str]) -> str:
+    """The format a file name asks for (its lower-case extension), or ValueError."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise ValueError(
+            f"unsupported extension {ext or '(none)'!r}; supported: {', '.join(FORMATS)}"
+        )
+    return ext
+
+
+def example_input(module: nn.Module, batch: int = 2) -> torch.Tensor:
+    """A random input of the network's input shape, on the module's device and dtype."""
+    graph: Graph = module.archdsl_graph  # type: ignore[assignment]
+    p = next(iter(module.parameters()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    x = torch.randn(batch, *graph.input_shape, generator=torch.Generator().manual_seed(0))
+    return x.to(device=device, dtype=dtype)
+
+
+def _traced_input(module: nn.Module, example: torch.Tensor | None) -> torch.Tensor:
+    """The example to trace: a batch of one is repeated, since torch.export would take a
+    size-1 dimension for a constant and refuse to make it dynamic."""
+    example = example_input(module) if example is None else example
+    if example.shape[0] < 2:
+        example = example.expand(2, *example.shape[1:]).contiguous()
+    return example
+
+
+def export_program(module: nn.Module, example: torch.Tensor | None = None) -> Any:
+    """``torch.export.export`` of the module in eval mode, batch dimension dynamic."""
+    example = _traced_input(module, example)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with _eval(module):
+        return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+
+
+def export_onnx(
+    module: nn.Module, path: str | os.PathLike[str], example: torch.Tensor | None = None
+) -> None:
+    """The module as an ONNX file (opset of torch's exporter), batch dimension dynamic."""
+    example = _traced_input(module, example)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    # The exporter reports progress on stdout and warns about deprecations of its own.
+    with _eval(module), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
+
+
+def _write_py(module: nn.Module, path: Path, example: torch.Tensor | None) -> None:
+    path.write_text(emit_python(module), encoding="utf-8")
+
+
+def _write_pt2(module: nn.Module, path: Path, example: torch.Tensor | None) -> None:
+    program = export_program(module, example)
+    with warnings.catch_warnings():  # about channels_last weights, which it saves correctly
+        warnings.filterwarnings("ignore", "No complete tensor found", UserWarning)
+        torch.export.save(program, str(path))
+
+
+def _write_onnx(module: nn.Module, path: Path, example: torch.Tensor | None) -> None:
+    export_onnx(module, path, example)
+
+
+def _write_pt(module: nn.Module, path: Path, example: torch.Tensor | None) -> None:
+    torch.save(module.state_dict(), str(path))
+
+
+WRITERS: dict[str, Callable[[nn.Module, Path, torch.Tensor | None], None]] = {
+    ".py": _write_py,
+    ".pt2": _write_pt2,
+    ".onnx": _write_onnx,
+    ".pt": _write_pt,
+}
+
+
+def export(
+    module: nn.Module, path: str | os.PathLike[str], *, example: torch.Tensor | None = None
+) -> Path:
+    """Write ``module`` (built by archdsl) to ``path`` in the format its extension names.
+
+    ``example`` is the input traced for ``.pt2`` and ``.onnx`` (default: a random batch of
+    two of the network's input shape). Returns the path written.
+    """
+    path = Path(path)
+    WRITERS[format_of(path)](module, path, example)
+    return path
+
+
+@contextlib.contextmanager
+def _eval(module: nn.Module) -> Any:
+    """Eval mode for the duration, then the mode the module had."""
+    training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(training)

@@ -1,0 +1,213 @@
+"""Inference rewrites of a compiled network: each exact, each one function over the
+``torch.fx`` graphs of the module tree, listed in :data:`RULES` and applied in that order.
+
+An optimised module is for inference only: it is in eval mode, its parameters do not
+require grad, batch norms are folded away (so its state_dict has fewer keys than the
+network's) and training-only side outputs are gone. Its outputs equal the original
+module's in eval mode up to float rounding (folding reorders a few multiplications).
+
+>>> import torch, archdsl
+>>> net = archdsl.compile("network t { input [3, 8, 8]; c: conv(4, 3) -> b: bn -> relu }")
+>>> fast = optimize_for_inference(net)
+>>> [name for name, _ in fast.named_children()]
+['c', '2']
+>>> x = torch.randn(2, 3, 8, 8)
+>>> torch.allclose(fast(x), net.eval()(x), atol=1e-6)
+True
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from archdsl.backends.torch_backend import pack_outputs, side_output
+from archdsl.backends.torch_modules import StochasticDepth
+
+Rule = Callable[[nn.Module], nn.Module]
+
+
+def graph_modules(module: nn.Module) -> Iterator[fx.GraphModule]:
+    """Every GraphModule of the tree, innermost first (so a parent sees its children's
+    final form)."""
+    found = [m for m in module.modules() if isinstance(m, fx.GraphModule)]
+    yield from reversed(found)
+
+
+def _finish(gm: fx.GraphModule) -> None:
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.graph.lint()
+    gm.recompile()
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode, and no parameter requires grad (autograd records nothing, even outside
+    ``torch.no_grad()``).
+
+    >>> import archdsl
+    >>> m = freeze(archdsl.compile("network t { input [3, 4, 4]; conv(2, 1) }"))
+    >>> m.training, any(p.requires_grad for p in m.parameters())
+    (False, False)
+    """
+    module.eval()
+    module.requires_grad_(False)
+    return module
+
+
+def drop_side_outputs(module: nn.Module) -> nn.Module:
+    """Remove training-only side outputs (they are ``None`` in eval mode): the network
+    returns its main output, and the side heads' modules go.
+
+    >>> import archdsl
+    >>> m = archdsl.compile("network t { input [4]; linear(3) -> side aux: linear(2) -> linear(5) }")
+    >>> [n for n, _ in drop_side_outputs(m).named_children()]
+    ['0', '2']
+    """
+    if not isinstance(module, fx.GraphModule):
+        return module
+    changed = False
+    for node in list(module.graph.nodes):
+        if node.op == "call_function" and node.target is pack_outputs:
+            node.replace_all_uses_with(node.args[0])
+            module.graph.erase_node(node)
+            changed = True
+    for node in list(module.graph.nodes):
+        if node.op == "call_function" and node.target is side_output and not node.users:
+            module.graph.erase_node(node)
+            changed = True
+    if changed:
+        _finish(module)
+    return module
+
+
+IDENTITY_IN_EVAL = (nn.Identity, nn.Dropout, StochasticDepth)
+
+
+def remove_identities(module: nn.Module) -> nn.Module:
+    """Drop modules that are the identity in eval mode: ``identity``, ``dropout`` and
+    ``drop_path``.
+
+    >>> import archdsl
+    >>> m = archdsl.compile("network t { input [4]; linear(3) -> dropout(0.5) -> linear(2) }")
+    >>> [n for n, _ in remove_identities(m.eval()).named_children()]
+    ['0', '2']
+    """
+    for gm in graph_modules(module):
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op == "call_module" and isinstance(
+                gm.get_submodule(node.target), IDENTITY_IN_EVAL
+            ):
+                node.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(node)
+                changed = True
+        if changed:
+            _finish(gm)
+    return module
+
+
+FOLDABLE = (
+    (nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval),
+    (nn.Linear, nn.BatchNorm1d, fuse_linear_bn_eval),
+)
+
+
+def fold_batch_norm(module: nn.Module) -> nn.Module:
+    """Fold each eval-mode batch norm into the convolution or linear layer before it, when
+    that layer's output feeds nothing else: ``bn(conv(x)) == conv'(x)`` with the weight
+    scaled by ``gamma / sqrt(var + eps)`` and the bias shifted to match. The fold happens
+    within one scope (a block's conv and its bn), which is where the specs put them.
+
+    >>> import torch, archdsl
+    >>> m = archdsl.compile("network t { input [3, 6, 6]; c: conv(4, 3) -> b: bn }").eval()
+    >>> x = torch.randn(1, 3, 6, 6); y = m(x)
+    >>> m = fold_batch_norm(m)
+    >>> [n for n, _ in m.named_children()], torch.allclose(m(x), y, atol=1e-6)
+    (['c'], True)
+    """
+    for gm in graph_modules(module):
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or len(node.args) != 1:
+                continue
+            prev = node.args[0]
+            if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+                continue
+            bn, layer = gm.get_submodule(node.target), gm.get_submodule(prev.target)
+            for layer_type, bn_type, fuse in FOLDABLE:
+                if (
+                    type(layer) is layer_type
+                    and type(bn) is bn_type
+                    and not bn.training
+                    and bn.track_running_stats
+                    and not layer.training
+                ):
+                    gm.set_submodule(prev.target, fuse(layer, bn))
+                    node.replace_all_uses_with(prev)
+                    gm.graph.erase_node(node)
+                    changed = True
+                    break
+        if changed:
+            _finish(gm)
+    return module
+
+
+def channels_last(module: nn.Module) -> nn.Module:
+    """Store 4-d weights channels-last (NHWC) and convert the input to it on entry: oneDNN's
+    convolutions run faster on that layout, and every op here accepts either layout, so
+    values are unchanged.
+
+    >>> import torch, archdsl
+    >>> m = channels_last(archdsl.compile("network t { input [3, 4, 4]; c: conv(2, 1) }"))
+    >>> m.c.weight.is_contiguous(memory_format=torch.channels_last)
+    True
+    """
+    module.to(memory_format=torch.channels_last)
+    if not isinstance(module, fx.GraphModule):
+        return module
+    graph = module.graph
+    placeholder = next(n for n in graph.nodes if n.op == "placeholder")
+    if any(
+        n.op == "call_method" and n.target == "contiguous" and n.args[0] is placeholder
+        for n in placeholder.users
+    ):
+        return module  # already converted
+    with graph.inserting_after(placeholder):
+        converted = graph.call_method(
+            "contiguous", (placeholder,), {"memory_format": torch.channels_last}
+        )
+    placeholder.replace_all_uses_with(converted, delete_user_cb=lambda n: n is not converted)
+    module.recompile()
+    return module
+
+
+RULES: tuple[Rule, ...] = (
+    freeze,
+    drop_side_outputs,
+    remove_identities,
+    fold_batch_norm,
+    channels_last,
+)
+
+
+def optimize_for_inference(
+    module: nn.Module, *, rules: tuple[Rule, ...] = RULES, inplace: bool = False
+) -> nn.Module:
+    """A copy of a compiled network rewritten for fast inference (see the module doc).
+
+    Only for inputs of 4 dimensions (images), in eval mode. ``inplace=True`` rewrites
+    ``module`` itself instead of a copy.
+    """
+    graph = getattr(module, "archdsl_graph", None)
+    if not inplace:
+        module = copy.deepcopy(module)
+        if graph is not None:  # GraphModule's deepcopy keeps only its own attributes
+            module.archdsl_graph = graph
+    for rule in rules:
+        module = rule(module)
+    return module

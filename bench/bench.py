@@ -1,0 +1,530 @@
+"""archdsl against torchvision, side by side in one process: see bench/README.md.
+
+    python bench/bench.py            # the full run (about 15 minutes on 2 cores)
+    python bench/bench.py --quick    # a smoke run: one network, few repetitions
+
+Prints Markdown tables (the source of docs/performance.md) and writes the raw timings to
+bench/results.json (or --json PATH). Every comparison interleaves the two sides run by run
+(A B B A ...), so drift in the machine's speed hits both; the tables give medians and the
+median of the per-round ratios (archdsl / torchvision: below 1 is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import archdsl
+
+THREADS = 2
+NETWORKS = ("resnet50", "densenet121", "efficientnet_b0", "googlenet")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def torchvision_models() -> Any:
+    """torchvision's model definitions. Its compiled ops are built for CUDA and fail to
+    register against this CPU torch; the models themselves are pure Python, so the module
+    that registers the ops is stubbed out before the import (here only, never in archdsl)."""
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    import torchvision.models
+
+    return torchvision.models
+
+
+# ---- timing -------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(
+    a: Callable[[], Any], b: Callable[[], Any], reps: int, warmup: int = 1
+) -> dict[str, Any]:
+    """Run ``a`` and ``b`` alternately (ABBA order), after ``warmup`` runs of each."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta: list[float] = []
+    tb: list[float] = []
+    for i in range(reps):
+        if i % 2 == 0:
+            ta.append(timed(a))
+            tb.append(timed(b))
+        else:
+            tb.append(timed(b))
+            ta.append(timed(a))
+    return {
+        "a": statistics.median(ta),
+        "b": statistics.median(tb),
+        "ratio": statistics.median(x / y for x, y in zip(ta, tb)),
+        "a_runs": ta,
+        "b_runs": tb,
+    }
+
+
+def median_time(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn) for _ in range(reps))
+
+
+def ms(t: float) -> str:
+    return f"{t * 1000:,.1f}" if t < 10 else f"{t * 1000:,.0f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# ---- the machine ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+    for pkg in ("torchvision", "onnxruntime", "onnx"):
+        with contextlib.suppress(Exception):
+            info[pkg] = __import__(pkg).__version__
+    return info
+
+
+# ---- the sections ---------------------------------------------------------------------
+
+
+def _child_cpu(cmd: list[str]) -> float:
+    """CPU seconds (user + system) a command uses: unlike wall time, not inflated by other
+    processes competing for the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def frontend(quick: bool) -> tuple[str, dict[str, Any]]:
+    """Parse -> elaborate -> checked IR, per bundled spec; and `archdsl check` wall time."""
+    reps = 3 if quick else 9
+    rows, raw = [], {}
+    for name in archdsl.list_specs():
+        try:
+            t = median_time(lambda n=name: archdsl.load_graph(n), reps)
+        except archdsl.ArchError as e:  # a spec another change broke: say so, go on
+            rows.append([name, "error", str(e).splitlines()[0][:60]])
+            continue
+        graph = archdsl.load_graph(name)
+        raw[name] = {"seconds": t, "nodes": len(graph)}
+        rows.append([name, f"{len(graph):,}", ms(t)])
+    # the console script beside this interpreter (not a version manager's shim, if any)
+    exe = Path(sys.executable).parent / "archdsl"
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "archdsl_cli.main"]
+    spec = str(ROOT / "specs" / "resnet50.arch")
+    wall = median_time(
+        lambda: subprocess.run([*cmd, "check", spec], check=True, capture_output=True), reps
+    )
+    bare = median_time(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), reps)
+    imports = median_time(
+        lambda: subprocess.run([sys.executable, "-c", "import archdsl_cli.main"], check=True),
+        reps,
+    )
+    cpu = statistics.median(_child_cpu([*cmd, "check", spec]) for _ in range(reps))
+    raw["cli_check_resnet50_wall"] = wall
+    raw["cli_check_resnet50_cpu"] = cpu
+    raw["python_startup"] = bare
+    raw["python_import_archdsl_cli"] = imports
+    text = table(["spec", "IR nodes", "frontend ms (median)"], rows)
+    text += (
+        f"\n\n`archdsl check specs/resnet50.arch`: **{ms(wall)} ms** wall, {ms(cpu)} ms CPU"
+        f" (user + system; medians of {reps});"
+        f" of which Python start-up {ms(bare)} ms, importing archdsl's CLI {ms(imports - bare)}"
+        " ms."
+    )
+    return text, raw
+
+
+def construction(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
+    """Module construction (with random init) vs the torchvision constructor; and loading
+    a state_dict file (meta build + assign) vs reading the file alone."""
+    reps = 3 if quick else 7
+    rows, raw = [], {}
+    tmp = Path(tempfile.mkdtemp())
+    for name in nets:
+        graph = archdsl.load_graph(name)
+        r = interleaved(lambda g=graph: archdsl.build(g), getattr(tvm, name), reps)
+        t_front = median_time(lambda n=name: archdsl.load_graph(n), reps)
+        path = tmp / f"{name}.pth"
+        torch.save(getattr(tvm, name)().state_dict(), path)
+        t_read = median_time(lambda p=path: torch.load(p, weights_only=True, mmap=True), reps)
+        t_read_all = median_time(lambda p=path: torch.load(p, weights_only=True), reps)
+        t_weights = median_time(lambda n=name, p=path: archdsl.load(n, weights=p), reps)
+
+        def tv_load(n: str = name, p: Path = path) -> None:
+            getattr(tvm, n)().load_state_dict(torch.load(p, weights_only=True))
+
+        t_tv_load = median_time(tv_load, reps)
+        raw[name] = {
+            "build": r,
+            "frontend": t_front,
+            "read_mmap": t_read,
+            "read": t_read_all,
+            "archdsl_load_weights": t_weights,
+            "torchvision_construct_and_load": t_tv_load,
+        }
+        rows.append(
+            [
+                name,
+                ms(r["b"]),
+                ms(r["a"]),
+                f"{r['ratio']:.2f}",
+                ms(t_front + r["a"]),
+                ms(t_read_all),
+                ms(t_weights),
+                ms(t_tv_load),
+            ]
+        )
+    shutil.rmtree(tmp, ignore_errors=True)
+    header = [
+        "network",
+        "torchvision ctor ms",
+        "archdsl build ms",
+        "ratio",
+        "archdsl frontend+build ms",
+        "torch.load ms",
+        "archdsl load(weights=) ms",
+        "torchvision ctor + load_state_dict ms",
+    ]
+    return table(header, rows), raw
+
+
+def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    target = torch.zeros(x.shape[0], dtype=torch.long)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        nn.functional.cross_entropy(out, target).backward()
+        opt.step()
+
+    return step
+
+
+def pair(tvm: Any, name: str) -> tuple[nn.Module, nn.Module]:
+    """torchvision's network and archdsl's, with the same weights."""
+    torch.manual_seed(0)
+    tv = getattr(tvm, name)()
+    ad = archdsl.load(name)
+    ad.load_state_dict(tv.state_dict())
+    return tv, ad
+
+
+def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
+    """Eager forward (eval, no_grad) at batch 1 and 8, and a training step at batch 8."""
+    reps = 3 if quick else 5
+    rows, raw = [], {}
+    for name in nets:
+        tv, ad = pair(tvm, name)
+        res = archdsl.load_graph(name).input_shape
+        for what, batch in (("forward b1", 1), ("forward b8", 8), ("train step b8", 8)):
+            x = torch.randn(batch, *res)
+            if what.startswith("train"):
+                tv.train()
+                ad.train()
+                r = interleaved(_train_step(ad, x), _train_step(tv, x), 3)
+            else:
+                tv.eval()
+                ad.eval()
+                with torch.no_grad():
+                    r = interleaved(lambda m=ad, x=x: m(x), lambda m=tv, x=x: m(x), reps)
+            raw[f"{name} {what}"] = r
+            rows.append([name, what, ms(r["b"]), ms(r["a"]), f"{r['ratio']:.3f}"])
+        del tv, ad
+    return table(["network", "run", "torchvision ms", "archdsl ms", "ratio"], rows), raw
+
+
+def _onnx_session(model: nn.Module, x: torch.Tensor, path: Path) -> Callable[[], Any]:
+    import onnxruntime as ort
+
+    archdsl.export(model, path, example=x)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    # Idle onnxruntime threads spin by default, taking the cores from torch's runs that
+    # alternate with them; without spinning both sides get the machine to themselves.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def optimised(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
+    """archdsl.optimize_for_inference vs torchvision eager, and vs onnxruntime running the
+    ONNX export of the same optimised network (batch 8 and 1, no torch.compile)."""
+    reps = 3 if quick else 5
+    rows, raw = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in nets:
+            for batch, entry, row in _optimised_one(tvm, name, reps, Path(tmp)):
+                raw[f"{name} b{batch}"] = entry
+                rows.append(row)
+    header = [
+        "network",
+        "batch",
+        "torchvision eager ms",
+        "archdsl optimised ms",
+        "speed-up",
+        "onnxruntime ms",
+        "optimised / onnxruntime",
+    ]
+    return table(header, rows), raw
+
+
+def _optimised_one(tvm: Any, name: str, reps: int, tmp: Path) -> Iterator[tuple[int, dict, list]]:
+    tv, ad = pair(tvm, name)
+    tv.eval()
+    fast = archdsl.optimize_for_inference(ad)
+    res = archdsl.load_graph(name).input_shape
+    for batch in (8, 1):
+        x = torch.randn(batch, *res)
+        with torch.no_grad():
+            expected = tv(x)
+            err = float((fast(x) - expected).abs().max() / expected.abs().max())
+            r = interleaved(lambda x=x: fast(x), lambda x=x: tv(x), reps)
+            row = [name, str(batch), ms(r["b"]), ms(r["a"]), f"{1 / r['ratio']:.2f}x"]
+            entry: dict[str, Any] = {"vs_torchvision": r, "rel_error": err}
+            if _have("onnxruntime") and _have("onnxscript"):
+                ort_run = _onnx_session(fast, x, tmp / f"{name}_{batch}.onnx")
+                o = interleaved(lambda x=x: fast(x), ort_run, reps)
+                entry["vs_onnxruntime"] = o
+                row += [ms(o["b"]), f"{o['ratio']:.2f}"]
+            else:
+                row += ["n/a", "n/a"]
+        yield batch, entry, row
+
+
+def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
+    """torch.compile (inductor) of torchvision's network and of archdsl's, plus archdsl's
+    optimised network compiled with inductor freezing (weights as constants); and
+    onnxruntime on the ONNX export for reference. Batch 8, eval, no_grad."""
+    reps = 3 if quick else 7
+    rows, raw = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in nets:
+            entry = _compiled_one(tvm, name, reps, Path(tmp))
+            raw[name] = entry
+            f, r = entry["frozen_vs_torchvision_eager"], entry["compiled_vs_compiled"]
+            o = entry.get("frozen_vs_onnxruntime")
+            rows.append(
+                [
+                    name,
+                    ms(f["b"]),
+                    ms(r["b"]),
+                    ms(r["a"]),
+                    ms(f["a"]),
+                    ms(o["b"]) if o else "n/a",
+                    f"{o['ratio']:.2f}" if o else "n/a",
+                    f"{entry['compile_s_torchvision']:.0f} / {entry['compile_s_archdsl']:.0f}"
+                    f" / {entry['compile_s_archdsl_optimised_frozen']:.0f}",
+                ]
+            )
+    header = [
+        "network (b8)",
+        "torchvision eager ms",
+        "torchvision compiled ms",
+        "archdsl compiled ms",
+        "archdsl optimised + compiled (freezing) ms",
+        "onnxruntime ms",
+        "fastest archdsl / onnxruntime",
+        "compile s (tv / archdsl / frozen)",
+    ]
+    return table(header, rows), raw
+
+
+def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
+    import torch._inductor.config as inductor_config
+
+    tv, ad = pair(tvm, name)
+    tv.eval()
+    ad.eval()
+    x = torch.randn(8, *archdsl.load_graph(name).input_shape)
+    entry: dict[str, Any] = {}
+    with torch.no_grad():
+        torch._dynamo.reset()
+        t0 = time.perf_counter()
+        tv_c = torch.compile(tv)
+        tv_c(x)
+        entry["compile_s_torchvision"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ad_c = torch.compile(ad)
+        ad_c(x)
+        entry["compile_s_archdsl"] = time.perf_counter() - t0
+        entry["compiled_vs_compiled"] = interleaved(lambda: ad_c(x), lambda: tv_c(x), reps)
+        inductor_config.freezing = True
+        try:
+            fast = archdsl.optimize_for_inference(ad)
+            t0 = time.perf_counter()
+            fast_c = torch.compile(fast)
+            fast_c(x)
+            entry["compile_s_archdsl_optimised_frozen"] = time.perf_counter() - t0
+            expected = tv(x)
+            entry["rel_error_frozen"] = float(
+                (fast_c(x) - expected).abs().max() / expected.abs().max()
+            )
+            entry["frozen_vs_torchvision_eager"] = interleaved(
+                lambda: fast_c(x), lambda: tv(x), reps
+            )
+            entry["frozen_vs_torchvision_compiled"] = interleaved(
+                lambda: fast_c(x), lambda: tv_c(x), reps
+            )
+            if _have("onnxruntime") and _have("onnxscript"):
+                ort_run = _onnx_session(fast, x, tmp / f"{name}.onnx")
+                entry["frozen_vs_onnxruntime"] = interleaved(lambda: fast_c(x), ort_run, reps)
+        finally:
+            inductor_config.freezing = False
+            torch._dynamo.reset()
+    return entry
+
+
+def generated_spec(units: int) -> str:
+    """A spec whose text grows with its size: ``units`` residual units written out one by
+    one (7 IR nodes each: conv, bn, relu, conv, bn, add, relu), after a stem."""
+    lines = [
+        "block unit(c) {",
+        "  add { (conv1: conv(c, 3, padding=1, bias=false) -> bn1: bn -> relu",
+        "         -> conv2: conv(c, 3, padding=1, bias=false) -> bn2: bn); () }",
+        "  -> relu",
+        "}",
+        "network generated {",
+        "  input [3, 16, 16]",
+        "  stem: conv(8, 3, padding=1)",
+    ]
+    lines += [f"  -> u{i}: unit(8)" for i in range(units)]
+    lines += ["  -> pool: global_avgpool(flatten=true) -> fc: linear(10)", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
+    """Frontend and build time against spec size, 10 to 10,000 layers."""
+    sizes = (1, 16, 166, 1666) if not quick else (1, 16, 166)  # about 10 ... 10,000 layers
+    rows, raw = [], {}
+    for units in sizes:
+        text = generated_spec(units)
+        reps = 5 if units < 1000 else 2
+        t_front = median_time(lambda t=text: archdsl.check(t), reps)
+        graph = archdsl.check(text)
+        t_build = median_time(lambda g=graph: archdsl.build(g), max(1, reps // 2))
+        layers = sum(1 for n in graph.nodes() if n.path is not None)
+        raw[str(layers)] = {"frontend": t_front, "build": t_build, "nodes": len(graph)}
+        rows.append(
+            [
+                f"{layers:,}",
+                f"{len(text):,}",
+                ms(t_front),
+                f"{t_front / layers * 1e6:.0f}",
+                ms(t_build),
+                f"{t_build / layers * 1e6:.0f}",
+            ]
+        )
+    header = ["layers", "spec bytes", "frontend ms", "µs/layer", "build ms", "µs/layer"]
+    return table(header, rows), raw
+
+
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+SECTIONS = ("frontend", "construction", "eager", "optimised", "compiled", "scaling")
+
+
+@contextlib.contextmanager
+def section(title: str) -> Iterator[None]:
+    start = time.perf_counter()
+    print(f"\n## {title}\n", flush=True)
+    yield
+    print(f"\n({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run (resnet50 only)")
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run these sections")
+    parser.add_argument("--networks", nargs="+", help=f"default: {' '.join(NETWORKS)}")
+    parser.add_argument("--compile-networks", nargs="+", default=["resnet50"])
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    nets = tuple(args.networks or (("resnet50",) if args.quick else NETWORKS))
+    nets = tuple(n for n in nets if n in archdsl.list_specs())
+    only = set(args.only or SECTIONS)
+    tvm = torchvision_models()
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    print("# archdsl benchmark\n\n```\n" + json.dumps(results["machine"], indent=1) + "\n```")
+    runs: list[tuple[str, str, Callable[[], tuple[str, dict[str, Any]]]]] = [
+        ("frontend", "Frontend", lambda: frontend(args.quick)),
+        ("construction", "Construction", lambda: construction(tvm, nets, args.quick)),
+        ("eager", "Eager", lambda: eager(tvm, nets, args.quick)),
+        ("optimised", "Optimised inference", lambda: optimised(tvm, nets, args.quick)),
+        (
+            "compiled",
+            "torch.compile",
+            lambda: compiled(tvm, tuple(args.compile_networks), args.quick),
+        ),
+        ("scaling", "Scaling", lambda: scaling(args.quick)),
+    ]
+    start = time.perf_counter()
+    for key, title, run in runs:
+        if key not in only:
+            continue
+        with section(title):
+            text, raw = run()
+            print(text, flush=True)
+            results[key] = raw
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    results["total_seconds"] = time.perf_counter() - start
+    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

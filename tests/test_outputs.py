@@ -1,0 +1,369 @@
+"""The outputs of ``archdsl compile -o``: standalone ``.py`` source, ``.pt2`` (torch.export),
+``.onnx`` (checked with onnxruntime) and ``.pt`` (the state_dict).
+
+Each emitted file is loaded back the way a user would (``importlib`` for the source,
+``torch.export.load``, an onnxruntime session) and must compute what the compiled module
+computes, with the compiled module's weights.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from torch import nn
+
+import archdsl
+from archdsl.backends import python_source
+from archdsl.backends.export import FORMATS, export, format_of
+from archdsl_cli.main import main as cli
+
+# concat, mul, add, a numbered seq, an identity branch, a repeated block, dropout and two
+# training-only side outputs: every construct the .py writer must turn into code.
+MIXED = """
+block se(c) {
+  mul { identity; (global_avgpool -> fc1: conv(c, 1) -> sigmoid) }
+}
+
+block unit(c, stride = 1) {
+  add {
+    (conv1: conv(c, 3, stride=stride, padding=1, bias=false) -> bn1: bn -> relu
+     -> conv2: conv(c, 3, padding=1, bias=false) -> bn2: bn -> gate: se(c))
+    if stride != 1 or in.c != c {
+      downsample: seq { conv(c, 1, stride=stride, bias=false); bn }
+    }
+  }
+  -> relu
+}
+
+network mixed(num_classes = 5) {
+  input [3, 20, 20]
+  stem: seq { conv(8, 3, padding=1, bias=false); bn; relu }
+  -> mix: concat { conv(4, 1); (maxpool(3, stride=1, padding=1) -> conv(6, 1)); identity }
+  -> side early: (global_avgpool(flatten=true) -> linear(3))
+  -> stage: unit(12, 2) x 2
+  -> side late: (global_avgpool(flatten=true) -> dropout(0.5) -> linear(2))
+  -> head: (global_avgpool(flatten=true) -> dropout(0.25) -> linear(num_classes))
+}
+"""
+
+RES = 64  # resolution for the big networks: small enough to be quick, every stage still runs
+
+
+def import_source(source: str, path: Path) -> ModuleType:
+    """Import emitted source from a file, as a user would."""
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def emitted_class(network: nn.Module, tmp_path: Path) -> type[nn.Module]:
+    module = import_source(archdsl.emit_python(network), tmp_path / "emitted_net.py")
+    (name,) = module.__all__
+    return getattr(module, name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def mixed() -> nn.Module:
+    torch.manual_seed(0)
+    return archdsl.compile(MIXED)
+
+
+def run_both(a: nn.Module, b: nn.Module, x: torch.Tensor, training: bool) -> tuple:
+    a.train(training)
+    b.train(training)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        ya = a(x)
+        torch.manual_seed(1)
+        yb = b(x)
+    return ya, yb
+
+
+# ---- .py ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet"])
+def test_py_matches_the_compiled_network(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.load(name)
+    cls = emitted_class(net, tmp_path)
+    assert cls.__name__ == python_source.camel(name)
+    emitted = cls()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    assert [(k, v.shape) for k, v in emitted.state_dict().items()] == [
+        (k, v.shape) for k, v in net.state_dict().items()
+    ]
+    x = torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(2))
+    ya, yb = run_both(net, emitted, x, training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
+def test_py_side_outputs_merges_and_training_mode(mixed: nn.Module, tmp_path: Path) -> None:
+    emitted = emitted_class(mixed, tmp_path)()
+    emitted.load_state_dict(mixed.state_dict(), strict=True)
+    x = torch.randn(3, 3, 20, 20)
+    ya, yb = run_both(mixed, emitted, x, training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+    ya, yb = run_both(mixed, emitted, x, training=True)  # same seed: same dropout masks
+    assert isinstance(yb, tuple) and len(yb) == len(ya) == 3
+    for a, b in zip(ya, yb):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_py_reads_like_hand_written_code(mixed: nn.Module) -> None:
+    source = archdsl.emit_python(mixed)
+    imports = [line for line in source.splitlines() if re.match(r"(import|from) ", line)]
+    # torch alone (GlobalPool2d, a small helper class the file carries, uses F)
+    assert imports == ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    assert "class GlobalPool2d(nn.Module):" in source
+    docstring, code = source.split('"""\n', 1)[0], source.split('"""\n', 1)[1]
+    assert "archdsl" in docstring and "archdsl" not in code
+    assert "pickle" not in source
+    # numbered members with state keep their numbers (state_dict keys 'mix.0.weight' ...)
+    assert 'self.add_module("0", nn.Conv2d(8, 4, kernel_size=1))' in source
+    assert 'out = getattr(self, "0")(x)' in source
+    assert '__all__ = ["Mixed"]' in source
+    forward = source.split("class Mixed(nn.Module):")[1].split("def forward")[1]
+    assert "early = self.early(x) if self.training else None  # N x 3" in forward
+    assert "if self.training:\n            return x, early, late\n        return x" in forward
+    assert "x = self.stage(x)  # N x 12 x 5 x 5" in forward  # shape comments
+    unit = source.split("class Unit")[1]  # repeated blocks share a parametrised class
+    assert "torch.cat([" in source and " * " in source and "out = out + " in unit
+    assert max(len(line) for line in source.splitlines()) <= python_source.LINE_LENGTH
+
+
+def test_py_one_class_per_structure_parameters_where_instances_differ() -> None:
+    source = archdsl.emit_python(archdsl.load_graph("googlenet"))
+    assert source.count("class Inception(nn.Module):") == 1
+    assert "self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)" in source
+    assert re.search(
+        r"class BasicConv\(nn.Module\):.*def __init__\(\s*self, in_channels: int, "
+        r"out_channels: int, kernel_size: int, stride: int, padding: int",
+        source,
+        re.DOTALL,
+    )
+    assert "self.branch2 = nn.Sequential(" in source  # a numbered chain: nn.Sequential
+    assert "x = self.inception4a(x)  # N x 512 x 14 x 14" in source
+
+
+def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    for name, source in [
+        ("mixed", archdsl.emit_python(mixed)),
+        ("googlenet", archdsl.emit_python(archdsl.load_graph("googlenet"))),
+        ("efficientnet_b0", archdsl.emit_python(archdsl.load_graph("efficientnet_b0"))),
+    ]:
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        done = subprocess.run(
+            [ruff, "format", "--diff", "--line-length", "100", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"{name}:\n{done.stdout}{done.stderr}"
+
+
+def test_py_is_deterministic() -> None:
+    graph = archdsl.load_graph("resnet50")
+    assert archdsl.emit_python(graph) == archdsl.emit_python(archdsl.load_graph("resnet50"))
+
+
+def test_py_layout_splits_like_ruff() -> None:
+    group = python_source._Group("f(", ["a" * 40, "b" * 40, "c" * 40], ")")
+    assert python_source.layout_lines(group, "") == [
+        "f(",
+        "    " + "a" * 40 + ",",
+        "    " + "b" * 40 + ",",
+        "    " + "c" * 40 + ",",
+        ")",
+    ]
+    assert python_source.layout_lines(python_source._Group("f(", ["a", "b"], ")"), "") == [
+        "f(a, b)"
+    ]
+
+
+def test_py_doctests() -> None:
+    result = doctest.testmod(python_source, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", archdsl.list_specs())
+def test_py_state_dict_of_every_bundled_spec(name: str) -> None:
+    graph = archdsl.load_graph(name)
+    try:
+        source = archdsl.emit_python(graph)
+    except archdsl.ArchTypeError as e:  # a module class with no source writer yet
+        assert "cannot write" in str(e)
+        pytest.skip(str(e))
+    namespace: dict = {}
+    exec(compile(source, f"{name}.py", "exec"), namespace)
+    with torch.device("meta"):
+        emitted = namespace[namespace["__all__"][0]]()
+    compiled = archdsl.build(graph, device="meta")
+    assert [(k, v.shape) for k, v in emitted.state_dict().items()] == [
+        (k, v.shape) for k, v in compiled.state_dict().items()
+    ]
+    # every module with state is constructed exactly as archdsl constructs it
+    for path, module in compiled.named_modules():
+        if not any(True for _ in module.parameters(recurse=False)) and not list(
+            module.buffers(recurse=False)
+        ):
+            continue
+        assert repr(emitted.get_submodule(path)) == repr(module), path
+
+
+# ---- .pt2, .onnx, .pt -------------------------------------------------------------------
+
+
+def test_format_of() -> None:
+    assert set(FORMATS) == {".py", ".pt2", ".onnx", ".pt"}
+    assert format_of("a/B.ONNX") == ".onnx"
+    with pytest.raises(ValueError, match="supported: .py, .pt2, .onnx, .pt"):
+        format_of("model.pth")
+
+
+def test_pt2_round_trip_with_a_dynamic_batch(mixed: nn.Module, tmp_path: Path) -> None:
+    path = archdsl.export(mixed, tmp_path / "mixed.pt2")
+    assert mixed.training  # the export traced eval mode and restored the mode
+    program = torch.export.load(str(path)).module()
+    mixed.eval()
+    for batch in (1, 4):
+        x = torch.randn(batch, 3, 20, 20)
+        with torch.no_grad():
+            torch.testing.assert_close(program(x), mixed(x), rtol=1e-6, atol=1e-6)
+    mixed.train()
+
+
+@pytest.fixture(scope="module")
+def ort() -> ModuleType:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    return pytest.importorskip("onnxruntime")
+
+
+def run_onnx(ort: ModuleType, path: Path, x: torch.Tensor) -> torch.Tensor:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    return torch.from_numpy(out)
+
+
+def test_onnx_matches_onnxruntime(mixed: nn.Module, tmp_path: Path, ort: ModuleType) -> None:
+    path = export(mixed, tmp_path / "mixed.onnx")
+    mixed.eval()
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 20, 20)
+        with torch.no_grad():
+            torch.testing.assert_close(run_onnx(ort, path, x), mixed(x), rtol=1e-4, atol=1e-5)
+    mixed.train()
+
+
+@pytest.mark.slow
+def test_onnx_resnet18_optimised(tmp_path: Path, ort: ModuleType) -> None:
+    net = archdsl.load("resnet18").eval()
+    x = torch.randn(2, 3, RES, RES)
+    path = export(archdsl.optimize_for_inference(net), tmp_path / "r18.onnx", example=x)
+    with torch.no_grad():
+        torch.testing.assert_close(run_onnx(ort, path, x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_pt_is_the_state_dict(mixed: nn.Module, tmp_path: Path) -> None:
+    path = export(mixed, tmp_path / "mixed.pt")
+    state = torch.load(path, weights_only=True)
+    assert list(state) == list(mixed.state_dict())
+    again = archdsl.compile(MIXED, weights=path)
+    for k, v in again.state_dict().items():
+        torch.testing.assert_close(v, mixed.state_dict()[k], rtol=0, atol=0)
+
+
+# ---- the command line -------------------------------------------------------------------
+
+
+@pytest.fixture()
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mixed.arch"
+    path.write_text(MIXED)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".py", ".pt2", ".pt"])
+def test_cli_compile_writes_each_format(
+    ext: str, spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / f"model{ext}"
+    assert cli(["compile", str(spec_file), "-o", str(out)]) == 0
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"saved       {out} ({FORMATS[ext]})" in capsys.readouterr().out
+
+
+def test_cli_weights_and_optimize(
+    spec_file: Path, tmp_path: Path, mixed: nn.Module, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "w.pt"
+    torch.save(mixed.state_dict(), weights)
+    out = tmp_path / "fast.pt2"
+    code = cli(
+        [
+            "compile",
+            str(spec_file),
+            "--weights",
+            str(weights),
+            "--optimize",
+            "inference",
+            "-o",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert re.search(r"^load +\d", printed, re.M) and re.search(r"^optimize +\d", printed, re.M)
+    program = torch.export.load(str(out)).module()
+    x = torch.randn(2, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), mixed.eval()(x), rtol=1e-4, atol=1e-5)
+    mixed.train()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-o", "m.pth"], "unsupported extension; supported: .py (standalone PyTorch source)"),
+        (["--optimize", "inference", "-o", "m.py"], "applies to .pt2 and .onnx outputs"),
+        (["--weights", "no/such/file.pth"], "--weights no/such/file.pth: no such file"),
+        (["--optimize", "training"], "invalid choice"),
+    ],
+)
+def test_cli_usage_errors(
+    argv: list[str], message: str, spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(["compile", str(spec_file), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_py_output_imports_without_archdsl(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "standalone.py"
+    assert cli(["compile", str(spec_file), "-o", str(out)]) == 0
+    code = (
+        "import sys; sys.modules['archdsl'] = None\n"  # importing archdsl would now fail
+        "import importlib.util as u\n"
+        f"s = u.spec_from_file_location('standalone', {str(out)!r})\n"
+        "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
+        "import torch; print(tuple(m.Mixed().eval()(torch.randn(2, 3, 20, 20)).shape))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(2, 5)"

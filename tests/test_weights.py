@@ -1,0 +1,212 @@
+"""Loading state_dict files: ``weights=`` (API) and ``--weights`` (CLI).
+
+Strict, with a report of every kind of mismatch; built on the meta device, so no weight is
+initialised (or even allocated) before the file's tensors take their places.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import archdsl
+from archdsl.weights import WeightsError, compare, load_weights
+from archdsl_cli.main import main as cli
+
+SPEC = """
+network small(num_classes = 4) {
+  input [3, 16, 16]
+  stem: conv(8, 3, padding=1, bias=false) -> bn1: bn -> relu
+  -> body: seq { conv(8, 3, padding=1); bn; relu }
+  -> pool: global_avgpool(flatten=true) -> fc: linear(num_classes)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    net = archdsl.compile(SPEC)
+    with torch.no_grad():  # distinct running statistics, so a wrong load would show
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    return net
+
+
+@pytest.fixture()
+def weights(net: nn.Module, tmp_path: Path) -> Path:
+    path = tmp_path / "small.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def assert_same_state(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=0)
+
+
+def test_load_round_trip(net: nn.Module, weights: Path) -> None:
+    loaded = archdsl.compile(SPEC, weights=weights)
+    assert_same_state(net, loaded)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), net.eval()(x), rtol=0, atol=0)
+    net.train()
+    assert loaded.archdsl_graph.name == "small"
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in loaded.parameters())
+
+
+def test_loading_initialises_nothing(weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modules still call their init on construction, but on the meta device it touches no
+    memory: no initialiser ever sees a real tensor."""
+    for name in ("kaiming_uniform_", "uniform_", "normal_", "zeros_", "ones_"):
+        original = getattr(nn.init, name)
+
+        def only_meta(tensor: torch.Tensor, *args: object, _f=original, **kwargs: object):
+            assert tensor.is_meta, "a real weight was initialised"
+            return _f(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(nn.init, name, only_meta)
+    loaded = archdsl.compile(SPEC, weights=weights)
+    assert not any(t.is_meta for t in loaded.state_dict().values())
+
+
+def test_training_does_not_write_to_the_file(weights: Path) -> None:
+    before = weights.read_bytes()
+    loaded = archdsl.compile(SPEC, weights=weights)
+    opt = torch.optim.SGD(loaded.parameters(), lr=0.1)
+    loaded(torch.randn(4, 3, 16, 16)).sum().backward()
+    opt.step()
+    assert weights.read_bytes() == before
+
+
+def test_device_and_dtype(net: nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "half.pth"
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}, path
+    )
+    loaded = archdsl.compile(SPEC, weights=path, device="cpu")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    torch.testing.assert_close(loaded.fc.weight, net.fc.weight, rtol=1e-3, atol=1e-3)
+
+
+def test_checkpoint_wrappers_legacy_format_and_old_batchnorm_files(
+    net: nn.Module, tmp_path: Path
+) -> None:
+    state = net.state_dict()
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "state_dict": state}, path)
+    assert_same_state(net, archdsl.compile(SPEC, weights=path))
+    legacy = tmp_path / "legacy.pt"  # the pre-zip format: cannot be memory-mapped
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert_same_state(net, archdsl.compile(SPEC, weights=legacy))
+    old = tmp_path / "old.pt"  # saved before BatchNorm had num_batches_tracked
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, old)
+    loaded = archdsl.compile(SPEC, weights=old)
+    assert int(loaded.bn1.num_batches_tracked) == 0
+
+
+def test_mismatch_report(net: nn.Module, tmp_path: Path) -> None:
+    state = dict(net.state_dict())
+    del state["stem.weight"], state["fc.bias"]
+    state["fc.weight"] = torch.zeros(7, 8)
+    state["head.weight"] = torch.zeros(1)
+    for i in range(7):
+        state[f"extra.{i}"] = torch.zeros(1)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError) as info:
+        archdsl.compile(SPEC, weights=path, path="small.arch")
+    e = info.value
+    assert isinstance(e, archdsl.ArchTypeError)
+    assert (e.path, e.line) == ("small.arch", 2)  # the network's span
+    assert e.missing == ["stem.weight", "fc.bias"]
+    assert e.wrong_shape == [("fc.weight", (7, 8), (4, 8))]
+    assert len(e.unexpected) == 8
+    assert "(2 missing, 8 unexpected, 1 wrong-shape tensors)" in e.message
+    text = e.render()
+    assert "note: missing from the file: stem.weight, fc.bias" in text
+    assert (
+        "note: unexpected (not in the network): head.weight, extra.0, extra.1, extra.2, "
+        "extra.3, ... (3 more)" in text
+    )
+    assert "note: wrong shape: fc.weight (file [7, 8], network [4, 8])" in text
+
+
+def test_data_parallel_prefix_is_explained(net: nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "dp.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)
+    with pytest.raises(WeightsError) as info:
+        archdsl.compile(SPEC, weights=path)
+    assert any("nn.DataParallel" in n for n in info.value.notes)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"not a checkpoint", "cannot read it as a state_dict"),
+        ([1, 2, 3], "not a state_dict"),
+    ],
+)
+def test_unreadable_files(content: object, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "w.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(WeightsError, match=message):
+        archdsl.compile(SPEC, weights=path)
+
+
+def test_compare_ignores_missing_num_batches_tracked() -> None:
+    expected = {"bn.weight": torch.empty(3), "bn.num_batches_tracked": torch.empty(())}
+    assert not compare(expected, {"bn.weight": torch.zeros(3)})
+    assert compare(expected, {}).missing == ["bn.weight"]
+
+
+def test_load_weights_into_a_built_module(net: nn.Module, weights: Path) -> None:
+    module = archdsl.build(archdsl.check(SPEC))  # an ordinary (initialised) module works too
+    assert load_weights(module, weights) is module
+    assert_same_state(net, module)
+
+
+def test_bundled_network_with_its_own_weights(tmp_path: Path) -> None:
+    net = archdsl.load("resnet18", num_classes=10)
+    path = tmp_path / "resnet18.pth"
+    torch.save(net.state_dict(), path)
+    assert_same_state(net, archdsl.load("resnet18", num_classes=10, weights=path))
+    with pytest.raises(WeightsError, match=r"\(2 wrong-shape tensors\)"):
+        archdsl.load("resnet18", weights=path)  # 1000 classes: fc.weight, fc.bias differ
+
+
+def test_cli_weights(
+    net: nn.Module, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "small.arch"
+    spec.write_text(SPEC)
+    assert cli(["compile", str(spec), "--weights", str(weights)]) == 0
+    assert re.search(r"^load +\d", capsys.readouterr().out, re.M)
+    assert cli(["compile", str(spec), "--set", "num_classes=3", "--weights", str(weights)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:2:1: error: weights file {weights} does not fit network 'small'" in err
+    assert "note: wrong shape: fc.weight (file [4, 8], network [3, 8])" in err
+
+
+def test_backbone_takes_the_whole_networks_weights(tmp_path: Path) -> None:
+    pytest.importorskip("archdsl.backbone")
+    net = archdsl.load("resnet18")
+    path = tmp_path / "resnet18.pth"
+    torch.save(net.state_dict(), path)
+    backbone = archdsl.load("resnet18", outputs=["layer2"], weights=path)
+    assert "fc.weight" not in backbone.state_dict()  # pruned, and ignored in the file
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, net.state_dict()[key], rtol=0, atol=0)
