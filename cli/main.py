@@ -179,7 +179,9 @@ def _check(args: argparse.Namespace) -> tuple[Graph, str, float]:
     path = resolve_spec(args.spec)
     params = dict(parse_set(item) for item in args.set)
     start = time.perf_counter()
-    graph = archdsl.check_file(path, network=args.network, params=params)
+    graph = archdsl.check_file(
+        path, network=args.network, params=params, search_path=args.search_path
+    )
     return graph, path, time.perf_counter() - start
 
 
@@ -187,7 +189,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     graph, path, t_check = _check(args)
     print(report(graph, path, count_params(graph), [("check", t_check)]))
     params = dict(parse_set(item) for item in args.set)
-    warnings = archdsl.lint(path, network=args.network, params=params)
+    warnings = archdsl.lint(
+        path, network=args.network, params=params, search_path=args.search_path
+    )
     for warning in warnings:  # file:line:col: warning: ... (archdsl.passes.lint)
         _error(str(warning))
     return EXIT_SPEC if warnings and args.strict else EXIT_OK
@@ -361,6 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--network",
             metavar="NAME",
             help="the network to use (default: the last one the file defines)",
+        )
+        sub.add_argument(
+            "-I",
+            "--search-path",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="also import specs from DIR (imports may only read under the spec's own "
+            "folder, these folders and the bundled library)",
         )
         sub.set_defaults(func=func, parser=sub)
         return sub

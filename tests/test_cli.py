@@ -424,3 +424,15 @@ def test_render_command_writes_the_image(tmp_path, capsys):
     assert "layer3" in out_file.read_text()
     code, _, err = run(capsys, "render", "resnet18", "-o", str(tmp_path / "x.nope"))
     assert code == 2 and "format" in err
+
+
+def test_search_path_flag_allows_imports_from_another_folder(tmp_path, capsys):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "net").mkdir()
+    (tmp_path / "lib" / "blocks.arch").write_text("block blk { relu }\n")
+    spec = tmp_path / "net" / "n.arch"
+    spec.write_text('import "blocks.arch"\nnetwork n { input [3]; blk }\n')
+    code, _, err = run(capsys, "check", str(spec))
+    assert code == 1 and "cannot find" in err
+    code, out, _ = run(capsys, "check", str(spec), "-I", str(tmp_path / "lib"))
+    assert code == 0 and "[N, 3] -> [N, 3]" in out
