@@ -390,3 +390,11 @@ def test_errors_still_win_over_warnings(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["check", str(spec)]) == 1
     err = capsys.readouterr().err
     assert ": error: " in err and "warning" not in err
+
+
+def test_doctest() -> None:
+    import doctest
+
+    import archdsl.passes.lint
+
+    assert doctest.testmod(archdsl.passes.lint).failed == 0

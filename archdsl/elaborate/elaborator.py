@@ -251,6 +251,7 @@ class Elaborator:
             raise ArchTypeError(
                 f"input must be a list of 1 to 3 positive integers like [3, 224, 224], got {show(value)}", span
             )
+        _check_dims(tuple(value), span)
         return tuple(value)
 
     def _init_rule(self, stmt: ast.InitStmt, env: Env) -> InitRule:
@@ -349,10 +350,10 @@ class Elaborator:
         name = "".join(text)
         if not _IDENTIFIER.fullmatch(name):
             raise ArchTypeError(f"label '{name}' is not a valid name (letters, digits, _)", label.span)
-        if name in RESERVED_LABELS:
+        if name in RESERVED_LABELS or name.startswith("_"):
             raise ArchNameError(
-                f"label '{name}' is reserved: it is a Python keyword or an attribute every torch "
-                f"module has; choose another name", label.span
+                f"label '{name}' is reserved: it is a Python keyword, an attribute every torch "
+                f"module has, or starts with '_'; choose another name", label.span
             )
         return name
 
@@ -479,6 +480,7 @@ class Elaborator:
             shape = tuple(opdef.infer(attrs, [producer.shape]))
         except ShapeProblem as e:
             raise self._shape_error(e, opdef.name, path, call.span, [producer]) from None
+        _check_dims(shape, call.span)
         return self._add(OpNode(self.graph.new_id(opdef.name), opdef.name, attrs, path, call.span, shape,
                                 self.ns[-1].path), [cur])
 
@@ -553,8 +555,26 @@ class Elaborator:
             shape = tuple(opdef.infer({}, [p.shape for p in producers]))
         except ShapeProblem as e:
             raise self._shape_error(e, merge.kind, None, merge.span, producers) from None
+        _check_dims(shape, merge.span)
         return self._add(OpNode(self.graph.new_id(merge.kind), merge.kind, {}, None, merge.span, shape,
                                 self.ns[-1].path), outs)
+
+
+MAX_DIM = 2**31 - 1
+MAX_ELEMENTS = 2**40
+
+
+def _check_dims(shape: tuple[int, ...], span: Span) -> None:
+    """Refuse tensor shapes no machine could hold (per sample)."""
+    if any(d > MAX_DIM for d in shape):
+        raise ArchLimitError(f"shape {list(shape)} has a dimension above {MAX_DIM:,}", span)
+    elements = 1
+    for d in shape:
+        elements *= d
+    if elements > MAX_ELEMENTS:
+        raise ArchLimitError(
+            f"shape {list(shape)} has {elements:,} elements per sample, above {MAX_ELEMENTS:,}", span
+        )
 
 
 def rule_matches(rule: InitRule, node: OpNode) -> bool:

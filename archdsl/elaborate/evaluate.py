@@ -23,6 +23,7 @@ from archdsl.frontend import ast
 
 MAX_INT = 10**18
 MAX_LIST = 100_000
+MAX_STRING = 10_000
 
 
 @dataclass(frozen=True)
@@ -452,6 +453,8 @@ def _binop(op: str, a: Any, b: Any, expr: ast.BinOp) -> Any:
             raise ArchLimitError(f"list of {len(a) + len(b)} items; the limit is {MAX_LIST}", span)
         return a + b
     if op == "+" and isinstance(a, str) and isinstance(b, str):
+        if len(a) + len(b) > MAX_STRING:
+            raise ArchLimitError(f"string of {len(a) + len(b):,} characters; the limit is {MAX_STRING:,}", span)
         return a + b
     if not (_is_num(a) and _is_num(b)):
         raise ArchTypeError(

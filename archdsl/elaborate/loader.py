@@ -87,11 +87,14 @@ class Loader:
         except OSError as e:
             raise ArchImportError(f"cannot read {path}: {e.strerror}", where) from None
         if not self.stack and span is None:  # the entry file: its folder is a spec root
-            self.roots.insert(0, os.path.dirname(real))
+            self.roots.insert(0, os.path.dirname(real))  # (and the folder of a link to it)
+            self.roots.insert(0, os.path.realpath(os.path.dirname(os.path.abspath(path))))
         return self.load_source(text, str(path), key=real)
 
     def load_source(self, text: str, path: str = "<string>", key: str | None = None) -> SpecModule:
         key = key or path
+        if not self.stack and not path.startswith("<") and key == path:  # check(text, path=P)
+            self.roots.insert(0, os.path.realpath(os.path.dirname(os.path.abspath(path))))
         tree = parse(text, path)
         module = SpecModule(path, text, tree)
         self.stack.append(key)
@@ -133,7 +136,11 @@ class Loader:
                 self.roots.insert(0, os.path.realpath(Path.cwd()))
         candidates += [root / rel for root in self.search_path]
         for c in candidates:
-            if c.is_file():
+            try:
+                found = c.is_file()
+            except OSError:  # e.g. a name longer than the OS allows
+                found = False
+            if found:
                 real = os.path.realpath(c)
                 if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots):
                     raise ArchImportError(

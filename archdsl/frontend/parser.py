@@ -14,7 +14,7 @@ from lark.exceptions import (
     VisitError,
 )
 
-from archdsl.errors import ArchLimitError, ArchSyntaxError, Span
+from archdsl.errors import ArchError, ArchLimitError, ArchSyntaxError, Span
 from archdsl.frontend import ast
 
 MAX_SOURCE_BYTES = 1_000_000
@@ -152,6 +152,9 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
     try:
         return _ToAst(path).transform(tree).with_path(path)  # type: ignore[no-any-return]
     except (RecursionError, VisitError) as e:
+        if isinstance(e, VisitError) and isinstance(e.orig_exc, ArchError):
+            e.orig_exc.source = text
+            raise e.orig_exc from None
         if isinstance(e, VisitError) and not isinstance(e.orig_exc, RecursionError):
             raise
         raise ArchLimitError(
@@ -379,10 +382,16 @@ class _ToAst(Transformer):
 
     def number(self, meta, children):
         text = str(children[0])
+        if len(text.split(".")[0].split("e")[0].split("E")[0]) > 19:
+            raise ArchLimitError(
+                f"number {text[:24]}{'...' * (len(text) > 24)} is too large (limit 10^18)", self._s(meta)
+            )
         if any(c in text for c in ".eE"):
             value: int | float = float(text)
         else:
             value = int(text)
+            if value > 10**18:
+                raise ArchLimitError(f"number {text} is too large (limit 10^18)", self._s(meta))
         return ast.Literal(self._s(meta), value)
 
     def string(self, meta, children):
