@@ -449,6 +449,41 @@ def test_integer_literal_too_long_to_convert() -> None:
     assert type(err) is archdsl.ArchLimitError
 
 
+@pytest.mark.parametrize("expr", ["scale_channels(1e999)", "make_divisible(1e999)",
+                                  "round(1e999)", "1e999"])  # fmt: skip
+@pytest.mark.xfail(
+    strict=True,
+    reason="a float literal that overflows (1e999) silently becomes inf; make_divisible, "
+    "scale_channels and round of it raise OverflowError (found by the fuzzer)",
+)
+def test_float_literal_that_overflows(expr: str) -> None:
+    text = f"v = {expr}\n" + NET.format("relu")
+    limit_error(text, "too large", *locate(text, "1e999"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="parameters given from Python (archdsl.check(..., dropout=10**400)) skip the "
+    "literal limits: api._python_value passes any int, and dropout's check raises "
+    "OverflowError converting it to float",
+)
+def test_python_parameters_obey_the_number_limits() -> None:
+    spec = archdsl.spec_path("efficientnet_b0")
+    with pytest.raises(archdsl.ArchLimitError):
+        archdsl.check_file(spec, dropout=10**400)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="messages quote values in full: a 1,000,000-character string parameter is "
+    "repeated whole in the error (show() should abbreviate long values)",
+)
+def test_messages_abbreviate_huge_values() -> None:
+    with pytest.raises(archdsl.ArchTypeError) as info:
+        archdsl.check_file(archdsl.spec_path("lenet5"), num_classes="x" * 1_000_000)
+    assert len(info.value.render()) < 2000
+
+
 def test_string_length_is_limited() -> None:
     lines = ['s0 = "' + "x" * 1000 + '"'] + [f"s{i + 1} = s{i} + s{i}" for i in range(12)]
     text = "\n".join(lines) + "\n" + NET.format("relu")  # s12 is 4 MB, above any sane string
