@@ -116,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"weights in sync across {world} process(es): max difference {drift:.3g}")
         return 0 if drift < 1e-5 else 1
     finally:
+        # Every rank finishes its collectives before any tears gloo down; otherwise a rank
+        # that exits first can abort the other ("terminate called without an active
+        # exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
