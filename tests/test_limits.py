@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import archdsl
-from archdsl.elaborate.elaborator import MAX_BLOCK_DEPTH, MAX_NODES, MAX_REPEAT
+from archdsl.elaborate.elaborator import MAX_BLOCK_DEPTH, MAX_NODES, MAX_REPEAT, MAX_SCOPE_DEPTH
 from archdsl.elaborate.evaluate import MAX_INT, MAX_LIST
 from archdsl.elaborate.loader import MAX_IMPORT_DEPTH, bundled_spec_root
 from archdsl.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES
@@ -322,29 +322,29 @@ def test_deeply_nested_blocks_are_an_arch_error_not_a_recursion_error() -> None:
     check_or_limit(_nested_blocks(MAX_BLOCK_DEPTH - 1, MAX_NESTING - 2), seconds=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no limit on total scope depth: 10 blocks of 20 nested "
-    "seqs (within the block and bracket limits) check and build, then the forward "
-    "pass raises RecursionError (about 200 nested modules exceed Python's stack)",
-)
 def test_a_spec_too_deep_to_run_is_refused_at_check() -> None:
-    with pytest.raises(archdsl.ArchLimitError):
-        archdsl.check(_nested_blocks(10, 20))  # 210 nested scopes
+    """10 blocks of 20 nested seqs are within the block and bracket limits, but 210 nested
+    modules would exceed Python's stack in the forward pass: refused when checked."""
+    text = _nested_blocks(10, 20)
+    # b0..b2 and their 60 seqs are 63 modules, b3 the 64th: b3's first seq is one too many
+    limit_error(text, f"modules nested deeper than {MAX_SCOPE_DEPTH}", *locate(text, "seq {", nth=60))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the elaborator's nesting limit is Python's stack, not a "
-    "documented limit: 40 blocks of 5 nested seqs (within 48 blocks and 64 "
-    "brackets) fail with a plain ArchError at the network line",
-)
 def test_nesting_within_the_documented_limits_is_accepted_or_a_limit_error() -> None:
     text = _nested_blocks(40, 5)
     try:
         archdsl.check(text)
     except archdsl.ArchError as e:
         assert type(e) is archdsl.ArchLimitError, f"{type(e).__name__}: {e}"
+
+
+def test_modules_nested_to_the_scope_limit_compile_and_run() -> None:
+    import torch
+
+    model = archdsl.compile(_nested_blocks(8, 7))  # 8 blocks of 1 + 7 modules: 64 deep
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 2, 8, 8)
+    with pytest.raises(archdsl.ArchLimitError, match=f"deeper than {MAX_SCOPE_DEPTH}"):
+        archdsl.check(_nested_blocks(8, 8))  # 72 deep
 
 
 # ---- size ----------------------------------------------------------------------------------

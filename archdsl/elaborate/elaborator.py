@@ -46,6 +46,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_BLOCK_DEPTH = 48
+MAX_SCOPE_DEPTH = 64  # nested modules: blocks, seqs and labelled groups each add one
 
 INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {
     # name -> accepted keyword parameters, positional in this order
@@ -404,6 +405,12 @@ class Elaborator:
     @contextlib.contextmanager
     def _namespace(self, path: str, kind: str, name: str, span: Span, cur: str) -> Iterator[Scope]:
         assert self.graph is not None
+        if len(self.ns) > MAX_SCOPE_DEPTH:
+            raise ArchLimitError(
+                f"modules nested deeper than {MAX_SCOPE_DEPTH} (each block, seq and labelled "
+                f"group is a module inside the one around it)",
+                span,
+            )
         scope = Scope(path, kind, name, span, input=cur, output=cur)
         self.graph.scopes[path] = scope
         self.ns.append(_Namespace(path))
