@@ -73,3 +73,23 @@ def golden_input(resolution: int | tuple[int, int]) -> torch.Tensor:
     """The float64 batch of 2 the golden logits were computed on."""
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0)).double()
+
+
+BRANCH_SCALE = 0.1  # see tests/data/conditioned/make_conditioned.py
+
+
+def condition(module: torch.nn.Module, scale: float = BRANCH_SCALE) -> torch.nn.Module:
+    """Scale the last batch norm of every residual branch (keys ``layer*.*.bn3.*``) of a
+    filled SENet, which makes its float64 logits well conditioned. Returns ``module``."""
+    with torch.no_grad():
+        for key, t in module.state_dict().items():
+            if key.startswith("layer") and key.endswith(("bn3.weight", "bn3.bias")):
+                t.mul_(scale)
+    return module
+
+
+def load_conditioned(name: str) -> dict:
+    """A golden run under ``condition`` (tests/data/conditioned/): name, source,
+    branch_scale, resolution and golden_logits."""
+    path = Path(__file__).parent / "data" / "conditioned" / f"{name}.json"
+    return json.loads(path.read_text())
