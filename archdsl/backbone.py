@@ -118,6 +118,35 @@ def feature_info(graph: Graph, outputs: Sequence[str]) -> list[FeatureInfo]:
     return result
 
 
+def shape_stride(input_shape: Shape, shape: Shape) -> tuple[Any, str]:
+    """The stride of a feature map relative to the network input, from the two shapes
+    alone (input size / output size per axis), and a note when it is not one clean number.
+
+    The stride is an int when both axes divide evenly and agree, ``[h, w]`` when they
+    differ, a ratio rounded to three decimals on an axis that does not divide (where the
+    receptive-field analysis' effective stride is the better figure), and None for flat
+    features. The note is empty for a clean int.
+
+    >>> shape_stride((3, 224, 224), (512, 28, 28))
+    (8, '')
+    >>> shape_stride((3, 299, 299), (288, 35, 35))
+    (8.543, '299/35 does not divide')
+    >>> shape_stride((3, 64, 32), (8, 8, 8))
+    ([8, 4], 'H and W strides differ')
+    """
+    if len(input_shape) != 3 or len(shape) != 3:
+        return None, "flat features: no spatial stride"
+    axes = list(zip(input_shape[1:], shape[1:]))
+    strides = [i // o if i % o == 0 else round(i / o, 3) for i, o in axes]
+    notes = []
+    if strides[0] != strides[1]:
+        notes.append("H and W strides differ")
+    uneven = list(dict.fromkeys(f"{i}/{o}" for i, o in axes if i % o))  # H first
+    if uneven:
+        notes.append(f"{' and '.join(uneven)} {'does' if len(uneven) == 1 else 'do'} not divide")
+    return (strides[0] if strides[0] == strides[1] else strides), "; ".join(notes)
+
+
 def backbone_strides(graph: Graph, outputs: Sequence[str]) -> dict[str, Any]:
     """``{output name: effective stride}``, e.g. ``{"layer2": 8, "layer3": 16}``."""
     return {f.name: f.stride for f in feature_info(graph, outputs)}

@@ -34,6 +34,7 @@ _EXAMPLES = {
     "global_avgpool": "global_avgpool(flatten=true)",
     "dropout": "dropout(0.5)",
     "drop_path": "drop_path(0.1)",
+    "scale": "scale(0.2)",
     "add": "add { (); conv(16, 3, padding=1) }",
     "concat": "concat { (); conv(8, 1) }",
     "mul": "mul { (); global_avgpool -> sigmoid }",

@@ -36,14 +36,17 @@ def _scale_module(attrs, shapes):
 @pytest.fixture
 def scale_op():
     opdef = archdsl.register_op(
-        "scale", params=[Param("factor", "float", 1.0)], infer=_same_shape, build=_scale_module
+        "channel_scale",
+        params=[Param("factor", "float", 1.0)],
+        infer=_same_shape,
+        build=_scale_module,
     )
     yield opdef
-    archdsl.unregister_op("scale")
+    archdsl.unregister_op("channel_scale")
 
 
 def test_registered_op_checks_builds_and_counts(scale_op):
-    graph = archdsl.check("network n { input [3, 4, 4]; conv(5, 3) -> s: scale(2.0) }")
+    graph = archdsl.check("network n { input [3, 4, 4]; conv(5, 3) -> s: channel_scale(2.0) }")
     assert graph.output_shape == (5, 2, 2)
     # count_params omitted: counted on the meta device
     assert archdsl.count_params(graph) == 5 * 3 * 9 + 5 + 5
@@ -55,7 +58,7 @@ def test_registered_op_checks_builds_and_counts(scale_op):
 
 def test_registered_op_values_are_validated(scale_op):
     with pytest.raises(archdsl.ArchTypeError, match="factor must be a number"):
-        archdsl.check('network n { input [3, 4, 4]; scale("big") }')
+        archdsl.check('network n { input [3, 4, 4]; channel_scale("big") }')
 
 
 def test_shape_rule_failure_points_at_the_op():
@@ -103,7 +106,7 @@ def test_check_never_calls_build():
         ("seq", "keyword"),
         ("x", "keyword"),
         ("my-op", "not an identifier"),
-        ("scale", "registered op"),
+        ("channel_scale", "registered op"),
     ],
 )
 def test_conflicting_names_are_refused(scale_op, name, message):
@@ -114,9 +117,9 @@ def test_conflicting_names_are_refused(scale_op, name, message):
 def test_alias_conflict_and_unregister(scale_op):
     with pytest.raises(archdsl.OpRegistrationError, match="built-in"):
         archdsl.register_op(
-            "scale2", params={}, infer=_same_shape, build=_scale_module, aliases=["relu"]
+            "channel_scale2", params={}, infer=_same_shape, build=_scale_module, aliases=["relu"]
         )
-    assert "scale2" not in OPS
+    assert "channel_scale2" not in OPS
     with pytest.raises(archdsl.OpRegistrationError, match="built-in"):
         archdsl.unregister_op("conv")
 

@@ -181,6 +181,7 @@ CASES: dict[str, Any] = {
         st.fixed_dictionaries({"p": prob, "mode": st.sampled_from(["row", "batch"])}), any_shape
     ),
     "identity": no_args(),
+    "scale": case(st.fixed_dictionaries({"factor": small_float}), any_shape),
 }
 
 

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 import archdsl
-from archdsl.backends import python_source
+from archdsl.backends import python_layout, python_source
+from archdsl.backends.deform_conv import DeformConv2d
 from archdsl.backends.export import FORMATS, export, format_of
+from archdsl.ops import Param
 from archdsl_cli.main import main as cli
 
-# concat, mul, add, a numbered seq, an identity branch, a repeated block, dropout and two
-# training-only side outputs: every construct the .py writer must turn into code.
+# concat, mul, add, a numbered seq, an identity branch, a repeated block, dropout, a constant
+# scale and two training-only side outputs: every construct the .py writer must turn into code.
 MIXED = """
 block se(c) {
   mul { identity; (global_avgpool -> fc1: conv(c, 1) -> sigmoid) }
@@ -36,7 +38,7 @@ block se(c) {
 block unit(c, stride = 1) {
   add {
     (conv1: conv(c, 3, stride=stride, padding=1, bias=false) -> bn1: bn -> relu
-     -> conv2: conv(c, 3, padding=1, bias=false) -> bn2: bn -> gate: se(c))
+     -> conv2: conv(c, 3, padding=1, bias=false) -> bn2: bn -> gate: se(c) -> scale(0.5))
     if stride != 1 or in.c != c {
       downsample: seq { conv(c, 1, stride=stride, bias=false); bn }
     }
@@ -183,7 +185,7 @@ def test_py_is_deterministic() -> None:
 
 
 def test_py_layout_splits_like_ruff() -> None:
-    group = python_source._Group("f(", ["a" * 40, "b" * 40, "c" * 40], ")")
+    group = python_source.Group("f(", ["a" * 40, "b" * 40, "c" * 40], ")")
     assert python_source.layout_lines(group, "") == [
         "f(",
         "    " + "a" * 40 + ",",
@@ -191,25 +193,176 @@ def test_py_layout_splits_like_ruff() -> None:
         "    " + "c" * 40 + ",",
         ")",
     ]
-    assert python_source.layout_lines(python_source._Group("f(", ["a", "b"], ")"), "") == [
-        "f(a, b)"
-    ]
+    assert python_source.layout_lines(python_source.Group("f(", ["a", "b"], ")"), "") == ["f(a, b)"]
 
 
 def test_py_doctests() -> None:
-    result = doctest.testmod(python_source, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (python_source, python_layout):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0
+
+
+# ---- .py: deformable convolution ------------------------------------------------------
+
+DEFORM = """
+network dcn(num_classes = 4) {
+  input [6, 12, 12]
+  d1: deform_conv(8, 3, padding=1, offset_groups=2, bias=false) -> bn -> relu
+  -> d2: deform_conv(8, 3, stride=2, padding=1, groups=2, modulated=true)
+  -> pool: global_avgpool(flatten=true) -> fc: linear(num_classes)
+}
+"""
+
+
+def _nonzero_offsets(model: nn.Module) -> None:
+    """Offsets start at zero (the module is then a plain conv); move them off the grid."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, DeformConv2d):
+                module.offset.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+                module.offset.bias.uniform_(-1.5, 1.5, generator=torch.Generator().manual_seed(4))
+
+
+def test_py_carries_the_deformable_convolution(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(DEFORM).eval()
+    _nonzero_offsets(net)
+    source = archdsl.emit_python(net)
+    imports = [line for line in source.splitlines() if re.match(r"(import|from) ", line)]
+    assert imports == ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    assert "class DeformConv2d(nn.Module):" in source and "def deform_conv2d(" in source
+    assert "archdsl" not in source.split('"""\n', 1)[1]
+    module = import_source(source, tmp_path / "emitted_dcn.py")
+    emitted = module.Dcn().eval()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    assert repr(emitted.d2) == repr(net.d2)
+    x = torch.randn(2, 6, 12, 12, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert not torch.equal(net.d1.offset(x), torch.zeros(()))  # offsets really move
+        torch.testing.assert_close(emitted(x), net(x), rtol=0, atol=0)
+    # the emitted class on its own equals archdsl's, modulated or not, on random offsets
+    for kwargs in ({}, {"modulated": True, "offset_groups": 3, "stride": 2, "dilation": 2}):
+        ours = DeformConv2d(6, 4, 3, padding=2, **kwargs)
+        theirs = module.DeformConv2d(6, 4, 3, padding=2, **kwargs)
+        _nonzero_offsets(ours)
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(theirs(x), ours(x), rtol=0, atol=0)
+
+
+# ---- .py: ops registered from Python ----------------------------------------------------
+
+GATE_LAYERS = """
+import torch
+from torch import nn
+
+
+class Gate(nn.Module):
+    def __init__(self, channels: int, bias: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, 1, 1), 0.5))
+        self.bias = bias
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.weight + self.bias)
+
+
+def build_gate(attrs, input_shapes):
+    return Gate(input_shapes[0][0], attrs["bias"])
+"""
+
+GATED = """
+block unit(c, b) { conv(c, 3, padding=1) -> g: gate(b) -> relu }
+network gated { input [3, 8, 8]; first: unit(4, 0.5) -> second: unit(4, -1.0) -> third: gate }
+"""
+
+
+@pytest.fixture()
+def gate_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An op whose build function lives in an importable module, my_gate_layers."""
+    (tmp_path / "my_gate_layers.py").write_text(GATE_LAYERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    layers = importlib.import_module("my_gate_layers")
+    archdsl.register_op(
+        "gate",
+        params=[Param("bias", "float", 0.0)],
+        infer=lambda attrs, shapes: shapes[0],
+        build=layers.build_gate,
+    )
+    yield layers
+    archdsl.unregister_op("gate")
+    sys.modules.pop("my_gate_layers", None)
+
+
+def test_py_imports_the_build_function_of_a_registered_op(gate_op, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(GATED)
+    source = archdsl.emit_python(net)
+    imports = [line for line in source.splitlines() if re.match(r"(import|from) ", line)]
+    assert imports == [
+        "import torch",
+        "from torch import nn",
+        "from my_gate_layers import build_gate",
+    ]
+    assert "Needs torch and my_gate_layers (for ops registered from Python)." in source
+    # one Unit class; the op's attributes differ between its instances: a parameter
+    assert source.count("class Unit(nn.Module):") == 1
+    assert "self.g = build_gate(attrs, [(4, 8, 8)])" in source
+    assert 'self.third = build_gate({"bias": 0.0}, [(4, 8, 8)])' in source
+    module = import_source(source, tmp_path / "emitted_gated.py")
+    emitted = module.Gated()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(emitted(x), net(x), rtol=0, atol=0)
+
+
+def test_py_refuses_a_registered_op_it_cannot_import() -> None:
+    class LocalGate(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.sigmoid() * x
+
+    archdsl.register_op(
+        "local_gate",
+        params={},
+        infer=lambda attrs, shapes: shapes[0],
+        build=lambda attrs, shapes: LocalGate(),
+    )
+    try:
+        graph = archdsl.check("network n {\n  input [3, 4, 4]\n  conv(4, 3) -> local_gate\n}")
+        archdsl.emit_python(graph)
+    except archdsl.ArchTypeError as e:
+        assert "op 'local_gate' (registered from Python)" in e.message
+        assert "<lambda> cannot be imported" in e.message
+        assert e.line == 3
+    else:
+        raise AssertionError("expected an ArchTypeError")
+    finally:
+        archdsl.unregister_op("local_gate")
+
+
+def test_py_writes_a_registered_op_of_a_known_class_as_its_constructor() -> None:
+    archdsl.register_op(
+        "wide",
+        params={},
+        infer=lambda a, s: (8, *s[0][1:]),
+        build=lambda a, s: nn.Conv2d(s[0][0], 8, 1),
+    )
+    try:
+        source = archdsl.emit_python(archdsl.check("network n { input [3, 4, 4]; w: wide }"))
+    finally:
+        archdsl.unregister_op("wide")
+    assert "self.w = nn.Conv2d(3, 8, kernel_size=1)" in source
+    assert not [
+        line for line in source.splitlines() if line.startswith("from ") and "torch" not in line
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", archdsl.list_specs())
 def test_py_state_dict_of_every_bundled_spec(name: str) -> None:
     graph = archdsl.load_graph(name)
-    try:
-        source = archdsl.emit_python(graph)
-    except archdsl.ArchTypeError as e:  # a module class with no source writer yet
-        assert "cannot write" in str(e)
-        pytest.skip(str(e))
+    source = archdsl.emit_python(graph)
     namespace: dict = {}
     exec(compile(source, f"{name}.py", "exec"), namespace)
     with torch.device("meta"):

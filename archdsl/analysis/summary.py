@@ -38,7 +38,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,16 @@ from archdsl.ir.graph import Graph, Shape
 
 FORMATS = ("text", "markdown", "json", "csv")
 """The formats :meth:`Summary.render` takes."""
+
+OUTPUT_FIELDS = (
+    "name",
+    "channels",
+    "output_shape",
+    "stride",
+    "effective_stride",
+    "note",
+)
+"""The columns of :meth:`Summary.to_csv` when the summary has outputs."""
 
 LAYER_FIELDS = (
     "name",
@@ -109,6 +119,32 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Output:
+    """A requested output (a backbone's feature map, ``summary(..., outputs=[...])``):
+    ``name`` (module path), per-sample ``output_shape``, ``stride`` = input size / output
+    size from the shapes (an int; ``[h, w]`` when the axes differ; rounded to three decimals
+    where the sizes do not divide; None for flat features), ``effective_stride`` (the
+    receptive-field analysis' distance between neighbouring output positions, in input
+    pixels) and a ``note`` saying when the axes differ or the sizes do not divide."""
+
+    name: str
+    output_shape: Shape
+    stride: Any
+    effective_stride: Any
+    note: str = ""
+
+    @property
+    def channels(self) -> int:
+        return self.output_shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output_shape"] = list(self.output_shape)
+        d["channels"] = self.channels
+        return d
+
+
+@dataclass(frozen=True)
 class Summary:
     """A network's totals and rows; ``to_dict`` gives JSON-able data, ``render`` text."""
 
@@ -129,6 +165,7 @@ class Summary:
     side_outputs: tuple[str, ...] = ()
     depth: int | None = None
     expand: bool = False
+    outputs: tuple[Output, ...] = ()
 
     @property
     def flops(self) -> int:
@@ -172,6 +209,7 @@ class Summary:
             "depth": self.depth,
             "expand": self.expand,
             "layers": [row.to_dict() for row in self.layers],
+            "outputs": [out.to_dict() for out in self.outputs],
         }
 
     # ---- renderers ---------------------------------------------------------------
@@ -192,14 +230,32 @@ class Summary:
 
     def to_csv(self) -> str:
         """The rows only, one per line, columns as :data:`LAYER_FIELDS` (shapes and
-        two-axis values written ``64x56x56``)."""
+        two-axis values written ``64x56x56``); with ``outputs``, the outputs instead,
+        columns as :data:`OUTPUT_FIELDS` (a CSV file holds one table)."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(LAYER_FIELDS)
-        for row in self.layers:
+        fields, rows = (
+            (OUTPUT_FIELDS, self.outputs) if self.outputs else (LAYER_FIELDS, self.layers)
+        )
+        writer.writerow(fields)
+        for row in rows:
             d = row.to_dict()
-            writer.writerow(_csv_value(d[k]) for k in LAYER_FIELDS)
+            writer.writerow(_csv_value(d[k]) for k in fields)
         return buf.getvalue()
+
+    def _outputs_table(self) -> tuple[list[str], list[list[str]]]:
+        header = ["Output", "Channels", "Size", "Stride", "Note"]
+        rows = []
+        for out in self.outputs:
+            note = out.note
+            if out.effective_stride != out.stride and out.effective_stride is not None:
+                note += f"{'; ' if note else ''}effective stride {_rf(out.effective_stride)}"
+            size = "x".join(str(d) for d in out.output_shape[1:]) or "-"
+            rows.append([out.name, f"{out.channels:,}", size, _rf(out.stride), note])
+        if not any(r[-1] for r in rows):
+            header.pop()
+            rows = [r[:-1] for r in rows]
+        return header, rows
 
     def _table(self, indent: bool) -> tuple[list[str], list[list[str]]]:
         header = ["Layer", "Op", "Output shape", "Params", "MACs", "RF", "Stride"]
@@ -274,6 +330,9 @@ class Summary:
         out = [line(header), rule, *(line(r) for r in rows), rule]
         label = max(len(k) for k, _ in self._totals())
         out += [f"{k + ':':<{label + 1}} {v}" for k, v in self._totals()]
+        if self.outputs:
+            out += ["", "Outputs (stride = input size / output size):"]
+            out += _aligned(*self._outputs_table(), right={1, 3})
         return "\n".join(out) + "\n"
 
     def to_markdown(self) -> str:
@@ -290,7 +349,29 @@ class Summary:
             "|" + "|".join(["---", "---", "---", "---:", "---:", "---:", "---:"]) + "|",
         ]
         out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+        if self.outputs:
+            header, rows = self._outputs_table()
+            out += ["", "Outputs (stride = input size / output size):", ""]
+            out += ["| " + " | ".join(header) + " |"]
+            out += ["|" + "|".join(["---", "---:", "---", "---:", "---"][: len(header)]) + "|"]
+            out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
         return "\n".join(out) + "\n"
+
+
+def _aligned(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """A plain-text table, indented two spaces, the columns in ``right`` right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                for i, c in enumerate(cells)
+            ).rstrip()
+        )
+
+    return [line(header), *(line(r) for r in rows)]
 
 
 def _shape(shape: Iterable[int]) -> str:
@@ -387,6 +468,7 @@ def summary(
     *,
     network: str | None = None,
     params: Mapping[str, Any] | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> Summary:
     """The summary of a network: a checked :class:`~archdsl.ir.Graph`, a spec file, the
     name of a bundled spec (``"resnet50"``) or spec text.
@@ -395,8 +477,12 @@ def summary(
     None: all); ``expand`` lists repeated identical blocks one by one instead of as one
     ``name x N`` row; ``batch`` and ``dtype`` scale the memory figures. ``network`` and
     ``params`` pick a network of the file and override its parameters, as in
-    :func:`archdsl.check_file`. Spec errors raise :class:`~archdsl.ArchError`; a bad
-    ``depth``, ``batch`` or ``dtype`` raises ValueError.
+    :func:`archdsl.check_file`. ``outputs`` names feature maps by module path, as
+    ``archdsl.load(..., outputs=)`` does (``["layer2", "layer3", "layer4"]``); each gets
+    an :class:`Output` row with its channels, size and stride; the totals stay those of
+    the whole network. Spec errors, and an output that is not a module path (with a
+    did-you-mean), raise :class:`~archdsl.ArchError`; a bad ``depth``, ``batch`` or
+    ``dtype`` raises ValueError.
     """
     if depth is not None and depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
@@ -407,6 +493,7 @@ def summary(
     root = block_tree(graph)
     rf = receptive_fields(graph)
     layers = tuple(_rows(root.children, depth, expand, rf, graph))
+    outs = _outputs(graph, outputs, rf) if outputs is not None else ()
     param_bytes = root.cost.params * itemsize
     buffer_bytes = root.cost.buffers * itemsize
     saved = saved_activation_elements(graph) * batch * itemsize
@@ -428,4 +515,18 @@ def summary(
         side_outputs=tuple(getattr(graph, "side_outputs", {})),
         depth=depth,
         expand=expand,
+        outputs=outs,
     )
+
+
+def _outputs(graph: Graph, names: Sequence[str], rf: Mapping[str, Any]) -> tuple[Output, ...]:
+    from archdsl.backbone import output_nodes, shape_stride
+
+    result = []
+    for name, node_id in output_nodes(graph, names).items():
+        shape = graph.node(node_id).shape
+        stride, note = shape_stride(graph.input_shape, shape)
+        field = rf[node_id]
+        effective = field.report()[1] if field is not None else None
+        result.append(Output(name, shape, stride, effective, note))
+    return tuple(result)

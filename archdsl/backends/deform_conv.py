@@ -21,21 +21,28 @@ zero-padded convolution reads).
 >>> x = torch.randn(1, 4, 6, 6)
 >>> torch.allclose(m(x), torch.nn.functional.conv2d(x, m.weight, m.bias, padding=1), atol=1e-6)
 True
+
+The ``.py`` output (:mod:`archdsl.backends.python_source`) copies the definitions named in
+:data:`STANDALONE` verbatim into a network file that uses ``deform_conv``, so that file
+needs torch alone; they must therefore use nothing but ``torch`` and ``nn`` (no other
+import, no name defined outside :data:`STANDALONE`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+STANDALONE = ("IntPair", "_pair", "_bilinear_columns", "deform_conv2d", "DeformConv2d")
+"""The top-level definitions, in file order, that a standalone ``.py`` network carries."""
+
 IntPair = int | tuple[int, int]
 
 
-def _pair(value: IntPair | Sequence[int]) -> tuple[int, int]:
+def _pair(value: IntPair | list[int]) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
     a, b = value
@@ -84,7 +91,7 @@ def deform_conv2d(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Deformable convolution of ``input`` (N, C, H, W) with ``weight``
-    (out, C / groups, kh, kw); layouts as in the module docstring.
+    (out, C / groups, kh, kw); offset and mask layouts as torchvision.ops.deform_conv2d's.
 
     The output size (Ho, Wo) is the offsets' spatial size; ``padding`` is the padding
     before the first row and column (the top-left of the sampling grid). The number of
@@ -189,12 +196,9 @@ class DeformConv2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """``weight`` and ``bias`` as ``nn.Conv2d`` initialises them; ``offset`` zero."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight[0].numel()
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            nn.init.uniform_(self.bias, -bound, bound)
+        """``weight`` and ``bias`` as ``nn.Conv2d`` initialises them (its reset_parameters
+        reads only those two); ``offset`` zero."""
+        nn.Conv2d.reset_parameters(self)  # type: ignore[arg-type]
         for tensor in self.offset.parameters():  # its weight and bias
             nn.init.zeros_(tensor)
 

@@ -91,6 +91,21 @@ class StochasticDepth(nn.Module):
         return f"p={self.p}, mode={self.mode}"
 
 
+class Scale(nn.Module):
+    """Multiply by a constant, ``x * factor``, as Inception-ResNet scales a residual branch
+    (timm's ``out * self.scale``). No parameters, no buffers."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
 def _compact(pair: Any) -> Any:
     """``(3, 3) -> 3``: pooling modules keep what they are given, and torchvision gives ints."""
     if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == pair[1]:
@@ -186,6 +201,7 @@ BUILDERS: dict[str, Builder] = {
     "dropout": lambda a, s: nn.Dropout(a["p"]),
     "drop_path": lambda a, s: StochasticDepth(a["p"], a["mode"]),
     "identity": _simple(nn.Identity),
+    "scale": lambda a, s: Scale(a["factor"]),
 }
 
 

@@ -1,4 +1,9 @@
-"""Ops that reshape or pass values through: ``flatten``, ``dropout``, ``identity``."""
+"""Ops that reshape or pass values through: ``flatten``, ``dropout``, ``identity``, ``scale``.
+
+``scale`` multiplies by a constant, as Inception-ResNet scales a residual branch before the
+sum (Szegedy et al., AAAI 2017, Section 3.3); like the others it keeps the shape (of any
+rank) and has no parameters.
+"""
 
 from __future__ import annotations
 
@@ -44,4 +49,17 @@ IDENTITY = OpDef(
     torch_class="Identity",
 )
 
-DEFS: tuple[OpDef, ...] = (FLATTEN, DROPOUT, IDENTITY)
+
+def _scale_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    return single_input("scale", inputs)
+
+
+SCALE = OpDef(
+    name="scale",
+    params=(Param("factor", "float", doc="the constant every element is multiplied by"),),
+    infer=_scale_infer,
+    doc="Multiply by a constant: x * factor; no parameters (Inception-ResNet's residual scaling).",
+    torch_class="Scale",
+)
+
+DEFS: tuple[OpDef, ...] = (FLATTEN, DROPOUT, IDENTITY, SCALE)

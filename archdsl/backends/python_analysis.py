@@ -1,0 +1,308 @@
+"""The analysis behind the ``.py`` output: which scopes become classes, with which members
+and constructor parameters.
+
+* A scope (block instance, ``seq``, labelled group) whose members are numbered ``0, 1, ...``
+  and form a plain chain is written inline as ``nn.Sequential(...)``, as torchvision does.
+* Other scopes become classes; instances with the same structure (same members, same
+  wiring) share one class. Constructor arguments that differ between the instances become
+  the class's parameters (``in_channels``, ``stride``, ``conv1_out_channels`` ...); those
+  that never differ are written as literals.
+* Stateless members numbered by the language (an unlabelled ``relu``) take a readable
+  attribute name inside a class, and unlabelled ``identity`` members disappear: neither
+  has a state_dict entry, so the keys are unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from archdsl.backends import torch_modules
+from archdsl.backends.python_forward import TAKEN, forward_body, identifier
+from archdsl.backends.python_layout import Group, flat
+from archdsl.backends.python_leaves import CHANNEL_ARGS, Leaf, leaf
+from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel
+from archdsl.ir import Graph, OpNode, Scope
+
+ROOT = _ROOT
+"""The root scope's path."""
+
+
+@dataclass
+class Member:
+    """One statement-worthy thing a scope owns: a leaf module, a child scope or a merge."""
+
+    name: str  # local name (state_dict component); "" for merges
+    inputs: list[str]  # value (node) ids
+    output: str
+    node: OpNode | None = None  # a leaf or merge
+    scope: Scope | None = None  # a child scope
+    module: nn.Module | None = None  # the leaf module, built on the meta device
+    leaf: Leaf | None = None  # how to write the leaf module
+    attr: str = ""  # attribute in the emitted class ("" for merges and aliases)
+    shared: bool = False  # a stateless module another member already registered
+
+
+@dataclass
+class ClassParam:
+    """A constructor parameter of an emitted class: an argument that differs between the
+    scopes the class stands for."""
+
+    name: str
+    kind: str  # "channels" or the argument name
+    values: tuple[Any, ...]  # one per instance
+    first: tuple[str, str]  # the first slot (member path, argument) it fills
+
+
+@dataclass
+class ClassPlan:
+    """One emitted class: the structure its instances share, and its parameters."""
+
+    name: str
+    scope_kind: str  # "root", "block", "seq" or "group"
+    block: str
+    span: Any
+    members: list[Member]  # of the first instance: the structure all instances share
+    lines: list[tuple[str, str | Group]]  # forward body: (prefix, expression)
+    instances: list[str] = field(default_factory=list)  # scope paths
+    shapes: list[list[Any]] = field(default_factory=list)  # per instance, per line
+    params: list[ClassParam] = field(default_factory=list)
+    slots: dict[tuple[str, str], ClassParam] = field(default_factory=dict)
+
+
+class Analysis:
+    """The classes of a checked graph: every scope's members, which scopes are inline
+    ``nn.Sequential``s, and the class (with parameter values) of every other scope."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.layout = _Layout(graph)
+        self.modules: dict[str, nn.Module] = {}
+        self.leaves: dict[str, Leaf] = {}
+        self.inline: dict[str, bool] = {}
+        self.class_of: dict[str, ClassPlan] = {}
+        self.classes: list[ClassPlan] = []
+        self._by_signature: dict[Any, ClassPlan] = {}
+        self.members: dict[str, list[Member]] = {}
+        self.param_values: dict[str, dict[str, Any]] = {}  # scope path -> param -> value
+        with torch.device("meta"):
+            for node in graph.nodes():
+                if node.path is not None:
+                    shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
+                    module = torch_modules.build_module(node.op, dict(node.attrs), shapes)
+                    self.modules[node.id] = module
+                    self.leaves[node.id] = leaf(node, module, shapes)
+        self._visit(ROOT, graph.node("input").id, graph.output)
+        for cls in self.classes:
+            self._parametrise(cls)
+
+    # -- structure ----------------------------------------------------------------------
+    def _members(self, scope: str) -> list[Member]:
+        out = []
+        for kind, obj in self.layout.items[scope]:
+            if kind == "scope":
+                out.append(Member(_local(obj.path, scope), [obj.input], obj.output, scope=obj))
+            elif obj.path is not None:
+                out.append(
+                    Member(
+                        _local(obj.path, scope),
+                        self.graph.inputs(obj.id),
+                        obj.id,
+                        node=obj,
+                        module=self.modules[obj.id],
+                        leaf=self.leaves[obj.id],
+                    )
+                )
+            else:
+                out.append(Member("", self.graph.inputs(obj.id), obj.id, node=obj))
+        return out
+
+    def _visit(self, scope: str, input_id: str, output_id: str) -> None:
+        members = self._members(scope)
+        self.members[scope] = members
+        for m in members:
+            if m.scope is not None:
+                self._visit(m.scope.path, m.scope.input, m.scope.output)
+        if scope != ROOT and _is_chain(members, input_id, output_id):
+            self.inline[scope] = True
+            for m in members:
+                m.attr = m.name
+            return
+        self.inline[scope] = False
+        self._name_attrs(members)
+        lines, values = forward_body(
+            members,
+            input_id,
+            output_id,
+            self.graph.side_outputs if scope == ROOT else {},
+        )
+        signature = (
+            "root" if scope == ROOT else self.graph.scopes[scope].kind,
+            "" if scope == ROOT else self.graph.scopes[scope].name,
+            tuple(prefix + flat(expr) for prefix, expr in lines),
+            tuple((m.attr, self._template(m)) for m in members if m.attr and not m.shared),
+        )
+        cls = self._by_signature.get(signature)
+        if cls is None:
+            if scope == ROOT:
+                name, kind, block, span = (
+                    camel(self.graph.name),
+                    "root",
+                    self.graph.name,
+                    self.graph.span,
+                )
+            else:
+                s = self.graph.scopes[scope]
+                base = camel(s.name) if s.kind == "block" else camel(s.path.rsplit(".", 1)[-1])
+                name, kind, block, span = base, s.kind, s.name, s.span
+            cls = ClassPlan(name, kind, block, span, members, lines)
+            self._by_signature[signature] = cls
+            self.classes.append(cls)
+        cls.instances.append(scope)
+        cls.shapes.append([self.graph.node(v).shape if v else None for v in values])
+        self.class_of[scope] = cls
+
+    def _name_attrs(self, members: list[Member]) -> None:
+        """Attribute names: the local name, or for a stateless numbered member a readable
+        one (``relu``, ``relu_2``); unlabelled identities become aliases (no attribute)."""
+        used = {m.name for m in members if m.name}
+        shared: dict[str, str] = {}  # repr of a renamed stateless module -> its attribute
+        for m in members:
+            if not m.name:
+                continue
+            stateless = m.module is not None and not _has_state(m.module)
+            if m.name.isdigit() and stateless:
+                if isinstance(m.module, nn.Identity):
+                    continue  # an alias: the forward reads its input directly
+                assert m.node is not None and m.module is not None
+                if repr(m.module) in shared:  # one ReLU serves every unlabelled relu
+                    m.attr, m.shared = shared[repr(m.module)], True
+                    continue
+                base = m.node.op if identifier(m.node.op) else "layer"
+                attr, i = base, 1
+                while attr in used or attr in TAKEN or hasattr(nn.Module, attr):
+                    i += 1
+                    attr = f"{base}_{i}"
+                used.add(attr)
+                m.attr = shared[repr(m.module)] = attr
+            else:
+                m.attr = m.name
+
+    def _template(self, m: Member) -> Any:
+        if m.leaf is not None:
+            return (m.leaf.func, tuple(a for a, _, _ in m.leaf.args))
+        assert m.scope is not None
+        if self.inline[m.scope.path]:
+            return ("seq", tuple(self._template(c) for c in self.members[m.scope.path]))
+        return ("class", id(self.class_of[m.scope.path]))
+
+    # -- parameters ---------------------------------------------------------------------
+    def _slots(
+        self, members: list[Member], prefix: str = ""
+    ) -> list[tuple[tuple[str, str], str, Any]]:
+        """(slot key, kind, value) of every constructor argument below ``members``."""
+        out = []
+        for m in members:
+            if not m.attr or m.shared:
+                continue
+            where = prefix + m.attr
+            if m.leaf is not None:
+                for arg, value, _ in m.leaf.args:
+                    out.append(((where, arg), "channels" if arg in CHANNEL_ARGS else arg, value))
+            elif m.scope is not None and self.inline[m.scope.path]:
+                out += self._slots(self.members[m.scope.path], where + ".")
+            elif m.scope is not None:
+                child = self.class_of[m.scope.path]
+                values = self.param_values[m.scope.path]
+                for p in child.params:
+                    out.append(((where, p.name), p.kind, values[p.name]))
+        return out
+
+    def _parametrise(self, cls: ClassPlan) -> None:
+        """Make the constructor arguments that differ between instances parameters."""
+        per_instance = [self._slots(self.members[path]) for path in cls.instances]
+        in_c = tuple(self._scope_channels(path, "in") for path in cls.instances)
+        out_c = tuple(self._scope_channels(path, "out") for path in cls.instances)
+        by_value: dict[tuple[str, Any], ClassParam] = {}
+        for i, (key, kind, _) in enumerate(per_instance[0]):
+            vector = tuple(inst[i][2] for inst in per_instance)
+            if all(v == vector[0] and type(v) is type(vector[0]) for v in vector[1:]):
+                continue  # the same everywhere: a literal
+            same = (kind, _hashable(vector))
+            param = by_value.get(same)
+            if param is None:
+                param = ClassParam(_param_name(key, kind, vector, in_c, out_c), kind, vector, key)
+                by_value[same] = param
+                cls.params.append(param)
+            cls.slots[key] = param
+        _unique_names(cls.params)
+        for i, path in enumerate(cls.instances):
+            self.param_values[path] = {p.name: p.values[i] for p in cls.params}
+
+    def _scope_channels(self, path: str, end: str) -> Any:
+        if path == ROOT:
+            return None
+        s = self.graph.scopes[path]
+        shape = self.graph.node(s.input if end == "in" else s.output).shape
+        return shape[0] if shape else None
+
+
+def _hashable(vector: tuple[Any, ...]) -> Any:
+    """``vector``, or its repr when it holds a dict or list (a registered op's attributes
+    and input shapes)."""
+    try:
+        hash(vector)
+    except TypeError:
+        return repr(vector)
+    return vector
+
+
+def _has_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+def _is_chain(members: list[Member], input_id: str, output_id: str) -> bool:
+    """Members ``0, 1, 2 ...``, each fed by the one before: an ``nn.Sequential``."""
+    if not members:
+        return False
+    prev = input_id
+    for i, m in enumerate(members):
+        if m.name != str(i) or m.inputs != [prev]:
+            return False
+        prev = m.output
+    return prev == output_id
+
+
+def _param_name(
+    key: tuple[str, str],
+    kind: str,
+    vector: tuple[Any, ...],
+    in_c: tuple[Any, ...],
+    out_c: tuple[Any, ...],
+) -> str:
+    """``in_channels`` / ``out_channels`` for the block's own input and output widths,
+    otherwise the argument's name, qualified by its member for other channel counts."""
+    if kind == "channels" and vector == in_c:
+        return "in_channels"
+    if kind == "channels" and vector == out_c:
+        return "out_channels"
+    where, arg = key
+    return f"{where.replace('.', '_')}_{arg}" if kind == "channels" else arg
+
+
+def _unique_names(params: list[ClassParam]) -> None:
+    """Qualify a name that two parameters share with each one's member path."""
+    counts: dict[str, int] = {}
+    for p in params:
+        counts[p.name] = counts.get(p.name, 0) + 1
+    taken = {p.name for p in params}
+    for p in params:
+        if counts[p.name] > 1:
+            new = f"{p.first[0].replace('.', '_')}_{p.name}"
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            p.name = new

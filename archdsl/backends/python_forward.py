@@ -1,0 +1,131 @@
+"""The ``forward`` of an emitted class: straight-line code over its members.
+
+Each statement calls one member (``x = self.conv1(x)``) or applies a merge (``out = out +
+x``, ``torch.cat([...], 1)``). A value used once by the next module call overwrites its
+variable, as hand-written code does (``x = self.relu(x)``); other values take the
+member's attribute name, or ``out``. Identity members are aliases: the forward reads their
+input directly. Training-only side outputs are computed under ``if self.training``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+from typing import TYPE_CHECKING
+
+from archdsl.backends.python_layout import INDENT, Group, flat
+
+if TYPE_CHECKING:
+    from archdsl.backends.python_analysis import Member
+
+TAKEN = frozenset({"x", "self", "torch", "nn", "F", "out"}) | frozenset(dir(builtins))
+"""Names an attribute or variable of an emitted class never takes."""
+
+
+def identifier(name: str) -> bool:
+    """Whether ``name`` can be written as ``self.name``."""
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def forward_body(
+    members: list[Member], input_id: str, output_id: str, sides: dict[str, str]
+) -> tuple[list[tuple[str, str | Group]], list[str]]:
+    """The forward body (without shape comments) and, per line, the value it computes."""
+    alias: dict[str, str] = {}
+
+    def resolve(v: str) -> str:
+        while v in alias:
+            v = alias[v]
+        return v
+
+    side_of = {node_id: name for name, node_id in sides.items()}
+    stmts: list[Member] = []
+    for m in members:
+        if m.name and not m.attr:  # an identity alias
+            alias[m.output] = resolve(m.inputs[0])
+            continue
+        stmts.append(m)
+    inputs = [[resolve(v) for v in m.inputs] for m in stmts]
+    users: dict[str, list[int]] = {}
+    side_users: dict[str, list[int]] = {}
+    for i, (m, ins) in enumerate(zip(stmts, inputs)):
+        for v in ins:
+            (side_users if m.output in side_of else users).setdefault(v, []).append(i)
+    final = resolve(output_id)
+    users.setdefault(final, []).append(len(stmts))  # the return reads it
+
+    def reuses(i: int) -> bool:
+        """Whether statement ``i`` overwrites its (first) input's variable."""
+        m = stmts[i]
+        if m.output in side_of or not inputs[i]:
+            return False
+        first = inputs[i][0]
+        if users.get(first) != [i] or any(j > i for j in side_users.get(first, [])):
+            return False
+        return True
+
+    names: dict[str, str] = {input_id: "x"}
+    live: dict[str, int] = {}  # variable -> remaining reads
+
+    def fresh(i: int) -> str:
+        m = stmts[i]
+        if m.output in side_of:
+            base = side_of[m.output]
+        elif m.attr and identifier(m.attr) and m.attr not in TAKEN and not _continues(i):
+            base = m.attr
+        else:
+            base = "out"
+        name, k = base, 1
+        while name in live or name in ("self", "torch", "nn", "F"):
+            k += 1
+            name = f"{base}{k}"
+        return name
+
+    def _continues(i: int) -> bool:
+        """Whether a module call takes over statement ``i``'s variable (a chain: ``out``)."""
+        out = stmts[i].output
+        return any(
+            reuses(j) and inputs[j][0] == out and stmts[j].module is not None
+            for j in users.get(out, [])
+            if j < len(stmts)
+        )
+
+    remaining = {v: len(u) + len(side_users.get(v, [])) for v, u in users.items()}
+    for v, u in side_users.items():
+        remaining.setdefault(v, len(u))
+    live["x"] = 1
+    lines: list[tuple[str, str | Group]] = []
+    values: list[str] = []
+    for i, m in enumerate(stmts):
+        args = [names[v] for v in inputs[i]]
+        expr = expression(m, args)
+        for v in inputs[i]:
+            remaining[v] -= 1
+            if remaining[v] == 0:
+                live.pop(names[v], None)
+        # a merge takes over only a generic name: never ``branch1 = torch.cat([branch1, ...])``
+        generic = args[0] == "x" or args[0].startswith("out")
+        target = args[0] if reuses(i) and (m.module is not None or generic) else fresh(i)
+        names[m.output] = target
+        live[target] = 1
+        if m.output in side_of:
+            expr = f"{flat(expr)} if self.training else None"
+        lines.append((f"{target} = ", expr))
+        values.append(m.output)
+    if sides:
+        outs = ", ".join([names[final], *(names[sides[n]] for n in sides)])
+        lines += [("", "if self.training:"), ("", f"{INDENT}return {outs}")]
+        values += ["", ""]
+    lines.append(("return ", names[final]))
+    values.append("")
+    return lines, values
+
+
+def expression(m: Member, args: list[str]) -> str | Group:
+    """The right-hand side of member ``m``'s statement, reading the variables ``args``."""
+    if m.node is not None and m.module is None:  # a merge
+        if m.node.op == "concat":
+            return Group("torch.cat(", [Group("[", list(args), "]", collection=True), "1"], ")")
+        return (" + " if m.node.op == "add" else " * ").join(args)
+    call = f"self.{m.attr}" if identifier(m.attr) else f'getattr(self, "{m.attr}")'
+    return f"{call}({', '.join(args)})"
