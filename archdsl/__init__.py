@@ -6,7 +6,8 @@
 (4, 6, 6)
 """
 
-from archdsl.analysis import summary
+from typing import TYPE_CHECKING, Any
+
 from archdsl.api import (
     build,
     check,
@@ -37,7 +38,27 @@ from archdsl.errors import (
 from archdsl.ops.custom import OpRegistrationError, register_op, unregister_op
 from archdsl.transfer import TransferReport, diff, transfer
 
+if TYPE_CHECKING:
+    from archdsl.analysis import summary
+
 __version__ = "0.1.0"
+
+_LAZY = ("summary",)
+
+
+def __getattr__(name: str) -> Any:
+    """What is imported on first use, so that `import archdsl` (and `archdsl check`) stays
+    cheap: the analyses (``summary``)."""
+    if name == "summary":
+        from archdsl.analysis import summary
+
+        globals()["summary"] = summary
+        return summary
+    raise AttributeError(f"module 'archdsl' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def _svg(obj: object) -> str | None:

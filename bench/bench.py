@@ -468,7 +468,8 @@ def generated_spec(units: int) -> str:
 
 
 def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
-    """Frontend and build time against spec size, 10 to 10,000 layers."""
+    """Frontend and build time against spec size, 10 to 10,000 layers; the frontend alone
+    for chains of up to 100,000."""
     sizes = (1, 16, 166, 1666) if not quick else (1, 16, 166)  # about 10 ... 10,000 layers
     rows, raw = [], {}
     for units in sizes:
@@ -490,7 +491,18 @@ def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
             ]
         )
     header = ["layers", "spec bytes", "frontend ms", "µs/layer", "build ms", "µs/layer"]
-    return table(header, rows), raw
+    text = table(header, rows)
+    # the largest spec the limits admit: a chain of 100,000 layers in ~800 kB
+    # (tests/test_limits.py::test_a_spec_within_the_limits_checks_quickly)
+    chain_rows = []
+    for n in (1_000, 10_000) if quick else (1_000, 10_000, 100_000):
+        chain = "network n { input [3, 8, 8]; " + " -> ".join(["relu"] * n) + " }"
+        t = median_time(lambda c=chain: archdsl.check(c), 3 if n < 100_000 else 1)
+        raw[f"relu_chain_{n}"] = {"frontend": t, "bytes": len(chain)}
+        chain_rows.append([f"{n:,}", f"{len(chain):,}", ms(t), f"{t / n * 1e6:.0f}"])
+    text += "\n\nA chain of ReLUs on one line (check only):\n\n"
+    text += table(["layers", "spec bytes", "frontend ms", "µs/layer"], chain_rows)
+    return text, raw
 
 
 def _have(module: str) -> bool:

@@ -12,7 +12,8 @@ Exit codes:
 - 0: success. ``check`` also prints lint warnings (``file:line:col: warning: message``)
   on stderr; they do not fail it.
 - 1: the spec is wrong (any :class:`archdsl.ArchError`, printed with ``e.render()``:
-  ``file:line:col: error: message``, the source line, a caret and notes), a spec too deep
+  ``file:line:col: error: message``, the source line, a caret and notes; then each further
+  independent error found by the same check likewise, and ``N errors``), a spec too deep
   or too large to process (torch cannot allocate its weights), or an unwritable ``-o``;
   and ``check --strict`` of a spec with warnings.
 - 2: the command line is wrong: argparse errors, a bad ``--set``, an ``-o`` extension
@@ -262,9 +263,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from archdsl.analysis import summary
 
     graph, _, _ = _check(args)
+    # --outputs layer2,layer3 and --outputs layer2 --outputs layer3 alike
+    outputs = [name.strip() for item in args.outputs for name in item.split(",") if name.strip()]
+    if args.outputs and not outputs:
+        raise UsageError("--outputs: name at least one module path, e.g. --outputs layer3,layer4")
     try:
         result = summary(graph, depth=args.depth, expand=args.expand, batch=args.batch,
-                         dtype=args.dtype)
+                         dtype=args.dtype, outputs=outputs or None)
         print(result.render(args.format))
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -426,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
     summary_.add_argument("--format", choices=("text", "markdown", "json", "csv"), default="text")
     summary_.add_argument("--batch", type=int, default=1, help="batch size for memory estimates")
     summary_.add_argument("--dtype", default="float32", help="dtype for memory estimates")
+    summary_.add_argument(
+        "--outputs",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="also show the channels, size and stride of these feature maps (module paths, "
+        "comma-separated or repeated: --outputs layer2,layer3,layer4), as a backbone "
+        "built with outputs= returns them",
+    )
     render_ = spec_command("render", "draw the network with Graphviz (no torch)", cmd_render)
     view_options(render_)
     render_.add_argument("-o", "--output", required=True, metavar="FILE",

@@ -147,7 +147,7 @@ def test_root_code_calls_stages_in_order(resnet18):
 def test_block_code_has_residual_add(resnet18):
     code = resnet18.get_submodule("layer2.0").code
     assert "downsample" in code
-    assert re.search(r"\w+ \+ \w+", code), code
+    assert re.search(r"bn2 \+= downsample", code), code  # in place, as torchvision's `out += identity`
     assert "downsample" not in resnet18.get_submodule("layer2.1").code
 
 
@@ -415,6 +415,73 @@ def test_training_step_gives_every_parameter_a_gradient(x64):
     # batch norm running statistics moved too
     assert not torch.equal(before["layer1.0.bn1.running_mean"], after["layer1.0.bn1.running_mean"])
     assert after["bn1.num_batches_tracked"].item() == 1
+
+
+# ---- in-place ReLU and residual sums -----------------------------------------------------------
+
+
+def _in_place(src: str, outputs: tuple[str, ...] = ()) -> set[str]:
+    """Module paths of the in-place ReLUs and ``op@scope`` of the in-place merges; with
+    ``outputs``, module paths a backbone returns."""
+    from archdsl.backends.torch_backend import _Layout, in_place
+
+    graph = archdsl.check(src)
+    ids = {n.path: n.id for n in graph.nodes()}
+    found = in_place(graph, _Layout(graph), {path: ids[path] for path in outputs})
+    return {graph.node(n).path or f"{graph.node(n).op}@{graph.node(n).scope}" for n in found}
+
+
+def test_relu_and_residual_sum_overwrite_their_input_as_in_torchvision(resnet18):
+    block = resnet18.get_submodule("layer1.0")
+    assert [m.inplace for m in block.modules() if isinstance(m, nn.ReLU)] == [True, True]
+    assert "bn2 += x" in block.code
+    assert "ReLU(inplace=True)" in repr(resnet18)
+
+
+@pytest.mark.parametrize("src", [MIXED, RESNET_1111])
+def test_in_place_gives_the_same_outputs_gradients_and_state_dict(src, x64):
+    from archdsl.backends.torch_backend import build
+
+    graph = archdsl.check(src)
+    torch.manual_seed(0)
+    plain = build(graph, inplace=False).train()
+    fast = build(graph).train()
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    fast.load_state_dict(plain.state_dict())
+    x = torch.randn(2, *graph.input_shape)
+    for model in (plain, fast):
+        torch.manual_seed(1)  # dropout draws the same masks
+        model(x).square().sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    torch.manual_seed(1)
+    expected = plain(x)
+    torch.manual_seed(1)
+    assert torch.equal(fast(x), expected)
+    assert torch.equal(fast.eval()(x), plain.eval()(x))
+
+
+def test_in_place_only_where_nothing_else_reads_the_input():
+    assert _in_place(
+        "network n { input [4, 6, 6]; c: conv(4, 1) -> r1: relu -> r2: relu"  # relu: not its output
+        " -> add { (c2: conv(4, 1) -> r3: relu -> c3: conv(4, 1)); identity }"  # c3 into the sum
+        " -> r4: relu }"  # the sum, read by r4 alone
+    ) == {"r1", "r3", "r4", "add@"}
+    # the conv's output also feeds the identity branch: neither the relu nor the sum
+    assert _in_place("network n { input [4]; linear(4) -> add { relu; identity } }") == set()
+    # a flatten's output is a view of its input, an identity's is its input
+    assert _in_place("network n { input [4, 2, 2]; bn -> flatten -> f: relu }") == set()
+    assert _in_place("network n { input [4]; linear(4) -> identity -> relu }") == set()
+    # not the network's input, nor its output, nor a backbone's
+    assert _in_place("network n { input [4]; relu }") == set()
+    assert _in_place("network n { input [4]; l: linear(4) -> relu }", outputs=("l",)) == set()
+
+
+def test_in_place_stops_at_scope_boundaries():
+    # the block's output feeds the relu outside it: the block's code returns it, and
+    # another caller of the block could still be reading it
+    src = "block b { conv(4, 1) }\nnetwork n { input [4, 3, 3]; k: b -> r: relu }"
+    assert _in_place(src) == set()
 
 
 def test_train_and_eval_differ_for_dropout_and_batchnorm():

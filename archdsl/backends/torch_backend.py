@@ -7,8 +7,11 @@ callable submodules (``model.layer3(x)``) and nothing interprets the graph at ru
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,6 +19,7 @@ from torch import fx, nn
 
 from archdsl.backends.torch_modules import build_module
 from archdsl.elaborate.elaborator import rule_matches
+from archdsl.gcpause import gc_paused
 from archdsl.ir import Graph, OpNode, Scope
 
 _ROOT = ""
@@ -40,6 +44,52 @@ def _mul(*xs: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# Python generated for scope graphs during one build, by structure (see _ScopeGraph).
+_CODE_CACHE: ContextVar[dict[tuple[Any, ...], fx.graph.PythonCode] | None] = ContextVar(
+    "archdsl_code_cache", default=None
+)
+
+
+class _ScopeGraph(fx.Graph):
+    """The fx graph of one scope. While a network is built, scopes of the same structure
+    (the same nodes, names, targets and wiring, as the blocks of a stage have) share the
+    Python that torch.fx generates for them: generating it was most of the cost of building
+    a network of many small blocks (efficientnet_b0: 107 scopes, 9 distinct). Outside a build,
+    or for a graph with anything the key does not cover (types, meta, another codegen), it
+    is an ordinary ``fx.Graph``."""
+
+    def python_code(self, root_module: str, **kwargs: Any) -> fx.graph.PythonCode:
+        cache = _CODE_CACHE.get()
+        key = self._structure(root_module, kwargs) if cache is not None else None
+        if key is None:
+            return super().python_code(root_module, **kwargs)
+        assert cache is not None
+        code = cache.get(key)
+        if code is None:
+            code = cache[key] = super().python_code(root_module, **kwargs)
+        return code
+
+    def _structure(self, root_module: str, kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+        """What the generated code depends on; None where that is more than the nodes."""
+        if type(self._codegen) is not fx.graph.CodeGen:
+            return None
+        key: list[Any] = [root_module, tuple(sorted(kwargs.items()))]
+        for node in self.nodes:
+            if node.type is not None or node.meta:
+                return None
+            key.append((node.op, node.name, node.target, repr(node.args), repr(node.kwargs)))
+        return tuple(key)
+
+
+@contextlib.contextmanager
+def _sharing_code() -> Iterator[None]:
+    token = _CODE_CACHE.set({})
+    try:
+        yield
+    finally:
+        _CODE_CACHE.reset(token)
+
+
 class _Layout:
     """Which nodes and child scopes each scope owns, in creation order."""
 
@@ -56,6 +106,7 @@ class _Layout:
                 p = _ROOT
             self.parent[path] = p
         self.registered: set[str] = set()
+        self.scope_of: dict[str, str] = {}  # node id -> the scope whose code computes it
         self.items: dict[str, list[tuple[str, Any]]] = {_ROOT: []}
         for path in graph.scopes:
             self.items[path] = []
@@ -66,6 +117,7 @@ class _Layout:
             while scope and scope not in graph.scopes:  # pragma: no cover - defensive
                 scope = scope.rsplit(".", 1)[0] if "." in scope else _ROOT
             self.items[scope].append(("node", node))
+            self.scope_of[node.id] = scope
             self._register(scope)
 
     def _register(self, scope: str) -> None:
@@ -81,19 +133,64 @@ def _local(path: str, scope: str) -> str:
     return path[len(scope) + 1:] if scope else path
 
 
+# Ops whose backward does not read their output, so a later op may overwrite it.
+_OVERWRITABLE = frozenset({"conv", "bn", "linear", "add", "concat"})
+
+
+def in_place(graph: Graph, layout: _Layout,
+             outputs: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The ``relu`` and ``add`` nodes that may overwrite their (first) input, as
+    torchvision's ``ReLU(inplace=True)`` and ``out += identity`` do: that input is read by
+    nothing else, is computed in the same scope by an op whose backward does not need its
+    output (:data:`_OVERWRITABLE`; an ``identity`` or a flatten would hand over a tensor that
+    is also its input), and is not an output of the network (main, side or backbone).
+    Saves an allocation per activation and per residual sum, and the memory autograd keeps.
+    """
+    kept = {graph.output, *graph.side_outputs.values(), *(outputs or {}).values()}
+    found = set()
+    for node in graph.nodes():
+        if node.op not in ("relu", "add"):
+            continue
+        first, *rest = graph.inputs(node.id)
+        producer = graph.node(first)
+        if (
+            producer.op in _OVERWRITABLE
+            and first not in kept
+            and first not in rest
+            and graph.users(first) == [node.id]
+            and layout.scope_of.get(first) == layout.scope_of[node.id]
+        ):
+            found.add(node.id)
+    return frozenset(found)
+
+
+@dataclass
+class _Build:
+    """What the scopes of one build share."""
+
+    graph: Graph
+    layout: _Layout
+    inplace: frozenset[str]  # relu and add nodes that overwrite their (first) input
+    modules: dict[str, nn.Module] = field(default_factory=dict)  # module path -> an op's module
+
+
 def build(graph: Graph, *, device: torch.device | str | None = None, init: bool = True,
-          outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
+          outputs: Mapping[str, str] | None = None, inplace: bool = True) -> fx.GraphModule:
     """Build the torch module for a checked graph.
 
     With ``outputs`` (name -> node id, from :func:`archdsl.backbone.prune`, every node at
     the root scope) ``forward`` returns ``{name: tensor}`` instead of the graph's output.
+    ``inplace`` lets ReLUs and residual sums overwrite their input where that is safe (see
+    :func:`in_place`); outputs and gradients are the same either way.
     """
     layout = _Layout(graph)
-    with torch.device(device) if device is not None else _nullcontext():
-        root = _build_scope(graph, layout, _ROOT, graph.node("input").id, graph.output, camel(graph.name),
+    b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else frozenset())
+    on_device = torch.device(device) if device is not None else contextlib.nullcontext()
+    with on_device, _sharing_code(), gc_paused():
+        root = _build_scope(b, _ROOT, graph.node("input").id, graph.output, camel(graph.name),
                             outputs)
     if init and device != "meta":
-        apply_init(root, graph)
+        apply_init(root, graph, b.modules)
     root.archdsl_graph = graph  # type: ignore[assignment]
     type(root)._repr_svg_ = lambda self: self.archdsl_graph._repr_svg_()  # notebook diagram
     if graph.side_outputs:
@@ -111,14 +208,6 @@ def _rebuild(graph: Graph, state: dict[str, torch.Tensor], training: bool) -> fx
     module = build(graph, init=False)
     module.load_state_dict(state)
     return module.train(training)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class Outputs(tuple):  # noqa: SLOT001 - instances carry their field names
@@ -152,26 +241,35 @@ def pack_outputs(main: torch.Tensor, sides: tuple[torch.Tensor | None, ...],
     return Outputs((main, *sides), ("out", *names))  # type: ignore[arg-type]
 
 
-def _build_scope(graph: Graph, layout: _Layout, scope: str, input_id: str, output_id: str,
-                 class_name: str, outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
-    g = fx.Graph()
+def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_name: str,
+                 outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
+    graph = b.graph
+    g = _ScopeGraph()
     env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
     modules: dict[str, nn.Module] = {}
+    children: dict[str, fx.GraphModule] = {}
     sides = {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
     side_values: dict[str, fx.Node] = {}
 
     def call(name: str, module: nn.Module, args: tuple[fx.Node, ...], out_id: str) -> None:
+        if isinstance(module, fx.GraphModule):
+            # GraphModule.__init__ recompiles every GraphModule among its children, and
+            # theirs in turn, so a scope at depth d would be code-generated d times (554
+            # generations for efficientnet_b0's 107 scopes). The children were compiled
+            # moments ago: stand a plain Module in for each while the parent is made.
+            children[name] = module
+            module = nn.Module()
         modules[name] = module
         if out_id in sides:
             side_values[sides[out_id]] = g.call_function(side_output, (g.get_attr(name), *args))
         else:
             env[out_id] = g.call_module(name, args)
 
-    for kind, obj in layout.items[scope]:
+    for kind, obj in b.layout.items[scope]:
         if kind == "scope":
             child: Scope = obj
             name = _local(child.path, scope)
-            sub = _build_scope(graph, layout, child.path, child.input, child.output,
+            sub = _build_scope(b, child.path, child.input, child.output,
                                "Sequential" if child.kind == "seq" else camel(child.name))
             call(name, sub, (env[child.input],), child.output)
             continue
@@ -179,9 +277,12 @@ def _build_scope(graph: Graph, layout: _Layout, scope: str, input_id: str, outpu
         args = tuple(env[i] for i in graph.inputs(node.id))
         if node.path is not None:
             in_shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
-            call(_local(node.path, scope), build_module(node.op, dict(node.attrs), in_shapes), args, node.id)
+            module = b.modules[node.path] = build_module(node.op, dict(node.attrs), in_shapes)
+            if node.id in b.inplace and isinstance(module, nn.ReLU):
+                module.inplace = True
+            call(_local(node.path, scope), module, args, node.id)
         else:
-            env[node.id] = _emit_merge(g, node, args)
+            env[node.id] = _emit_merge(g, node, args, node.id in b.inplace)
     if side_values:
         names = tuple(graph.side_outputs)
         g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
@@ -189,16 +290,23 @@ def _build_scope(graph: Graph, layout: _Layout, scope: str, input_id: str, outpu
         g.output({name: env[node_id] for name, node_id in outputs.items()})
     else:
         g.output(env[output_id])
-    return fx.GraphModule(modules, g, class_name=class_name)
+    gm = fx.GraphModule(modules, g, class_name=class_name)
+    for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
+        prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
+        setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
+    return gm
 
 
-def _emit_merge(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...]) -> fx.Node:
+def _emit_merge(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...],
+                inplace: bool = False) -> fx.Node:
     if node.op == "concat":
         return g.call_function(torch.cat, (list(args), 1))
     fn: Callable[..., Any] = operator.add if node.op == "add" else operator.mul
+    if inplace:  # `out += identity`: the first input is the running sum
+        fn = operator.iadd
     out = args[0]
     for a in args[1:]:
-        out = g.call_function(fn, (out, a))
+        out = g.call_function(fn, (out, a), name=node.op)  # "add", also when it is `+=`
     return out
 
 
@@ -216,8 +324,9 @@ _INIT: dict[str, Callable[..., Any]] = {
 }
 
 
-def apply_init(root: nn.Module, graph: Graph) -> None:
-    """Apply the network's ``init`` rules, in module order, over PyTorch's default init."""
+def apply_init(root: nn.Module, graph: Graph, modules: Mapping[str, nn.Module] | None = None) -> None:
+    """Apply the network's ``init`` rules, in module order, over PyTorch's default init.
+    ``modules`` (module path -> module) saves looking each one up from the root."""
     if not graph.init:
         return
     with torch.no_grad():
@@ -227,7 +336,7 @@ def apply_init(root: nn.Module, graph: Graph) -> None:
             rules = [r for r in graph.init if rule_matches(r, node)]
             if not rules:
                 continue
-            module = root.get_submodule(node.path)
+            module = modules[node.path] if modules is not None else root.get_submodule(node.path)
             for rule in rules:
                 tensor = getattr(module, rule.tensor, None)
                 if tensor is None or rule.fn == "default":

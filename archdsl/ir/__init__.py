@@ -1,4 +1,4 @@
-"""The graph IR: op nodes in a networkx DiGraph, edges carrying input port indices."""
+"""The graph IR: op nodes with their producers in input-port order, and scopes."""
 
 from archdsl.ir.graph import Graph, OpNode, Scope
 

@@ -1,9 +1,14 @@
 """The graph IR.
 
-A :class:`Graph` holds op nodes in a ``networkx.DiGraph`` keyed by node id. Every edge
-carries ``port``: the index of the consumer's input it feeds (concat order matters).
-Node ids are allocated in creation order, which the elaborator guarantees is a
-topological order; passes and backends iterate in that order, so output is deterministic.
+A :class:`Graph` holds op nodes keyed by node id, and for each node its producers in
+input-port order (concat order matters) and its consumers. Node ids are allocated in
+creation order, which the elaborator guarantees is a topological order; passes and
+backends iterate in that order, so output is deterministic.
+
+The adjacency is plain dicts and lists rather than a graph library: building and walking
+the graph is the hot path of ``check``, which must stay linear in the size of the spec
+and must not pay for importing a graph library. ``Graph.nx`` offers a networkx view for
+analyses that want graph algorithms.
 
 Namespaces (block instances, ``seq``s, labelled groups) are recorded as :class:`Scope`s:
 each has exactly one input and one output node, so a backend can compile every scope
@@ -14,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from archdsl.errors import Span
+
+if TYPE_CHECKING:
+    import networkx
+
+    from archdsl.elaborate.elaborator import InitRule
 
 Shape = tuple[int, ...]
 
@@ -60,15 +68,19 @@ class Graph:
 
     name: str
     input_shape: Shape
-    nx: nx.MultiDiGraph = field(default_factory=nx.MultiDiGraph)  # a merge may read one tensor twice
     output: str = ""
     side_outputs: dict[str, str] = field(default_factory=dict)  # training-only: name -> node id
     scaling: Mapping[str, float] = field(default_factory=dict)  # width, depth, resolution
     scopes: dict[str, Scope] = field(default_factory=dict)
-    init: tuple[tuple[str, str, str, tuple[Any, ...], Mapping[str, Any]], ...] = ()
+    init: tuple[InitRule, ...] = ()  # the network's `init` statements, in order
     params: Mapping[str, Any] = field(default_factory=dict)
     span: Span | None = None
     _counter: int = 0
+    _nodes: dict[str, OpNode] = field(default_factory=dict, repr=False)
+    _inputs: dict[str, list[str]] = field(default_factory=dict, repr=False)  # by port
+    # one entry per edge, in creation order: a merge that reads a tensor twice is listed twice
+    _users: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _nx: Any = field(default=None, repr=False, compare=False)  # cached networkx view
 
     # --- construction -------------------------------------------------------------
     def new_id(self, hint: str) -> str:
@@ -76,9 +88,16 @@ class Graph:
         return f"{hint}_{self._counter}"
 
     def add(self, node: OpNode, inputs: list[str]) -> OpNode:
-        self.nx.add_node(node.id, node=node)
-        for port, src in enumerate(inputs):
-            self.nx.add_edge(src, node.id, port=port)
+        """Add ``node`` reading ``inputs`` (producers, by port), all already in the graph."""
+        nid = node.id
+        if nid in self._nodes:
+            raise ValueError(f"node {nid} is already in the graph")
+        for src in inputs:
+            self._users[src].append(nid)  # KeyError for an unknown producer
+        self._nodes[nid] = node
+        self._inputs[nid] = list(inputs)
+        self._users[nid] = []
+        self._nx = None
         return node
 
     # --- queries ------------------------------------------------------------------
@@ -88,32 +107,79 @@ class Graph:
         return _svg(self)
 
     def node(self, node_id: str) -> OpNode:
-        return self.nx.nodes[node_id]["node"]
+        return self._nodes[node_id]
 
     def nodes(self) -> Iterator[OpNode]:
         """All nodes in creation (topological) order."""
-        for nid in self.nx.nodes:
-            yield self.nx.nodes[nid]["node"]
+        return iter(self._nodes.values())
 
     def inputs(self, node_id: str) -> list[str]:
         """Producers of ``node_id`` ordered by port."""
-        preds = self.nx.in_edges(node_id, data="port")
-        return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]  # type: ignore[no-any-return]
+        return list(self._inputs[node_id])
 
     def users(self, node_id: str) -> list[str]:
-        return list(dict.fromkeys(self.nx.successors(node_id)))
+        """Consumers of ``node_id``, each once, in creation order."""
+        return list(dict.fromkeys(self._users[node_id]))
+
+    def edges(self) -> Iterator[tuple[str, str, int]]:
+        """Every edge as ``(producer, consumer, port)``, consumers in creation order."""
+        for nid, srcs in self._inputs.items():
+            for port, src in enumerate(srcs):
+                yield src, nid, port
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
 
     @property
     def output_shape(self) -> Shape:
         return self.node(self.output).shape
 
     def replace_node(self, node_id: str, **changes: Any) -> OpNode:
-        new = replace(self.node(node_id), **changes)
-        self.nx.nodes[node_id]["node"] = new
+        new = replace(self._nodes[node_id], **changes)
+        self._nodes[node_id] = new
+        self._nx = None
         return new
 
     def __len__(self) -> int:
-        return self.nx.number_of_nodes()
+        return len(self._nodes)
+
+    # --- a networkx view, for graph algorithms outside the hot path -------------------
+    @property
+    def nx(self) -> networkx.MultiDiGraph:
+        """The graph as a ``networkx.MultiDiGraph`` (node attribute ``node``: the OpNode;
+        edge attribute ``port``), built on first use and rebuilt after a change. Read it;
+        to change the graph, use :meth:`add` and :meth:`replace_node`, or assign a whole
+        networkx graph of the same form."""
+        if self._nx is None:
+            import networkx
+
+            view = networkx.MultiDiGraph()
+            for nid, node in self._nodes.items():
+                view.add_node(nid, node=node)
+            for src, dst, port in self.edges():
+                view.add_edge(src, dst, port=port)
+            self._nx = view
+        return self._nx
+
+    @nx.setter
+    def nx(self, view: networkx.MultiDiGraph) -> None:
+        # networkx's subgraph views may iterate in set order: keep this graph's order
+        order = {nid: k for k, nid in enumerate(self._nodes)}
+        ids = sorted(view.nodes, key=lambda nid: order.get(nid, len(order)))
+        nodes = {nid: view.nodes[nid]["node"] for nid in ids}
+        inputs: dict[str, list[str]] = {}
+        users: dict[str, list[str]] = {nid: [] for nid in nodes}
+        for nid in nodes:
+            ported = sorted((port, src) for src, _, port in view.in_edges(nid, data="port"))
+            if [port for port, _ in ported] != list(range(len(ported))):
+                raise ValueError(f"{nid}: input ports {[p for p, _ in ported]} are not 0..n-1")
+            inputs[nid] = [src for _, src in ported]
+            for src in inputs[nid]:
+                users[src].append(nid)
+        self._nodes, self._inputs, self._users, self._nx = nodes, inputs, users, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_nx": None}
 
 
 def describe(op: str, path: str | None) -> str:
