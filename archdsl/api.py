@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from archdsl.elaborate.elaborator import Elaborator
 from archdsl.elaborate.loader import Loader, NetworkRef, SpecModule, bundled_spec_root
 from archdsl.errors import (
+    MAX_ERRORS,
     ArchError,
     ArchImportError,
     ArchLimitError,
@@ -17,6 +18,7 @@ from archdsl.errors import (
     ArchTypeError,
     Span,
 )
+from archdsl.gcpause import gc_paused
 from archdsl.ir import Graph
 
 if TYPE_CHECKING:
@@ -25,15 +27,6 @@ if TYPE_CHECKING:
     from archdsl.passes.lint import LintWarning
 
 PathLike = str | os.PathLike[str]
-
-
-def _python_value(name: str, value: Any) -> Any:
-    """A parameter value given from Python or the CLI, as a language value."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_python_value(name, v) for v in value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ArchTypeError(f"parameter '{name}': cannot use a Python {type(value).__name__} as a value")
 
 
 def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
@@ -55,14 +48,31 @@ def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
 
 def _elaborate(loader: Loader, module: SpecModule, network: str | None, params: Mapping[str, Any]) -> Graph:
     ref = _pick_network(module, network)
-    values = {k: _python_value(k, v) for k, v in params.items()}
-    try:
-        return Elaborator().network(ref, values)
+    try:  # the elaborator holds the values to the limits of literals (from_python)
+        return Elaborator().network(ref, params)
     except ArchError as e:
         _attach_source(e, loader)
+        _attach_others(e, loader, module, ref, params)
         raise
     except RecursionError:
         raise ArchError("spec nested too deeply to elaborate", ref.defn.span, module.source) from None
+
+
+def _attach_others(
+    e: ArchError, loader: Loader, module: SpecModule, ref: NetworkRef, params: Mapping[str, Any]
+) -> None:
+    """Attach to the elaborator's error the other unknown names elaborating ``ref`` is
+    certain to meet (see :mod:`archdsl.passes.resolve`), so that one check reports them all."""
+    from archdsl.passes.resolve import certain_errors
+
+    others = [
+        err
+        for err in certain_errors(module, ref, params)
+        if (type(err), err.span) != (type(e), e.span)
+    ]
+    e.others, e.omitted = others[: MAX_ERRORS - 1], max(0, len(others) - (MAX_ERRORS - 1))
+    for err in e.others:
+        _attach_source(err, loader)
 
 
 def _attach_source(e: ArchError, loader: Loader) -> None:
@@ -85,12 +95,13 @@ def check(source: str, *, network: str | None = None, path: str = "<string>",
     """
     params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
-    try:
-        module = loader.load_source(source, path)
-    except ArchError as e:
-        _attach_source(e, loader)
-        raise
-    return _elaborate(loader, module, network, params)
+    with gc_paused():
+        try:
+            module = loader.load_source(source, path)
+        except ArchError as e:
+            _attach_source(e, loader)
+            raise
+        return _elaborate(loader, module, network, params)
 
 
 def check_file(path: PathLike, *, network: str | None = None,
@@ -101,12 +112,13 @@ def check_file(path: PathLike, *, network: str | None = None,
     loader = Loader([Path(p) for p in search_path or []])
     if not os.path.isfile(path):
         raise ArchImportError("no such spec file", Span(str(path), 0, 0))
-    try:
-        module = loader.load_file(path)
-    except ArchError as e:
-        _attach_source(e, loader)
-        raise
-    return _elaborate(loader, module, network, params)
+    with gc_paused():
+        try:
+            module = loader.load_file(path)
+        except ArchError as e:
+            _attach_source(e, loader)
+            raise
+        return _elaborate(loader, module, network, params)
 
 
 MAX_PARAMS = 4_000_000_000  # 16 GB of float32 weights

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archdsl.elaborate.evaluate import (
+    MODULE_STEPS,
+    Budget,
     Env,
     InShape,
     Scaling,
     did_you_mean,
     evaluate,
+    from_python,
     show,
     type_name,
 )
@@ -96,12 +99,13 @@ class Elaborator:
         self.ns: list[_Namespace] = []
         self.block_stack: list[tuple[str, Span]] = []
         self.scaling = Scaling()
+        self.budget = Budget()  # evaluation steps: every Env of this network shares it
 
     # ---- networks -------------------------------------------------------------------
     def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
         defn, module, values, scales = self._bind_network(ref, overrides)
         self.scaling = self._scaling(scales)
-        env = module.env.child(values, scaling=self.scaling)
+        env = module.env.child(values, scaling=self.scaling, budget=self.budget)
         graph = Graph(name=ref.defn.name, input_shape=())
         graph.params = dict(values)
         graph.scaling = {"width": self.scaling.width, "depth": self.scaling.depth,
@@ -192,9 +196,10 @@ class Elaborator:
                     chain[0].defn.span if chain else defn.span,
                     (chain[0].module if chain else ref.module).source,
                 )
-            given[name] = value
+            what = f"parameter '{name}' (set by the caller)"
+            given[name] = from_python(value, what, params[name].span)
         values: dict[str, Any] = {}
-        env = ref.module.env.child()
+        env = ref.module.env.child(budget=self.budget)
         for p in defn.params:
             if p.name in given:
                 values[p.name] = given[p.name]
@@ -218,7 +223,8 @@ class Elaborator:
         width = depth = resolution = 1.0
         names = ["width", "depth", "resolution", "phi", "alpha", "beta", "gamma"]
         for clause in clauses:
-            args = self._bind_args(clause.args, names, "scaled", Env({}), clause.span)
+            env = Env({}, budget=self.budget)
+            args = self._bind_args(clause.args, names, "scaled", env, clause.span)
             for k, v in args.items():
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 and k != "phi":
                     raise ArchTypeError(f"scaled(): {k} must be a positive number, got {show(v)}",
@@ -275,6 +281,7 @@ class Elaborator:
         return cur
 
     def _stmt(self, stmt: ast.Node, env: Env, cur: str) -> str:
+        self.budget.spend(1, stmt.span)
         if isinstance(stmt, ast.Assign):
             env.set(stmt.name, evaluate(stmt.value, env))
             return cur
@@ -292,9 +299,7 @@ class Elaborator:
         prim = item.primary
         count = 1 if item.repeat is None else self._count(item.repeat, env)
         if item.label is None:
-            for _ in range(count):
-                cur = self._unlabelled(prim, env, cur)
-            return cur
+            return self._repeat(item, count, env, cur)
         ns = self.ns[-1]
         label = self._label(item.label, env)
         label_span = item.label.span
@@ -317,9 +322,22 @@ class Elaborator:
                 scope.output = cur
             return cur
         with self._namespace(path, "group", label, item.span, cur) as scope:
-            for _ in range(count):
-                cur = self._unlabelled(prim, env, cur)
+            cur = self._repeat(item, count, env, cur)
             scope.output = cur
+        return cur
+
+    def _repeat(self, item: ast.Item, count: int, env: Env, cur: str) -> str:
+        """The item's primary ``count`` times in a row (``x N``), a step each."""
+        if item.repeat is None:
+            return self._unlabelled(item.primary, env, cur)
+        budget = self.budget
+        try:
+            budget.spend(count, item.span)
+            for _ in range(count):
+                cur = self._unlabelled(item.primary, env, cur)
+        except ArchLimitError as e:
+            budget.blame(e, item.span)
+            raise
         return cur
 
     def _side(self, item: ast.SideItem, env: Env, cur: str) -> None:
@@ -389,8 +407,14 @@ class Elaborator:
             values = evaluate(prim.iterable, env)
             if not isinstance(values, tuple):
                 raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", prim.iterable.span)
-            for v in values:
-                cur = self._body(prim.body, env.child({prim.var: v}), cur)
+            budget = self.budget
+            try:
+                budget.spend(len(values), prim.span)
+                for v in values:
+                    cur = self._body(prim.body, env.child({prim.var: v}), cur)
+            except ArchLimitError as e:
+                budget.blame(e, prim.span)
+                raise
             return cur
         raise ArchTypeError(f"unexpected {type(prim).__name__}", prim.span)  # pragma: no cover
 
@@ -405,6 +429,7 @@ class Elaborator:
     @contextlib.contextmanager
     def _namespace(self, path: str, kind: str, name: str, span: Span, cur: str) -> Iterator[Scope]:
         assert self.graph is not None
+        self.budget.spend(MODULE_STEPS, span)
         if len(self.ns) > MAX_SCOPE_DEPTH:
             raise ArchLimitError(
                 f"modules nested deeper than {MAX_SCOPE_DEPTH} (each block, seq and labelled "
@@ -513,6 +538,7 @@ class Elaborator:
     def _block(self, call: ast.OpCall, ref: BlockRef, env: Env, cur: str, path: str) -> str:
         assert self.graph is not None
         defn = ref.defn
+        self.budget.spend(MODULE_STEPS, call.span)  # binding; the namespace costs as much again
         if any(name == defn.name for name, _ in self.block_stack):
             trail = " -> ".join([n for n, _ in self.block_stack] + [defn.name])
             raise ArchLimitError(f"block '{defn.name}' is recursive ({trail})", call.span)
@@ -521,7 +547,7 @@ class Elaborator:
         names = [p.name for p in defn.params]
         given = self._bind_args(call.args, names, f"block '{defn.name}'", env, call.span)
         in_shape = InShape(self.graph.node(cur).shape)
-        benv = ref.module.env.child(in_shape=in_shape, scaling=self.scaling)
+        benv = ref.module.env.child(in_shape=in_shape, scaling=self.scaling, budget=self.budget)
         for p in defn.params:
             if p.name in given:
                 benv.set(p.name, given[p.name])

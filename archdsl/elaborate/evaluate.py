@@ -18,19 +18,67 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from archdsl.errors import ArchLimitError, ArchNameError, ArchTypeError, Span
+from archdsl.errors import ArchError, ArchLimitError, ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast
+from archdsl.frontend.parser import MAX_NESTING
+from archdsl.ops.base import format_value
 
 MAX_INT = 10**18
 MAX_LIST = 100_000
 MAX_STRING = 10_000
+MAX_STEPS = 1_000_000
+"""Evaluation work allowed to load a spec's files, and again to elaborate one network: a
+step is an expression evaluated (a builtin call counts two), a statement, a loop or
+repetition pass, or a list item a builtin or operator reads or builds; opening a module
+costs :data:`MODULE_STEPS`. Steps take 0.1 to 0.3 us each, so the budget runs out in a
+fraction of a second; the bundled specs take at most about 19,000."""
+MODULE_STEPS = 16
+"""Steps of a seq or labelled group, and twice as many of a block call: each takes about
+as much time as that many expressions."""
 
 
-@dataclass(frozen=True)
+class Budget:
+    """The evaluation steps left (:data:`MAX_STEPS`), shared by the evaluator and the
+    elaborator as :class:`Env` passes it down. Bounds the time of loops, repetitions and
+    comprehensions that create no node, as the node limit bounds those that do; spending
+    a step is an integer decrement."""
+
+    __slots__ = ("left", "error", "blamed")
+
+    def __init__(self, steps: int | None = None) -> None:
+        self.left = MAX_STEPS if steps is None else steps
+        self.error: ArchLimitError | None = None
+        self.blamed = False
+
+    def spend(self, steps: int, span: Span) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise self.exhausted(span)
+
+    def exhausted(self, span: Span) -> ArchLimitError:
+        self.error = ArchLimitError(
+            f"evaluation takes more than {MAX_STEPS:,} steps (the limit on loops, repetitions "
+            f"and calls, even those that create no layer)",
+            span,
+        )
+        return self.error
+
+    def blame(self, e: ArchError, span: Span) -> None:
+        """Point the exhausted budget's error at ``span``, if it is the first loop,
+        repetition or comprehension the error leaves: the innermost one running."""
+        if e is self.error and not self.blamed:
+            e.span = span
+            self.blamed = True
+
+
+@dataclass(frozen=True, repr=False)
 class InShape:
     """``in``: the per-sample shape of a block's input, e.g. ``in.c``, ``in.h``, ``in.w``."""
 
     shape: tuple[int, ...]
+
+    def __repr__(self) -> str:  # as the language would show it in a message
+        return "in" + str(list(self.shape))
 
     def attribute(self, name: str, span: Span) -> Any:
         dims = self.shape
@@ -66,19 +114,30 @@ class Scaling:
 class Env:
     """A chain of name frames: block or network locals over a file's top-level names.
 
-    ``in_shape`` (``in``) and ``scaling`` are inherited by child frames.
+    ``in_shape`` (``in``), ``scaling`` and ``budget`` (the steps left) are inherited by
+    child frames.
     """
 
+    in_shape: InShape | None
+    scaling: Scaling
+    budget: Budget
+
     def __init__(self, names: Mapping[str, Any], parent: Env | None = None,
-                 in_shape: InShape | None = None, scaling: Scaling | None = None):
+                 in_shape: InShape | None = None, scaling: Scaling | None = None,
+                 budget: Budget | None = None):
         self.names = dict(names)
         self.parent = parent
-        self.in_shape = in_shape if in_shape is not None else (parent.in_shape if parent else None)
-        self.scaling = scaling if scaling is not None else (parent.scaling if parent else Scaling())
+        if parent is not None:  # inherit what is not given
+            in_shape = parent.in_shape if in_shape is None else in_shape
+            scaling = parent.scaling if scaling is None else scaling
+            budget = parent.budget if budget is None else budget
+        self.in_shape = in_shape
+        self.scaling = scaling if scaling is not None else Scaling()
+        self.budget = budget if budget is not None else Budget()
 
     def child(self, names: Mapping[str, Any] | None = None, in_shape: InShape | None = None,
-              scaling: Scaling | None = None) -> Env:
-        return Env(names or {}, self, in_shape, scaling)
+              scaling: Scaling | None = None, budget: Budget | None = None) -> Env:
+        return Env(names or {}, self, in_shape, scaling, budget)
 
     def lookup(self, name: str) -> Any:
         env: Env | None = self
@@ -129,18 +188,40 @@ def type_name(v: Any) -> str:
 
 
 def show(v: Any) -> str:
-    """A value as the language writes it."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "none"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, tuple):
-        return "[" + ", ".join(show(x) for x in v) + "]"
-    if isinstance(v, InShape):
-        return "in" + str(list(v.shape))
-    return repr(v)
+    """A value as the language writes it, long strings and lists abbreviated."""
+    return format_value(v)
+
+
+def from_python(value: Any, what: str, span: Span, depth: int = 0) -> Any:
+    """A value given from Python or the command line (``check(text, dropout=0.3)``) as a
+    language value, lists as tuples, held to the limits of what a spec can write: integers
+    within 10^18, finite floats, strings and lists within their lengths, lists nested at
+    most as deep as brackets. Errors begin with ``what`` and point at ``span``."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_INT:
+            raise ArchLimitError(
+                f"{what}: number {show(value)} is too large (limit {MAX_INT:.0e})", span
+            )
+        return int(value)  # an int subclass (an IntEnum) as a plain int
+    if isinstance(value, float):
+        return float(_finite(f"{what}: ", value, span))
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise ArchLimitError(
+                f"{what}: string of {len(value):,} characters; the limit is {MAX_STRING:,}", span
+            )
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_LIST:
+            raise ArchLimitError(
+                f"{what}: list of {len(value):,} items; the limit is {MAX_LIST:,}", span
+            )
+        if depth >= MAX_NESTING:
+            raise ArchLimitError(f"{what}: lists nested deeper than {MAX_NESTING} levels", span)
+        return tuple(from_python(v, what, span, depth + 1) for v in value)
+    raise ArchTypeError(f"{what}: cannot use a Python {type(value).__name__} as a value", span)
 
 
 def _is_num(v: Any) -> bool:
@@ -151,9 +232,23 @@ def _check_num(v: Any, span: Span) -> Any:
     if isinstance(v, bool):
         return v
     if isinstance(v, int) and abs(v) > MAX_INT:
-        raise ArchLimitError(f"number {v:.3e} is too large (limit {MAX_INT:.0e})", span)
+        raise ArchLimitError(f"number {show(v)} is too large (limit {MAX_INT:.0e})", span)
     if isinstance(v, float) and not math.isfinite(v):
-        raise ArchTypeError(f"arithmetic produced {v}", span)
+        _finite("", v, span)
+    return v
+
+
+_FLOAT_LIMIT = f"(a float is at most {sys.float_info.max:.3e})"
+
+
+def _finite(what: str, v: Any, span: Span) -> Any:
+    """``v``, unless it is an infinite float (too large: a limit) or nan (not a number).
+    Neither is a value of the language: every way to make one is refused where it happens,
+    so a builtin converting to an integer never meets an OverflowError."""
+    if isinstance(v, float) and not math.isfinite(v):
+        if math.isnan(v):
+            raise ArchTypeError(f"{what}nan is not a number", span)
+        raise ArchLimitError(f"{what}number {show(v)} is too large {_FLOAT_LIMIT}", span)
     return v
 
 
@@ -163,10 +258,11 @@ def _num_arg(name: str, v: Any, span: Span) -> int | float:
     return v  # type: ignore[no-any-return]
 
 
-def _int_result(name: str, v: float, span: Span) -> int:
-    if not math.isfinite(v):
-        raise ArchTypeError(f"{name}() of {v}", span)
-    return _check_num(int(v), span)  # type: ignore[no-any-return]
+def _to_int(name: str, v: Any, convert: Callable[[Any], int], span: Span) -> int:
+    """``convert(v)`` (``int``, ``round``, ``math.ceil``, ``math.floor``) for builtin
+    ``name``: a number, finite, and an integer within the limit."""
+    v = _finite(f"{name}(): ", _num_arg(name, v, span), span)
+    return _check_num(convert(v), span)  # type: ignore[no-any-return]
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -199,8 +295,8 @@ def _bi_round(args: list[Any], span: Span) -> Any:
         nd = args[1]
         if not isinstance(nd, int) or isinstance(nd, bool) or not 0 <= nd <= 15:
             raise ArchTypeError("round(): digits must be an integer 0..15", span)
-        return round(float(v), nd)
-    return _int_result("round", round(v), span)
+        return round(float(_finite("round(): ", v, span)), nd)
+    return _to_int("round", v, round, span)
 
 
 def _bi_range(args: list[Any], span: Span) -> Any:
@@ -221,13 +317,14 @@ def _bi_range(args: list[Any], span: Span) -> Any:
 def _bi_make_divisible(args: list[Any], span: Span) -> Any:
     if not 1 <= len(args) <= 3:
         raise ArchTypeError("make_divisible(value, divisor=8, min_value=none) takes 1 to 3 arguments", span)
-    v = _num_arg("make_divisible", args[0], span)
+    v = _finite("make_divisible(): ", _num_arg("make_divisible", args[0], span), span)
     divisor = args[1] if len(args) > 1 else 8
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
         raise ArchTypeError("make_divisible(): divisor must be a positive integer", span)
     min_value = args[2] if len(args) > 2 else None
     if min_value is not None and not _is_num(min_value):
         raise ArchTypeError("make_divisible(): min_value must be a number or none", span)
+    _finite("make_divisible(): ", min_value, span)
     return _check_num(make_divisible(v, divisor, min_value), span)
 
 
@@ -243,7 +340,7 @@ def _one(name: str, fn: Callable[[Any, Span], Any]) -> Callable[[list[Any], Span
 def _bi_int(v: Any, span: Span) -> int:
     if isinstance(v, bool):
         return int(v)
-    return _int_result("int", _num_arg("int", v, span), span)
+    return _to_int("int", v, int, span)
 
 
 def _bi_len(v: Any, span: Span) -> int:
@@ -277,14 +374,26 @@ def _scale_channels(args: list[Any], scaling: Scaling, span: Span) -> int:
     divisor = args[1] if len(args) > 1 else 8
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:
         raise ArchTypeError("scale_channels(): divisor must be a positive integer", span)
-    return _check_num(make_divisible(c * scaling.width, divisor), span)  # type: ignore[no-any-return]
+    scaled = _scaled("scale_channels", c, "width", scaling.width, span)
+    return _check_num(make_divisible(scaled, divisor), span)  # type: ignore[no-any-return]
 
 
 def _scale_depth(args: list[Any], scaling: Scaling, span: Span) -> int:
     if len(args) != 1:
         raise ArchTypeError("scale_depth(repeats) takes one argument", span)
     n = _num_arg("scale_depth", args[0], span)
-    return _int_result("scale_depth", math.ceil(n * scaling.depth), span)
+    scaled = _scaled("scale_depth", n, "depth", scaling.depth, span)
+    return _to_int("scale_depth", scaled, math.ceil, span)
+
+
+def _scaled(name: str, v: float, what: str, multiplier: float, span: Span) -> float:
+    """``v * multiplier``, which overflows only when ``v`` is near the largest float."""
+    scaled = v * multiplier
+    if not math.isfinite(scaled):
+        raise ArchLimitError(
+            f"{name}(): {show(v)} times the {what} multiplier {show(multiplier)} is too large", span
+        )
+    return scaled
 
 
 SCALING_PARAMS = {"scale_channels": ("channels", "divisor"), "scale_depth": ("repeats",)}
@@ -324,8 +433,8 @@ BUILTINS: dict[str, Callable[[list[Any], Span], Any]] = {
     "int": _one("int", _bi_int),
     "float": _one("float", lambda v, s: float(_num_arg("float", v, s))),
     "round": _bi_round,
-    "ceil": _one("ceil", lambda v, s: _int_result("ceil", math.ceil(_num_arg("ceil", v, s)), s)),
-    "floor": _one("floor", lambda v, s: _int_result("floor", math.floor(_num_arg("floor", v, s)), s)),
+    "ceil": _one("ceil", lambda v, s: _to_int("ceil", v, math.ceil, s)),
+    "floor": _one("floor", lambda v, s: _to_int("floor", v, math.floor, s)),
     "abs": _one("abs", lambda v, s: abs(_num_arg("abs", v, s))),
     "sqrt": _one("sqrt", lambda v, s: _sqrt(_num_arg("sqrt", v, s), s)),
     "len": _one("len", _bi_len),
@@ -333,6 +442,7 @@ BUILTINS: dict[str, Callable[[list[Any], Span], Any]] = {
     "range": _bi_range,
     "make_divisible": _bi_make_divisible,
 }
+READS_LISTS = frozenset({"cumsum", "min", "max", "sum"})  # the builtins that read every item
 
 
 def _sqrt(v: float, span: Span) -> float:
@@ -342,15 +452,58 @@ def _sqrt(v: float, span: Span) -> float:
 
 
 def evaluate(expr: ast.Expr, env: Env) -> Any:
-    """Evaluate an expression in ``env``; errors point at the offending sub-expression."""
+    """Evaluate an expression in ``env``; errors point at the offending sub-expression.
+    Each expression evaluated spends a step of ``env.budget``."""
+    budget = env.budget
+    budget.left -= 1
+    if budget.left < 0:
+        raise budget.exhausted(expr.span)
+    # The commonest kinds first: each isinstance test costs time on the hot path.
     if isinstance(expr, ast.Literal):
-        return expr.value
+        value = expr.value
+        if value.__class__ is float and not math.isfinite(value):  # 1e999 overflows to inf
+            raise ArchLimitError(f"float literal is too large {_FLOAT_LIMIT}", expr.span)
+        return value
     if isinstance(expr, ast.Name):
         try:
             return env.lookup(expr.id)
         except KeyError:
             hint = did_you_mean(expr.id, [*env.visible(), *BUILTINS, *SCALING_BUILTINS])
             raise ArchNameError(f"unknown name '{expr.id}'{hint}", expr.span) from None
+    if isinstance(expr, ast.BinOp):
+        if expr.op in ("and", "or"):
+            left = _bool(evaluate(expr.left, env), expr.op, expr.left.span)
+            if (expr.op == "and") != left:
+                return left
+            return _bool(evaluate(expr.right, env), expr.op, expr.right.span)
+        left, right = evaluate(expr.left, env), evaluate(expr.right, env)
+        try:
+            return _binop(expr.op, left, right, expr, budget)
+        except OverflowError:
+            raise ArchLimitError(f"{show(left)} {expr.op} {show(right)} is too large", expr.span) from None
+    if isinstance(expr, ast.Call):
+        budget.left -= 1  # a call counts two steps (it takes about twice an operator's time)
+        if expr.func in SCALING_BUILTINS:
+            args = _positional(expr, SCALING_PARAMS[expr.func], env)
+            return SCALING_BUILTINS[expr.func](args, env.scaling, expr.span)
+        fn = BUILTINS.get(expr.func)
+        if fn is None:
+            raise ArchNameError(
+                f"unknown function '{expr.func}'{did_you_mean(expr.func, [*BUILTINS, *SCALING_BUILTINS])}",
+                expr.span,
+            )
+        for a in expr.args:
+            if a.name is not None:
+                raise ArchTypeError(f"{expr.func}() takes no keyword arguments", a.span)
+        args = [evaluate(a.value, env) for a in expr.args]
+        if expr.func in READS_LISTS:  # a builtin's work is the items it reads ...
+            for arg in args:
+                if arg.__class__ is tuple:
+                    budget.spend(len(arg), expr.span)
+        result = _check_num(fn(args, expr.span), expr.span)
+        if result.__class__ is tuple:  # ... and builds
+            budget.spend(len(result), expr.span)
+        return result
     if isinstance(expr, ast.InRef):
         if env.in_shape is None:
             raise ArchNameError("'in' is only defined inside a block or network body", expr.span)
@@ -370,21 +523,17 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
         values = evaluate(expr.iterable, env)
         if not isinstance(values, tuple):
             raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", expr.iterable.span)
-        return tuple(evaluate(expr.expr, env.child({expr.var: v})) for v in values)
-    if isinstance(expr, ast.Call) and expr.func in SCALING_BUILTINS:
-        args = _positional(expr, SCALING_PARAMS[expr.func], env)
-        return SCALING_BUILTINS[expr.func](args, env.scaling, expr.span)
-    if isinstance(expr, ast.Call):
-        fn = BUILTINS.get(expr.func)
-        if fn is None:
-            raise ArchNameError(
-                f"unknown function '{expr.func}'{did_you_mean(expr.func, [*BUILTINS, *SCALING_BUILTINS])}",
-                expr.span,
-            )
-        for a in expr.args:
-            if a.name is not None:
-                raise ArchTypeError(f"{expr.func}() takes no keyword arguments", a.span)
-        return _check_num(fn([evaluate(a.value, env) for a in expr.args], expr.span), expr.span)
+        inner = env.child()  # one frame for every pass: an expression cannot assign
+        out = []
+        try:
+            budget.spend(len(values), expr.span)
+            for v in values:
+                inner.names[expr.var] = v
+                out.append(evaluate(expr.expr, inner))
+        except ArchLimitError as e:
+            budget.blame(e, expr.span)
+            raise
+        return tuple(out)
     if isinstance(expr, ast.UnaryOp):
         v = evaluate(expr.operand, env)
         if expr.op == "not":
@@ -395,17 +544,6 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
     if isinstance(expr, ast.Ternary):
         cond = _bool(evaluate(expr.cond, env), "if", expr.cond.span)
         return evaluate(expr.then if cond else expr.other, env)
-    if isinstance(expr, ast.BinOp):
-        if expr.op in ("and", "or"):
-            left = _bool(evaluate(expr.left, env), expr.op, expr.left.span)
-            if (expr.op == "and") != left:
-                return left
-            return _bool(evaluate(expr.right, env), expr.op, expr.right.span)
-        left, right = evaluate(expr.left, env), evaluate(expr.right, env)
-        try:
-            return _binop(expr.op, left, right, expr)
-        except OverflowError:
-            raise ArchLimitError(f"{show(left)} {expr.op} {show(right)} is too large", expr.span) from None
     raise ArchTypeError(f"cannot evaluate {type(expr).__name__}", expr.span)  # pragma: no cover
 
 
@@ -439,11 +577,35 @@ _COMPARE = {
 }
 
 
-def _binop(op: str, a: Any, b: Any, expr: ast.BinOp) -> Any:
+def _equal(a: Any, b: Any, budget: Budget, span: Span, depth: int = 0) -> bool:
+    """The language's ``==``: numbers by value (``1 == 1.0``), lists item by item (a step
+    per item), anything else only to a value of its own type (``1 != true``)."""
+    if _is_num(a) and _is_num(b):
+        return a == b  # type: ignore[no-any-return]
+    if a.__class__ is not b.__class__:
+        return False
+    if a.__class__ is tuple:
+        if a is b:  # values are immutable (and never nan)
+            return True
+        if len(a) != len(b):
+            return False
+        if depth >= MAX_NESTING:  # assignments can nest lists deeper than brackets
+            raise ArchLimitError(f"comparing lists nested deeper than {MAX_NESTING} levels", span)
+        budget.spend(len(a), span)
+        for x, y in zip(a, b):
+            if x.__class__ is y.__class__ and x.__class__ is not tuple:
+                if x != y:  # the common case, inline
+                    return False
+            elif not _equal(x, y, budget, span, depth + 1):
+                return False
+        return True
+    return a == b  # type: ignore[no-any-return]
+
+
+def _binop(op: str, a: Any, b: Any, expr: ast.BinOp, budget: Budget) -> Any:
     span = expr.span
     if op in ("==", "!="):
-        same = type_name(a) == type_name(b) or (_is_num(a) and _is_num(b))
-        return _COMPARE[op](a, b) if same else op == "!="
+        return _equal(a, b, budget, span) == (op == "==")
     if op in _COMPARE:
         if (_is_num(a) and _is_num(b)) or (isinstance(a, str) and isinstance(b, str)):
             return _COMPARE[op](a, b)
@@ -451,6 +613,7 @@ def _binop(op: str, a: Any, b: Any, expr: ast.BinOp) -> Any:
     if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
         if len(a) + len(b) > MAX_LIST:
             raise ArchLimitError(f"list of {len(a) + len(b)} items; the limit is {MAX_LIST}", span)
+        budget.spend(len(a) + len(b), span)
         return a + b
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         if len(a) + len(b) > MAX_STRING:
@@ -475,7 +638,9 @@ def _binop(op: str, a: Any, b: Any, expr: ast.BinOp) -> Any:
     elif op == "%":
         r = a % b
     elif op == "**":
-        if isinstance(b, int) and abs(b) > 256 or (isinstance(a, int) and abs(a) > 1 and b > 64):
+        # An integer power is exact, so it is refused before it grows huge; a float power
+        # raises OverflowError instead (too large), or underflows to 0.0 (0.5 ** 2000).
+        if isinstance(a, int) and abs(a) > 1 and isinstance(b, int) and b > 64:
             raise ArchLimitError(f"{show(a)} ** {show(b)} is too large", span)
         if a == 0 and b < 0:
             raise ArchTypeError("zero to a negative power", span)
@@ -484,4 +649,6 @@ def _binop(op: str, a: Any, b: Any, expr: ast.BinOp) -> Any:
             raise ArchTypeError(f"{show(a)} ** {show(b)} is not a real number", span)
     else:  # pragma: no cover
         raise ArchTypeError(f"unknown operator {op}", span)
+    if r.__class__ is float and not math.isfinite(r):  # 1e300 * 1e300 overflows to inf
+        raise ArchLimitError(f"{show(a)} {op} {show(b)} is too large", span)
     return _check_num(r, span)

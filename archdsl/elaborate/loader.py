@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archdsl.elaborate.evaluate import Env, evaluate
+from archdsl.elaborate.evaluate import Budget, Env, evaluate, show
 from archdsl.errors import ArchError, ArchImportError, ArchLimitError, ArchNameError, Span
 from archdsl.frontend import ast, parse
-from archdsl.frontend.parser import MAX_SOURCE_BYTES
+from archdsl.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES
 
 MAX_IMPORT_DEPTH = 32
 
@@ -42,12 +42,37 @@ class SpecModule:
     env: Env = field(default_factory=lambda: Env({}))
 
     def define(self, name: str, value: Any, span: Span) -> None:
-        if name in self.names and self.names[name] is not value:
-            first = self.origins[name]
-            raise ArchNameError(f"'{name}' is already defined at {first}", span, self.source)
+        if name in self.names and not _same_definition(self.names[name], value):
+            first, prev = self.origins[name], self.names[name]
+            values = not isinstance(prev, (BlockRef, NetworkRef)) and not isinstance(
+                value, (BlockRef, NetworkRef)
+            )
+            differ = f" as {show(prev)}, here {show(value)}" if values else ""
+            message = f"'{name}' is already defined at {first}{differ}"
+            raise ArchNameError(message, span, self.source)
         self.names[name] = value
         self.origins[name] = span
         self.env.set(name, value)
+
+
+def _same_definition(a: Any, b: Any, depth: int = 0) -> bool:
+    """Whether a second definition of a name repeats the first: the same block or network
+    (a file imported along two paths), or an equal value of the same type, so that
+    ``v = 1000`` twice agrees and ``1``, ``1.0`` and ``true`` differ. Lists nested deeper
+    than brackets can write count as different."""
+    if a is b:
+        return True
+    if isinstance(a, (BlockRef, NetworkRef)) or isinstance(b, (BlockRef, NetworkRef)):
+        return False
+    if a.__class__ is not b.__class__:
+        return False
+    if isinstance(a, tuple):
+        return (
+            len(a) == len(b)
+            and depth < MAX_NESTING
+            and all(_same_definition(x, y, depth + 1) for x, y in zip(a, b))
+        )
+    return a == b  # type: ignore[no-any-return]
 
 
 def bundled_spec_root() -> Path:
@@ -65,6 +90,7 @@ class Loader:
         self.search_path = list(search_path or []) + [bundled_spec_root()]
         self.cache: dict[str, SpecModule] = {}
         self.stack: list[str] = []
+        self.budget = Budget()  # the evaluation steps of every file's top-level constants
         # Imports may only read files under these folders: the entry file's folder (set
         # when it is loaded) and the search path. Symlinks are resolved before the check.
         self.roots: list[str] = [os.path.realpath(p) for p in self.search_path]
@@ -96,7 +122,7 @@ class Loader:
         if not self.stack and not path.startswith("<") and key == path:  # check(text, path=P)
             self.roots.insert(0, os.path.realpath(os.path.dirname(os.path.abspath(path))))
         tree = parse(text, path)
-        module = SpecModule(path, text, tree)
+        module = SpecModule(path, text, tree, env=Env({}, budget=self.budget))
         self.stack.append(key)
         try:
             self._define_all(module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ class Comprehension(Expr):
     expr: Expr
     var: str
     iterable: Expr
+    var_span: Span | None = None  # the loop variable's name
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class For(Node):
     var: str
     iterable: Expr
     body: Body
+    var_span: Span | None = None  # the loop variable's name
 
 
 @dataclass(frozen=True)
@@ -246,3 +249,25 @@ class Module(Node):
 
     path: str
     defs: tuple[Node, ...]
+
+
+# ---- walking ----------------------------------------------------------------------
+
+
+def children(node: object) -> Iterator[Node | Expr | Arg]:
+    """The AST nodes directly inside ``node``, in source order (tuples flattened)."""
+    for value in vars(node).values():
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            if isinstance(item, (Node, Expr, Arg)):
+                yield item
+
+
+def walk(node: object) -> Iterator[object]:
+    """``node`` and everything inside it, depth first in source order, iteratively (specs
+    may nest deeply)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(children(current))))

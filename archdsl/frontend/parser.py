@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -14,11 +14,17 @@ from lark.exceptions import (
     VisitError,
 )
 
-from archdsl.errors import ArchError, ArchLimitError, ArchSyntaxError, Span
+from archdsl.errors import ArchError, ArchLimitError, ArchSyntaxError, Span, source_lines
 from archdsl.frontend import ast
 
 MAX_SOURCE_BYTES = 1_000_000
+# Brackets ( [ { open inside one another, each "else if" of a chain counting as one more:
+# the elaborator recurses once per level.
 MAX_NESTING = 64
+# Levels of one expression: each operator (+, and, not, ., the "if" of a ternary, ...) and
+# each call, index, list or parenthesised group is one. The evaluator recurses once per
+# level; counted from the tokens, so a 100,000-term sum is refused before it is parsed.
+MAX_EXPR_DEPTH = 100
 
 _OPENERS = {"(", "["}
 _CLOSERS = {")", "]"}
@@ -28,21 +34,51 @@ _JOIN_AFTER = {
     "==", "!=", "<", "<=", ">", ">=", "and", "or", "not", "if", "else", "x", "in",
 }
 _JOIN_BEFORE = {"->", "}", ")", "]", "else", ","}
+# Tokens that add a level to the expression they are in, and tokens that end one.
+_EXPR_OPERATORS = {
+    "+", "-", "*", "/", "//", "%", "**", "==", "!=", "<", "<=", ">", ">=", ".",
+    "and", "or", "not", "if",
+}
+_EXPR_SEPARATORS = {",", "=", ":", "->", "x"}
+
+
+class _Level:
+    """One open bracket (or the file itself) and the expression being read inside it."""
+
+    __slots__ = ("opener", "outer", "depth", "longest", "start")
+
+    def __init__(self, opener: Token | None, outer: int):
+        self.opener = opener
+        self.outer = outer  # levels of the expressions around this bracket
+        self.depth = 0  # levels of the current element (argument, item, statement part)
+        self.longest = 0  # the deepest element so far
+        self.start: Token | None = None  # the first token of the current element
+
+    def end_element(self) -> None:
+        self.longest = max(self.longest, self.depth)
+        self.depth = 0
+        self.start = None
 
 
 class _Postlex:
-    """Drops newlines that do not end a statement; bounds nesting depth."""
+    """Drops newlines that do not end a statement; bounds nesting and expression depth
+    from the token stream, before Lark builds a tree of a huge input."""
 
     always_accept = ("_NL",)
 
     def __init__(self) -> None:
         self.path = "<string>"
         self.open: list[Token] = []  # brackets not yet closed, for "never closed" errors
+        self.levels: list[_Level] = []
+        self.chains: list[list[Token]] = []  # per level: the "if"s of its else-if chain
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         self.open = []
+        levels = self.levels = [_Level(None, 0)]
+        chains = self.chains = [[]]
         pending: Token | None = None
         prev: Token | None = None
+        before_prev: Token | None = None
         for tok in stream:
             if tok.type == "_NL":
                 # Inside () or [] a newline never ends anything; inside {} it does, even
@@ -53,26 +89,109 @@ class _Postlex:
                 pending = pending or tok
                 continue
             value = tok.value
-            if tok.type not in ("NAME", "STRING", "NUMBER"):
-                if value in _OPENERS or value == "{":
-                    self.open.append(tok)
-                    if len(self.open) > MAX_NESTING:
-                        raise ArchLimitError(
-                            f"nesting deeper than {MAX_NESTING} levels",
-                            Span(self.path, tok.line, tok.column),
-                        )
-                elif (value in _CLOSERS or value == "}") and self.open:
-                    self.open.pop()
             if pending is not None:
                 if not (value in _JOIN_BEFORE and tok.type != "STRING"):
                     yield pending
+                    levels[-1].end_element()
                 pending = None
+            if prev is not None and _is_word(prev) and prev.value == "}" and value != "else":
+                chains[-1] = []  # the if-else chain at this level ended
+            level = levels[-1]
+            if level.start is None:
+                level.start = tok
+            if not _is_word(tok):
+                pass
+            elif value in _OPENERS or value == "{":
+                self.open.append(tok)
+                if value == "{":
+                    level.end_element()  # a body or label part: expressions start afresh
+                    levels.append(_Level(tok, 0))
+                else:
+                    levels.append(_Level(tok, level.outer + level.depth))
+                chains.append([])
+                self._check_nesting(tok)
+            elif (value in _CLOSERS or value == "}") and len(levels) > 1:
+                self.open.pop()
+                chains.pop()
+                inner = levels.pop()
+                inner.end_element()
+                if value != "}":  # a call, index, list or group is a level of its expression
+                    self._deeper(levels[-1], inner.longest + 1)
+            elif value == "if" and prev is not None and prev.value == "else" and (
+                before_prev is not None and before_prev.value == "}"
+            ):
+                chains[-1].append(tok)  # "} else if": one level deeper than the "if" before
+                self._check_nesting(tok, body=1)
+            elif value in _EXPR_OPERATORS:
+                self._deeper(level, 1)
+            elif value in _EXPR_SEPARATORS:
+                level.end_element()
             yield tok
-            prev = tok
+            before_prev, prev = prev, tok
+
+    def _check_nesting(self, tok: Token, body: int = 0) -> None:
+        """Refuse ``tok`` (a bracket, or an "else if" whose body is ``body`` deeper) beyond
+        the nesting limit."""
+        chains = self.chains
+        links = sum(len(c) for c in chains)
+        if len(self.open) + links + body > MAX_NESTING:
+            err = ArchLimitError(
+                f"nesting deeper than {MAX_NESTING} levels", _tok_span(self.path, tok)
+            )
+            if links:
+                first = next(c[0] for c in chains if c)
+                err.notes.append(
+                    f"each 'else if' is one level deeper than the 'if' before it ({links} here, "
+                    f"the first at {first.line}:{first.column}); a long chain of conditions "
+                    "reads better as a lookup in a list"
+                )
+            raise err
+
+    def _deeper(self, level: _Level, levels: int) -> None:
+        level.depth += levels
+        if level.outer + level.depth > MAX_EXPR_DEPTH:
+            raise ArchLimitError(
+                f"expression nested deeper than {MAX_EXPR_DEPTH} levels (each operator, call, "
+                "index and bracket is a level): split it with intermediate names",
+                self._expression_start(level),
+            )
+
+    def _expression_start(self, level: _Level) -> Span:
+        """Where the too-deep expression starts: its outermost part that has a level,
+        within the innermost braces."""
+        levels = self.levels
+        first = max(i for i, lv in enumerate(levels) if lv.opener is None or lv.opener.value == "{")
+        start = next((lv.start for lv in levels[first:] if lv.depth and lv.start), level.start)
+        tok = start or level.opener
+        assert tok is not None
+        return _tok_span(self.path, tok)
+
+
+def _is_word(tok: Token) -> bool:
+    """A keyword or punctuation, not a name, number or string."""
+    return tok.type not in ("NAME", "STRING", "NUMBER")
 
 
 def _joins_after(tok: Token) -> bool:
-    return tok.type not in ("NAME", "STRING", "NUMBER") and tok.value in _JOIN_AFTER
+    return _is_word(tok) and tok.value in _JOIN_AFTER
+
+
+def _grammar_cache() -> str | bool:
+    """Where Lark keeps the analysed grammar between runs: building the LALR tables takes
+    ~100 ms, a third of `archdsl check`'s start-up. A file in the user's cache folder (not
+    Lark's default, a pickle in the shared temporary folder that anyone could plant); Lark
+    keys it on the grammar, its options and the versions of Lark and Python, and rebuilds it
+    when they change. False (no cache) where the folder cannot be made."""
+    import os
+    import sys
+
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(root, "archdsl")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.join(folder, f"grammar-py{sys.version_info[0]}{sys.version_info[1]}.lark-cache")
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +204,7 @@ def _lark() -> Lark:
         propagate_positions=True,
         postlex=_Postlex(),
         maybe_placeholders=True,
-        cache=False,
+        cache=_grammar_cache(),
     )
 
 
@@ -149,17 +268,13 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
         raise
     except UnexpectedInput as e:
         raise _syntax_error(e, text, path) from None
-    try:
+    try:  # the transformer is not recursive: a tree within the limits never overflows
         return _ToAst(path).transform(tree).with_path(path)  # type: ignore[no-any-return]
-    except (RecursionError, VisitError) as e:
-        if isinstance(e, VisitError) and isinstance(e.orig_exc, ArchError):
+    except VisitError as e:
+        if isinstance(e.orig_exc, ArchError):
             e.orig_exc.source = text
             raise e.orig_exc from None
-        if isinstance(e, VisitError) and not isinstance(e.orig_exc, RecursionError):
-            raise
-        raise ArchLimitError(
-            "expression nested too deeply (split it with intermediate names)", Span(path, 1, 1), text
-        ) from None
+        raise
 
 
 _CLOSING = {"(": "')'", "[": "']'", "{": "'}'"}
@@ -174,14 +289,15 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
     open_tokens = list(_lark().options.postlex.open)  # type: ignore[union-attr]
     if isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
-        rest = text[e.pos_in_stream + 1:].split("\n", 1)[0]
+        pos = e.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else ""
+        rest = text[pos + 1:].split("\n", 1)[0]
         if ch in "\"'" and ch not in rest:
             msg = "unterminated string: add the closing quote on the same line"
         else:
             msg = f"unexpected character {ch!r}"
     elif isinstance(e, UnexpectedEOF):
-        lines = text.splitlines() or [""]
+        lines = source_lines(text)
         line, col = len(lines), len(lines[-1]) + 1
         msg = f"unexpected end of file; expected {_describe(set(e.expected))}"
         if open_tokens:
@@ -189,7 +305,7 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
     elif isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
-            lines = text.splitlines() or [""]
+            lines = source_lines(text)
             line, col = len(lines), len(lines[-1]) + 1
             what = "end of file"
             if open_tokens:
@@ -233,7 +349,7 @@ class _ModuleResult:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):
     """Builds AST nodes from the parse tree, and nothing else."""
 
     def __init__(self, path: str):
@@ -335,7 +451,7 @@ class _ToAst(Transformer):
 
     def for_item(self, meta, children):
         var, iterable, body = children
-        return ast.For(self._s(meta), str(var), iterable, body)
+        return ast.For(self._s(meta), str(var), iterable, body, _tok_span(self.path, var))
 
     def arg(self, meta, children):
         name, value = children
@@ -414,7 +530,7 @@ class _ToAst(Transformer):
 
     def comprehension(self, meta, children):
         expr, var, iterable = children
-        return ast.Comprehension(self._s(meta), expr, str(var), iterable)
+        return ast.Comprehension(self._s(meta), expr, str(var), iterable, _tok_span(self.path, var))
 
     def list(self, meta, children):
         return ast.ListExpr(self._s(meta), tuple(c for c in children if c is not None))

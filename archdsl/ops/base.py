@@ -7,6 +7,7 @@ Nothing in this package imports torch; module factories live in ``archdsl.backen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,8 +103,15 @@ class OpDef:
     torch_class: str = ""
 
 
-def format_value(value: Any) -> str:
-    """Write a Python value the way the language spells it (``true``, ``none``, ``[3, 3]``).
+SHOWN_CHARS = 60
+"""About how much of a value a message quotes: longer strings and lists are abbreviated
+(a spec may hold a 10,000-character string or a 100,000-item list)."""
+
+
+def format_value(value: Any, width: int = SHOWN_CHARS) -> str:
+    """Write a Python value the way the language spells it (``true``, ``none``, ``[3, 3]``),
+    in about ``width`` characters: ``"xxx..." (10,000 characters)``, ``[0, 1, ... 99,990
+    more]``, ``[[...]]``; an integer beyond 10^18 in scientific notation.
 
     Error messages quote user values; showing them in the language's own syntax keeps the
     message readable next to the source line.
@@ -112,10 +120,28 @@ def format_value(value: Any) -> str:
         return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and abs(value) > 10**18:  # str() refuses over 4,300 digits
+        exponent = int(math.log10(abs(value)))
+        mantissa = abs(value) / 10**exponent
+        if mantissa >= 10:  # log10 rounded up
+            mantissa, exponent = mantissa / 10, exponent + 1
+        return f"{'-' * (value < 0)}{mantissa:.3f}e+{exponent}"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        shown = value if len(value) <= width else value[: max(width // 2, 1)]
+        quoted = '"' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return quoted if shown is value else f'{quoted[:-1]}..." ({len(value):,} characters)'
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
+        if value and width < 5:
+            return "[...]"
+        parts: list[str] = []
+        room = width - 2
+        for i, item in enumerate(value):
+            if room <= 0:
+                parts.append(f"... {len(value) - i:,} more")
+                break
+            parts.append(format_value(item, room))
+            room -= len(parts[-1]) + 2
+        return "[" + ", ".join(parts) + "]"
     return repr(value)
 
 

@@ -1,14 +1,17 @@
 """Lint: warnings about a spec that is valid but probably not what its author meant.
 
-Four rules, each named by a ``code``:
+Five rules, each named by a ``code``:
 
 - ``unused-block``: a block defined in the checked file that nothing in the file
   instantiates (a file without networks is a library: its blocks are for importers);
 - ``unused-parameter``: a block or network parameter its body never reads;
-- ``shadowed-name``: a parameter, local assignment or loop variable that hides a
+- ``shadowed-name``: a parameter, local assignment, loop or comprehension variable that hides a
   top-level name (constant, block, network, imported name) or a builtin function;
 - ``conv-bias-before-bn``: a conv with a bias whose output goes straight into batch norm,
-  which subtracts the mean and so cancels the bias (write ``bias=false``).
+  which subtracts the mean and so cancels the bias (write ``bias=false``);
+- ``unknown-name``: an unknown name in code that the checked network does not run (an
+  untaken branch, an unused block, another network): a typo all the same
+  (:func:`archdsl.passes.resolve.unknown_names`; in code that runs it is an error).
 
 Warnings are reported only for the checked file, never for the files it imports. A name
 that starts with ``_`` is exempt from the unused and shadowing rules.
@@ -27,9 +30,10 @@ from dataclasses import dataclass
 
 from archdsl.elaborate.evaluate import BUILTINS, SCALING_BUILTINS
 from archdsl.elaborate.loader import BlockRef, SpecModule
-from archdsl.errors import Span
+from archdsl.errors import Span, source_lines
 from archdsl.frontend import ast
 from archdsl.ir import Graph
+from archdsl.passes.resolve import bindings, unknown_names
 
 BUILTIN_FUNCTIONS = frozenset({*BUILTINS, *SCALING_BUILTINS})
 BN_OPS = frozenset({"bn", "batchnorm"})
@@ -58,30 +62,13 @@ def lint(module: SpecModule, graphs: Iterable[Graph] = ()) -> list[LintWarning]:
         _unused_parameters(module),
         _shadowed_names(module),
         _conv_bias_before_bn(module, list(graphs)),
+        _unknown_names(module),
     )
     found = {(w.span, w.code): w for rule in rules for w in rule}  # one per place and rule
     return sorted(found.values(), key=lambda w: (w.span.line, w.span.column, w.code))
 
 
-# ---- walking the AST ---------------------------------------------------------------------
-
-
-def _children(node: object) -> Iterator[object]:
-    """The AST nodes directly inside ``node`` (tuples flattened; spans and strings skipped)."""
-    for value in vars(node).values():
-        items = value if isinstance(value, tuple) else (value,)
-        for item in items:
-            if isinstance(item, (ast.Node, ast.Expr, ast.Arg)):
-                yield item
-
-
-def _walk(node: object) -> Iterator[object]:
-    """``node`` and everything inside it, iteratively (specs may nest deeply)."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(list(_children(current))))
+# ---- definitions ---------------------------------------------------------------------
 
 
 def _definitions(module: SpecModule) -> list[ast.BlockDef | ast.NetworkDef]:
@@ -96,7 +83,7 @@ def _unused_blocks(module: SpecModule) -> Iterator[LintWarning]:
     if not any(isinstance(d, (ast.NetworkDef, ast.NetworkAlias)) for d in defs):
         return  # a library: its blocks are for the files that import it
     called = {
-        n.name for d in _definitions(module) for n in _walk(d.body) if isinstance(n, ast.OpCall)
+        n.name for d in _definitions(module) for n in ast.walk(d.body) if isinstance(n, ast.OpCall)
     }
     for d in defs:
         if isinstance(d, ast.BlockDef) and d.name not in called and not d.name.startswith("_"):
@@ -107,7 +94,7 @@ def _unused_blocks(module: SpecModule) -> Iterator[LintWarning]:
 def _word_span(module: SpecModule, span: Span, word: str, after: str = "") -> Span:
     """The span of ``word`` in the source, first found after ``after`` from ``span``'s start
     on its line (``block NAME``, ``for VAR``), for the caret; ``span`` if not found."""
-    lines = module.source.splitlines()
+    lines = source_lines(module.source)
     if not 0 < span.line <= len(lines):
         return span
     text = lines[span.line - 1]
@@ -122,7 +109,7 @@ def _word_span(module: SpecModule, span: Span, word: str, after: str = "") -> Sp
 
 
 def _names_read(nodes: Iterable[object]) -> set[str]:
-    return {n.id for node in nodes for n in _walk(node) if isinstance(n, ast.Name)}
+    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
 def _unused_parameters(module: SpecModule) -> Iterator[LintWarning]:
@@ -148,28 +135,11 @@ def _param_span(p: ast.ParamDef) -> Span:
 # ---- shadowed names ----------------------------------------------------------------------
 
 
-def _bindings(
-    module: SpecModule, d: ast.BlockDef | ast.NetworkDef
-) -> Iterator[tuple[str, Span, str]]:
-    """Every local name a definition binds: parameters, assignments, loop variables."""
-    for p in d.params:
-        yield p.name, _param_span(p), "parameter"
-    for node in _walk(d.body):
-        if isinstance(node, ast.Assign):
-            s = node.span
-            yield (
-                node.name,
-                Span(s.path, s.line, s.column, s.line, s.column + len(node.name)),
-                "local",
-            )
-        elif isinstance(node, ast.For):
-            yield node.var, _word_span(module, node.span, node.var, after="for"), "loop variable"
-
-
 def _shadowed_names(module: SpecModule) -> Iterator[LintWarning]:
     top = module.names
     for d in _definitions(module):
-        for name, span, what in _bindings(module, d):
+        for binding in bindings(module, d):
+            name, span, what = binding.name, binding.span, binding.kind
             if name.startswith("_"):
                 continue
             if name in top:
@@ -193,7 +163,7 @@ _CONV_BIAS_MESSAGE = "conv has a bias but feeds batch norm, which cancels it; wr
 def _conv_bias_before_bn(module: SpecModule, graphs: list[Graph]) -> Iterator[LintWarning]:
     blocks = {name for name, v in module.names.items() if isinstance(v, BlockRef)}
     for d in _definitions(module):
-        for body in (n for n in _walk(d.body) if isinstance(n, (ast.Body, ast.Chain))):
+        for body in (n for n in ast.walk(d.body) if isinstance(n, (ast.Body, ast.Chain))):
             yield from _adjacent_conv_bn(body, blocks)
     for graph in graphs:
         for node in graph.nodes():
@@ -248,3 +218,13 @@ def _bias_on(conv: ast.OpCall) -> bool:
         if arg.name == "bias" or (arg.name is None and i == 6):
             return isinstance(arg.value, ast.Literal) and arg.value.value is True
     return True
+
+
+# ---- unknown names -----------------------------------------------------------------------
+
+
+def _unknown_names(module: SpecModule) -> Iterator[LintWarning]:
+    """Unknown names anywhere in the file's definitions; where the checked network runs
+    them, ``check`` has already failed with them."""
+    for err in unknown_names(module):
+        yield LintWarning(err.span, err.message, "unknown-name")
