@@ -18,7 +18,7 @@ from archdsl.errors import (
     ArchTypeError,
     Span,
 )
-from archdsl.gcpause import gc_paused
+from archdsl.gcpause import gc_paused, stack_room
 from archdsl.ir import Graph
 
 if TYPE_CHECKING:
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from archdsl.passes.lint import LintWarning
 
 PathLike = str | os.PathLike[str]
+
+# Python frames elaboration may need: chains nested to MAX_CHAIN_DEPTH take about 5 frames
+# a level, expressions nested to MAX_EXPR_DEPTH about 3; so the limits, not the caller's
+# stack depth, decide what is refused.
+ELABORATION_FRAMES = 4000
 
 
 def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
@@ -49,7 +54,8 @@ def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
 def _elaborate(loader: Loader, module: SpecModule, network: str | None, params: Mapping[str, Any]) -> Graph:
     ref = _pick_network(module, network)
     try:  # the elaborator holds the values to the limits of literals (from_python)
-        return Elaborator().network(ref, params)
+        with stack_room(ELABORATION_FRAMES):
+            return Elaborator().network(ref, params)
     except ArchError as e:
         _attach_source(e, loader)
         _attach_others(e, loader, module, ref, params)

@@ -26,17 +26,24 @@ import signal
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import archdsl
 from archdsl.elaborate import evaluate
-from archdsl.elaborate.elaborator import MAX_BLOCK_DEPTH, MAX_NODES, MAX_REPEAT, MAX_SCOPE_DEPTH
+from archdsl.elaborate.elaborator import (
+    MAX_BLOCK_DEPTH,
+    MAX_CHAIN_DEPTH,
+    MAX_NODES,
+    MAX_REPEAT,
+    MAX_SCOPE_DEPTH,
+)
 from archdsl.elaborate.evaluate import BUILTINS, MAX_INT, MAX_LIST, MAX_STEPS, MAX_STRING
 from archdsl.elaborate.loader import MAX_IMPORT_DEPTH, bundled_spec_root
 from archdsl.errors import Span
+from archdsl.ir import Graph
 from archdsl.frontend.parser import MAX_EXPR_DEPTH, MAX_NESTING, MAX_SOURCE_BYTES
 from archdsl_cli.main import main
 
@@ -381,6 +388,61 @@ def test_modules_nested_to_the_scope_limit_compile_and_run() -> None:
     assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 2, 8, 8)
     with pytest.raises(archdsl.ArchLimitError, match=f"deeper than {MAX_SCOPE_DEPTH}"):
         archdsl.check(_nested_blocks(8, 8))  # 72 deep
+
+
+def _blocks_nesting(blocks: int, opening: str, closing: str, depth: int, last: str) -> str:
+    """``blocks`` blocks, each calling the next inside ``depth`` nestings of ``opening``."""
+    lines = []
+    for i in range(blocks):
+        inner = f"b{i + 1}" if i < blocks - 1 else last
+        lines.append(f"block b{i} {{ " + opening * depth + inner + closing * depth + " }")
+    return "\n".join([*lines, "network n { input [3, 8, 8]; b0 }"])
+
+
+NESTINGS = {  # shape -> (opening, closing, the layer at the bottom)
+    "if bodies": ("if true { ", " }", "conv(2, 1)"),
+    "groups": ("(relu -> ", ")", "conv(2, 1)"),
+    "merge branches": ("add { () ; ", " }", "conv(3, 1)"),
+}
+
+
+def _under(frames: int, fn: Callable[[], object]) -> object:
+    """Call ``fn`` with ``frames`` more Python frames on the stack (as a deep caller has)."""
+    return fn() if frames == 0 else _under(frames - 1, fn)
+
+
+@pytest.mark.parametrize("shape", sorted(NESTINGS))
+def test_nesting_that_makes_no_module_is_a_limit_error(shape: str) -> None:
+    """47 blocks of 60 nested ifs, groups or merges are within the block, module and
+    bracket limits, but nest chains thousands deep: refused at the chain that goes past
+    MAX_CHAIN_DEPTH, not by Python's stack."""
+    opening, closing, last = NESTINGS[shape]
+    text = _blocks_nesting(47, opening, closing, 60, last)
+    err = error_of(text, seconds=5)
+    assert type(err) is archdsl.ArchLimitError, f"{type(err).__name__}: {err}"
+    assert f"chains nested deeper than {MAX_CHAIN_DEPTH}" in err.message
+
+
+def test_nested_ifs_refused_at_the_first_chain_past_the_limit() -> None:
+    # Levels: the network's chain 1, b0's body 2, its 60 if bodies 3-62, b1 63-123, b2's
+    # body 124 and if bodies from 125: the 161st level is the body of b2's 37th if, whose
+    # chain starts at its 38th.
+    text = _blocks_nesting(47, "if true { ", " }", 60, "conv(2, 1)")
+    assert MAX_CHAIN_DEPTH == 160
+    limit_error(text, "chains nested deeper than 160", *locate(text, "if true", nth=120 + 37))
+
+
+@pytest.mark.parametrize("depth", [52, 53])
+def test_nested_ifs_at_the_chain_limit_run_whatever_the_callers_stack(depth: int) -> None:
+    """3 blocks of 52 ifs are 160 levels exactly: accepted even when the caller has used 600
+    frames of Python's stack; 53 are refused."""
+    text = _blocks_nesting(3, "if true { ", " }", depth, "conv(2, 1)")
+    if depth == 52:
+        graph = _under(600, lambda: archdsl.check(text))
+        assert isinstance(graph, Graph)
+    else:
+        with pytest.raises(archdsl.ArchLimitError, match="chains nested deeper than 160"):
+            _under(600, lambda: archdsl.check(text))
 
 
 # ---- size ----------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_BLOCK_DEPTH = 48
 MAX_SCOPE_DEPTH = 64  # nested modules: blocks, seqs and labelled groups each add one
+# Nested chains: every block or seq body, if/for body, merge branch and (group) adds one.
+MAX_CHAIN_DEPTH = 160
 
 INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {
     # name -> accepted keyword parameters, positional in this order
@@ -100,6 +102,7 @@ class Elaborator:
         self.block_stack: list[tuple[str, Span]] = []
         self.scaling = Scaling()
         self.budget = Budget()  # evaluation steps: every Env of this network shares it
+        self.depth = 0  # chains being elaborated, one inside the other
 
     # ---- networks -------------------------------------------------------------------
     def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
@@ -286,11 +289,21 @@ class Elaborator:
             env.set(stmt.name, evaluate(stmt.value, env))
             return cur
         if isinstance(stmt, ast.Chain):
-            for item in stmt.items:
-                if isinstance(item, ast.SideItem):
-                    self._side(item, env, cur)
-                else:
-                    cur = self._item(item, env, cur)
+            if self.depth >= MAX_CHAIN_DEPTH:
+                raise ArchLimitError(
+                    f"chains nested deeper than {MAX_CHAIN_DEPTH} (each block or seq body, if or "
+                    f"for body, merge branch and parenthesised group is one level)",
+                    stmt.span,
+                )
+            self.depth += 1
+            try:
+                for item in stmt.items:
+                    if isinstance(item, ast.SideItem):
+                        self._side(item, env, cur)
+                    else:
+                        cur = self._item(item, env, cur)
+            finally:
+                self.depth -= 1
             return cur
         what = {ast.InputStmt: "input", ast.InitStmt: "init"}.get(type(stmt), "this")
         raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
