@@ -99,6 +99,17 @@ def test_expand_and_depth() -> None:
     assert "rankdir=LR" in to_dot("resnet18", rankdir="LR").source
 
 
+def test_op_labels_show_their_defining_argument() -> None:
+    from archdsl.backends.graphviz import op_text
+
+    graph = archdsl.check(
+        "network n { input [3, 8, 8]\n  conv(4, 3, stride=2) -> scale(0.17) -> dropout(0.2) "
+        "-> flatten -> linear(10) }"
+    )
+    labels = [op_text(node) for node in graph.nodes() if node.op != "input"]
+    assert labels == ["conv 3×3 /2", "scale ×0.17", "dropout 0.2", "flatten", "linear 10"]
+
+
 def test_multi_path_layout() -> None:
     graph = archdsl.check(MULTI_PATH)
     source = to_dot(graph).source

@@ -110,6 +110,8 @@ def op_text(node: OpNode) -> str:
         return f"{node.op} {_first(a['size'])}"
     if node.op == "dropout":
         return f"dropout {a['p']:g}"
+    if node.op == "scale":
+        return f"scale ×{a['factor']:g}"
     return node.op
 
 
