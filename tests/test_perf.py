@@ -148,3 +148,27 @@ def test_build_generates_the_code_of_each_distinct_scope_once(monkeypatch: pytes
     assert len(scopes) == len(graph.scopes) + 1
     assert set(generated.values()) == {1}  # no scope's code twice (it was 554 times for 107)
     assert len(generated) == len({m.code for m in scopes}) < len(scopes)
+
+
+def test_build_compiles_the_forward_of_each_distinct_scope_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scopes with the same generated code share one compiled ``forward`` (each still its
+    own class): compiling and exec'ing the source was torch.fx's largest fixed cost per scope."""
+    from torch import fx
+    from torch.fx import graph_module
+
+    graph = archdsl.load_graph("efficientnet_b0")
+    compiled: Counter[str] = Counter()
+    original = graph_module._forward_from_src
+
+    def counting(src: str, *args: Any, **kwargs: Any) -> Any:
+        compiled[src] += 1
+        return original(src, *args, **kwargs)
+
+    monkeypatch.setattr(graph_module, "_forward_from_src", counting)
+    module = archdsl.build(graph)
+    scopes = [m for m in module.modules() if isinstance(m, fx.GraphModule)]
+    assert set(compiled.values()) == {1}
+    assert len(compiled) == len({m.code for m in scopes}) == len({type(m).forward for m in scopes})
+    assert len({type(m) for m in scopes}) == len(scopes)

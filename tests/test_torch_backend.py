@@ -842,3 +842,58 @@ def test_cuda_matches_cpu(resnet18, x64):
             out = model(x64.cuda())
             assert out.is_cuda
             torch.testing.assert_close(out.cpu(), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
+    """The backend makes scope modules without torch.fx's per-scope compile and setattr
+    costs (``_ScopeModule``: a shared ``forward`` for scopes of the same code, attributes set
+    directly), mirroring what torch 2.13's ``GraphModule.__init__`` and ``recompile`` set.
+    This compares each scope with the GraphModule torch.fx makes from the same graph,
+    attribute for attribute, so a torch upgrade that changes either fails here."""
+    import copy
+
+    model = archdsl.build(archdsl.check(MIXED))
+    scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
+    forwards = {type(m).forward for m in scopes}
+    assert len(forwards) < len({id(type(m)) for m in scopes}) == len(scopes)  # shared, own class
+    x = torch.randn(2, 3, 16, 16)
+    for m in scopes:
+        ref = fx.GraphModule(dict(m.named_children()), copy.deepcopy(m.graph), type(m).__name__)
+        mine = {k: v for k, v in vars(m).items() if k != "archdsl_graph"}  # the root's, build's
+        theirs = vars(ref)
+        assert mine.keys() == theirs.keys()
+        for key, value in mine.items():
+            if key == "_graph":
+                assert value.owning_module is m and theirs[key].owning_module is ref
+            elif key == "_modules":
+                assert list(value.items()) == list(theirs[key].items())
+            else:
+                assert value == theirs[key], key
+        cls, ref_cls = type(m), type(ref)
+        assert vars(cls).keys() - {"_repr_svg_"} == vars(ref_cls).keys()
+        assert cls.__name__ == ref_cls.__name__
+        assert m._wrapped_call.cls is cls and ref._wrapped_call.cls is ref_cls
+        assert cls.forward.__code__.co_code == ref_cls.forward.__code__.co_code
+        assert vars(cls)["__call__"].__code__ is vars(ref_cls)["__call__"].__code__
+    model.eval()
+    ref_root = fx.GraphModule(dict(model.named_children()), copy.deepcopy(model.graph))
+    torch.testing.assert_close(model(x), ref_root(x))
+
+
+def test_a_scope_recompiled_after_the_build_changes_alone():
+    """Scopes of the same code share a compiled ``forward`` but not a class: an fx pass on
+    one block leaves its twins as they were."""
+    model = archdsl.build(archdsl.check(MIXED)).eval()
+    scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
+    first, twin = next(
+        (a, b) for i, a in enumerate(scopes) for b in scopes[i + 1:]
+        if type(a).forward is type(b).forward
+    )
+    before = twin.code
+    out = next(n for n in first.graph.nodes if n.op == "output")
+    with first.graph.inserting_before(out):
+        neg = first.graph.call_function(torch.neg, (out.args[0],))
+    out.args = (neg,)
+    first.recompile()
+    assert "torch.neg" in first.code and twin.code == before
+    assert type(first).forward is not type(twin).forward

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.fx.experimental import _config as fx_experimental_config
+from torch.fx.graph_module import _WrappedCall
 
 from archdsl.backends.torch_modules import build_module
 from archdsl.elaborate.elaborator import rule_matches
@@ -44,10 +46,19 @@ def _mul(*xs: torch.Tensor) -> torch.Tensor:
     return out
 
 
-# Python generated for scope graphs during one build, by structure (see _ScopeGraph).
-_CODE_CACHE: ContextVar[dict[tuple[Any, ...], fx.graph.PythonCode] | None] = ContextVar(
-    "archdsl_code_cache", default=None
-)
+@dataclass
+class _Shared:
+    """What structurally identical scopes of one build share: the Python torch.fx generates
+    for them (by structure, see :meth:`_ScopeGraph._structure`) and the ``forward`` compiled
+    from it (by that Python's identity), with the ``__call__`` torch.fx installs beside it."""
+
+    code: dict[tuple[Any, ...], fx.graph.PythonCode] = field(default_factory=dict)
+    compiled: dict[int, tuple[fx.graph.PythonCode, Callable[..., Any], Callable[..., Any]]] = (
+        field(default_factory=dict)
+    )
+
+
+_SHARED: ContextVar[_Shared | None] = ContextVar("archdsl_shared", default=None)
 
 
 class _ScopeGraph(fx.Graph):
@@ -59,14 +70,14 @@ class _ScopeGraph(fx.Graph):
     is an ordinary ``fx.Graph``."""
 
     def python_code(self, root_module: str, **kwargs: Any) -> fx.graph.PythonCode:
-        cache = _CODE_CACHE.get()
-        key = self._structure(root_module, kwargs) if cache is not None else None
+        shared = _SHARED.get()
+        key = self._structure(root_module, kwargs) if shared is not None else None
         if key is None:
             return super().python_code(root_module, **kwargs)
-        assert cache is not None
-        code = cache.get(key)
+        assert shared is not None
+        code = shared.code.get(key)
         if code is None:
-            code = cache[key] = super().python_code(root_module, **kwargs)
+            code = shared.code[key] = super().python_code(root_module, **kwargs)
         return code
 
     def _structure(self, root_module: str, kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -81,13 +92,90 @@ class _ScopeGraph(fx.Graph):
         return tuple(key)
 
 
+class _ScopeModule(fx.GraphModule):
+    """The GraphModule of one scope. While a network is built, it skips two of torch.fx's
+    fixed costs per scope, the largest left once the code is generated once per structure:
+
+    - a scope whose generated Python is that of an earlier scope (see :class:`_ScopeGraph`)
+      takes the ``forward`` compiled for the earlier one instead of compiling and exec'ing
+      the same source again (about 0.1 ms a scope);
+    - ``__init__`` sets the attributes that ``GraphModule.__init__`` sets for a dict of
+      submodules without going through ``nn.Module.__setattr__`` for each plain attribute.
+
+    Each scope still gets its own class, as every GraphModule does, so a later
+    ``recompile`` of one scope (an fx pass, :func:`archdsl.optimize_for_inference`) changes
+    that scope alone; outside a build (deepcopy, unpickling, ``recompile`` after an edit)
+    everything is torch.fx's own. What the fast paths set mirrors torch 2.13's
+    ``GraphModule.__init__`` and ``recompile``; tests/test_torch_backend.py compares every
+    scope of a built network with a GraphModule made by torch.fx from the same graph, so a
+    torch upgrade that changes either fails there.
+    """
+
+    def __init__(self, root: nn.Module | dict[str, Any], graph: fx.Graph,
+                 class_name: str = "GraphModule") -> None:
+        if (
+            _SHARED.get() is None
+            or not isinstance(root, dict)
+            or not isinstance(graph, _ScopeGraph)
+            or graph._tracer_cls is not None
+            or graph._tracer_extras
+            or any("." in name for name in root)  # a backbone's root: nested targets
+        ):
+            super().__init__(root, graph, class_name)
+            return
+        nn.Module.__init__(self)
+        type(self).__name__ = class_name
+        for name, module in root.items():  # the call_module and get_attr targets, in order
+            setattr(self, name, module)
+        self.__dict__["_graph"] = graph
+        graph.owning_module = self
+        self.recompile()
+        self.__dict__.update(
+            _tracer_cls=None,
+            _tracer_extras={},
+            meta={},
+            _replace_hooks=[],
+            _create_node_hooks=[],
+            _erase_node_hooks=[],
+            _deepcopy_hooks=[],
+            shape_env=None,
+        )
+
+    def recompile(self) -> fx.graph.PythonCode:
+        shared = _SHARED.get()
+        if (
+            shared is None
+            or fx_experimental_config.enrich_profiler_metadata  # code rewritten per module
+            or not isinstance(self._graph, _ScopeGraph)
+            or type(self).__dict__.keys() & {"__call__", "_wrapped_call"}
+        ):
+            return super().recompile()
+        code = self._graph.python_code(root_module="self", record_func=False)
+        hit = shared.compiled.get(id(code))
+        if hit is None or hit[0] is not code:  # the first scope of this code, or unshared code
+            code = super().recompile()
+            cls = type(self)
+            shared.compiled[id(code)] = (code, cls.forward, cls.__call__)
+            return code
+        _, forward, call_wrapped = hit
+        self.__dict__.update(
+            _code=code.src, _lineno_map=code._lineno_map, _prologue_start=code._prologue_start
+        )
+        cls = type(self)
+        cls.forward = forward
+        cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
+        cls.__call__ = call_wrapped  # type: ignore[method-assign]
+        self._recompile_submodules()
+        return code
+
+
 @contextlib.contextmanager
 def _sharing_code() -> Iterator[None]:
-    token = _CODE_CACHE.set({})
+    token = _SHARED.set(_Shared())
     try:
         yield
     finally:
-        _CODE_CACHE.reset(token)
+        _SHARED.reset(token)
 
 
 class _Layout:
@@ -290,7 +378,7 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
         g.output({name: env[node_id] for name, node_id in outputs.items()})
     else:
         g.output(env[output_id])
-    gm = fx.GraphModule(modules, g, class_name=class_name)
+    gm = _ScopeModule(modules, g, class_name=class_name)
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
