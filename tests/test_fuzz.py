@@ -75,8 +75,10 @@ class CaseTimeout(BaseException):
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the body after ``seconds`` (SIGALRM), so a hanging case fails instead of
-    hanging the test run. A no-op where there is no SIGALRM."""
+    """Interrupt the body after ``seconds`` of this process's CPU time (SIGPROF), so a
+    hanging case fails instead of hanging the test run. CPU time, not wall time: other
+    processes (the other xdist worker, CI neighbours) cannot make a fast case look slow.
+    A no-op where there is no setitimer."""
     if not hasattr(signal, "setitimer"):  # pragma: no cover - Windows
         yield
         return
@@ -87,15 +89,15 @@ def time_limit(seconds: float) -> Iterator[None]:
         if armed[0]:
             raise CaseTimeout(f"still running after {seconds} s")
 
-    previous = signal.signal(signal.SIGALRM, _expired)
+    previous = signal.signal(signal.SIGPROF, _expired)
     # Repeat every 50 ms: an exception raised while a gc callback runs is swallowed there.
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
+    signal.setitimer(signal.ITIMER_PROF, seconds, 0.05)
     try:
         yield
     finally:
         armed[0] = False  # a late signal must not interrupt the clean-up or what follows
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 HANG_SECONDS = 10 * CASE_SECONDS

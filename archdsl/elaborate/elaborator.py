@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,7 @@ class Elaborator:
         self.scaling = Scaling()
         self.budget = Budget()  # evaluation steps: every Env of this network shares it
         self.depth = 0  # chains being elaborated, one inside the other
+        self._plain_labels: dict[int, tuple[ast.Label, str]] = {}  # id -> (label, its name)
 
     # ---- networks -------------------------------------------------------------------
     def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
@@ -367,6 +368,17 @@ class Elaborator:
         self.graph.side_outputs[name] = out
 
     def _label(self, label: ast.Label, env: Env) -> str:
+        if len(label.parts) == 1 and isinstance(label.parts[0], str):
+            # a plain name: checked once per label of the spec, not once per layer made
+            cached = self._plain_labels.get(id(label))
+            if cached is not None and cached[0] is label:
+                return cached[1]
+            name = self._label_text(label, env)
+            self._plain_labels[id(label)] = (label, name)
+            return name
+        return self._label_text(label, env)
+
+    def _label_text(self, label: ast.Label, env: Env) -> str:
         text = []
         for part in label.parts:
             if isinstance(part, str):
@@ -461,10 +473,14 @@ class Elaborator:
 
     # ---- ops, blocks and merges ---------------------------------------------------
     def _resolve_call(self, call: ast.OpCall, env: Env) -> BlockRef | OpDef:
-        try:
-            target = env.lookup(call.name)
-        except KeyError:
-            target = None
+        # env.lookup without its KeyError: most layers are ops, names no frame binds
+        target = None
+        frame: Env | None = env
+        while frame is not None:
+            if call.name in frame.names:
+                target = frame.names[call.name]
+                break
+            frame = frame.parent
         if isinstance(target, BlockRef):
             return target
         opdef = get_op(call.name)
@@ -478,7 +494,7 @@ class Elaborator:
         )
 
     def _bind_args(
-        self, args: tuple[ast.Arg, ...], names: list[str], what: str, env: Env, span: Span
+        self, args: tuple[ast.Arg, ...], names: Sequence[str], what: str, env: Env, span: Span
     ) -> dict[str, Any]:
         bound: dict[str, Any] = {}
         positional = True
@@ -506,14 +522,14 @@ class Elaborator:
 
     def _op(self, call: ast.OpCall, opdef: OpDef, env: Env, cur: str, path: str) -> str:
         assert self.graph is not None
-        names = [p.name for p in opdef.params]
-        attrs = self._bind_args(call.args, names, opdef.name, env, call.span)
-        for p in opdef.params:
-            if p.name not in attrs:
-                if p.default is REQUIRED:
+        names = opdef.param_names
+        attrs = self._bind_args(call.args, names, opdef.name, env, call.span) if call.args else {}
+        for name, default in opdef.defaults:
+            if name not in attrs:
+                if default is REQUIRED:
                     sig = ", ".join(q.name if q.default is REQUIRED else f"{q.name}={show(q.default)}" for q in opdef.params)
-                    raise ArchTypeError(f"{opdef.name} needs a value for '{p.name}': {opdef.name}({sig})", call.span)
-                attrs[p.name] = p.default
+                    raise ArchTypeError(f"{opdef.name} needs a value for '{name}': {opdef.name}({sig})", call.span)
+                attrs[name] = default
         try:
             attrs = normalize_attrs(opdef, attrs)
         except ValueProblem as e:
@@ -612,10 +628,10 @@ MAX_ELEMENTS = 2**40
 
 def _check_dims(shape: tuple[int, ...], span: Span) -> None:
     """Refuse tensor shapes no machine could hold (per sample)."""
-    if any(d > MAX_DIM for d in shape):
-        raise ArchLimitError(f"shape {list(shape)} has a dimension above {MAX_DIM:,}", span)
     elements = 1
     for d in shape:
+        if d > MAX_DIM:
+            raise ArchLimitError(f"shape {list(shape)} has a dimension above {MAX_DIM:,}", span)
         elements *= d
     if elements > MAX_ELEMENTS:
         raise ArchLimitError(

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
     UnexpectedInput,
     UnexpectedToken,
-    VisitError,
 )
 
 from archdsl.errors import ArchError, ArchLimitError, ArchSyntaxError, Span, source_lines
 from archdsl.frontend import ast
+from archdsl.frontend.lalr import Driver, Extent
 
 MAX_SOURCE_BYTES = 1_000_000
 # Brackets ( [ { open inside one another, each "else if" of a chain counting as one more:
@@ -94,12 +94,14 @@ class _Postlex:
                     yield pending
                     levels[-1].end_element()
                 pending = None
-            if prev is not None and _is_word(prev) and prev.value == "}" and value != "else":
+            if prev is not None and prev.value == "}" and value != "else" and (
+                prev.type not in _VALUE_TYPES  # _is_word(prev), inlined: once per token
+            ):
                 chains[-1] = []  # the if-else chain at this level ended
             level = levels[-1]
             if level.start is None:
                 level.start = tok
-            if not _is_word(tok):
+            if tok.type in _VALUE_TYPES:  # not _is_word(tok), inlined: once per token
                 pass
             elif value in _OPENERS or value == "{":
                 self.open.append(tok)
@@ -167,9 +169,12 @@ class _Postlex:
         return _tok_span(self.path, tok)
 
 
+_VALUE_TYPES = frozenset(("NAME", "STRING", "NUMBER"))
+
+
 def _is_word(tok: Token) -> bool:
     """A keyword or punctuation, not a name, number or string."""
-    return tok.type not in ("NAME", "STRING", "NUMBER")
+    return tok.type not in _VALUE_TYPES
 
 
 def _joins_after(tok: Token) -> bool:
@@ -192,6 +197,26 @@ def _grammar_cache() -> str | bool:
     except OSError:
         return False
     return os.path.join(folder, f"grammar-py{sys.version_info[0]}{sys.version_info[1]}.lark-cache")
+
+
+@lru_cache(maxsize=1)
+def _driver() -> Driver:
+    _check_field_order()
+    return Driver(_lark(), _ToAst)
+
+
+def _check_field_order() -> None:
+    """The classes :class:`_ToAst` fills without their ``__init__`` must still have the
+    fields it sets, in that order (``ast.children`` walks them in it), and no
+    ``__post_init__``."""
+    from dataclasses import fields
+
+    for cls, names in (
+        (Span, ["path", "line", "column", "end_line", "end_column"]),
+        (ast.OpCall, ["span", "name", "args", "name_span"]),
+        (ast.Item, ["span", "label", "primary", "repeat"]),
+    ):
+        assert [f.name for f in fields(cls)] == names and not hasattr(cls, "__post_init__"), cls
 
 
 @lru_cache(maxsize=1)
@@ -260,21 +285,20 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
         col = text.index("\x00") - (text.rfind("\n", 0, text.index("\x00")) + 1) + 1
         raise ArchSyntaxError("NUL byte in spec file", Span(path, line, col), text)
     parser = _lark()
-    parser.options.postlex.path = path  # type: ignore[union-attr]
+    postlex = parser.options.postlex
+    postlex.path = path  # type: ignore[union-attr]
+    builder = _ToAst(path)
     try:
-        tree = parser.parse(text)
+        result = _driver().parse(text, postlex, builder)
     except ArchLimitError as e:
         e.source = text
         raise
     except UnexpectedInput as e:
         raise _syntax_error(e, text, path) from None
-    try:  # the transformer is not recursive: a tree within the limits never overflows
-        return _ToAst(path).transform(tree).with_path(path)  # type: ignore[no-any-return]
-    except VisitError as e:
-        if isinstance(e.orig_exc, ArchError):
-            e.orig_exc.source = text
-            raise e.orig_exc from None
-        raise
+    if builder.error is not None:  # a number too large, found while the text parsed
+        builder.error.source = text
+        raise builder.error
+    return result.with_path(path)
 
 
 _CLOSING = {"(": "')'", "[": "']'", "{": "'}'"}
@@ -330,14 +354,26 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
     return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1), line, end), text)
 
 
-def _span(path: str, meta: object) -> Span:
-    if getattr(meta, "empty", True):
-        return Span(path, 0, 0)
-    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)  # type: ignore[attr-defined]
-
-
 def _tok_span(path: str, tok: Token) -> Span:
     return Span(path, tok.line or 0, tok.column or 0, tok.end_line, tok.end_column)
+
+
+def _new_span(
+    path: str, line: int, column: int, end_line: int | None, end_column: int | None
+) -> Span:
+    """``Span(...)`` without the frozen dataclass's five ``object.__setattr__`` calls: a
+    large spec makes hundreds of thousands. (Fields set in order, as ``__init__`` would.)"""
+    span = _object_new(Span)
+    fields = span.__dict__
+    fields["path"] = path
+    fields["line"] = line
+    fields["column"] = column
+    fields["end_line"] = end_line
+    fields["end_column"] = end_column
+    return span
+
+
+_object_new = object.__new__
 
 
 class _ModuleResult:
@@ -348,192 +384,225 @@ class _ModuleResult:
         return ast.Module(self.span, path, self.defs)
 
 
-@v_args(meta=True)
-class _ToAst(Transformer_NonRecursive):
-    """Builds AST nodes from the parse tree, and nothing else."""
+class _ToAst:
+    """Builds AST nodes from each rule's children and extent as the parser reduces it
+    (see :mod:`archdsl.frontend.lalr`), and nothing else."""
 
     def __init__(self, path: str):
-        super().__init__()
         self.path = path
+        self.error: ArchError | None = None  # the first, raised once the whole text parsed
+        self._last: Extent | None = None
+        self._last_span = Span(path, 0, 0)
 
-    def _s(self, meta: object) -> Span:
-        return _span(self.path, meta)
+    def _s(self, ext: Extent | None) -> Span:
+        """The span of an extent; nested rules over the same text share one Span."""
+        if ext is None:
+            return Span(self.path, 0, 0)
+        if ext is not self._last and ext != self._last:
+            self._last = ext
+            self._last_span = _new_span(self.path, *ext)
+        return self._last_span
+
+    def _t(self, tok: Token) -> Span:
+        return self._s((tok.line or 0, tok.column or 0, tok.end_line, tok.end_column))
+
+    def _defer(self, err: ArchError) -> None:
+        """Keep the first error a callback finds; a syntax error anywhere comes first, as
+        when the whole tree was built before any node."""
+        if self.error is None:
+            self.error = err
 
     # ---- top level
-    def start(self, meta, children):
-        return _ModuleResult(tuple(c for c in children if c is not None), self._s(meta))
+    def start(self, ext, children):
+        return _ModuleResult(tuple(c for c in children if c is not None), self._s(ext))
 
-    def import_stmt(self, meta, children):
-        return ast.Import(self._s(meta), _unquote(children[0]))
+    def import_stmt(self, ext, children):
+        return ast.Import(self._s(ext), _unquote(children[0]))
 
-    def block_def(self, meta, children):
+    def block_def(self, ext, children):
         name, params, body = children
-        return ast.BlockDef(self._s(meta), str(name), tuple(params or ()), body)
+        return ast.BlockDef(self._s(ext), str(name), tuple(params or ()), body)
 
-    def network_def(self, meta, children):
+    def network_def(self, ext, children):
         name, params, body = children
-        return ast.NetworkDef(self._s(meta), str(name), tuple(params or ()), body)
+        return ast.NetworkDef(self._s(ext), str(name), tuple(params or ()), body)
 
-    def network_alias(self, meta, children):
+    def network_alias(self, ext, children):
         name, ref = children
         base, args, scales, base_span = ref
-        return ast.NetworkAlias(self._s(meta), str(name), base, base_span, args, scales)
+        return ast.NetworkAlias(self._s(ext), str(name), base, base_span, args, scales)
 
-    def network_ref(self, meta, children):
+    def network_ref(self, ext, children):
         base = children[0]
         scales = tuple(c for c in children if isinstance(c, ast.ScaleClause))
-        return (str(base), _args(children), scales, _tok_span(self.path, base))
+        return (str(base), _args(children), scales, self._t(base))
 
-    def scale_clause(self, meta, children):
-        return ast.ScaleClause(self._s(meta), _args(children))
+    def scale_clause(self, ext, children):
+        return ast.ScaleClause(self._s(ext), _args(children))
 
-    def params(self, meta, children):
+    def params(self, ext, children):
         return tuple(c for c in children if c is not None)
 
-    def param(self, meta, children):
+    def param(self, ext, children):
         name, default = children
-        return ast.ParamDef(self._s(meta), str(name), default)
+        return ast.ParamDef(self._s(ext), str(name), default)
 
     # ---- statements
-    def body(self, meta, children):
-        return ast.Body(self._s(meta), tuple(c for c in children if c is not None))
+    def body(self, ext, children):
+        return ast.Body(self._s(ext), tuple(c for c in children if c is not None))
 
-    def assign(self, meta, children):
-        return ast.Assign(self._s(meta), str(children[0]), children[1])
+    def assign(self, ext, children):
+        return ast.Assign(self._s(ext), str(children[0]), children[1])
 
-    def input_stmt(self, meta, children):
+    def input_stmt(self, ext, children):
         shape, _arrow, chain = children
-        return ast.InputStmt(self._s(meta), shape, chain)
+        return ast.InputStmt(self._s(ext), shape, chain)
 
-    def init_stmt(self, meta, children):
+    def init_stmt(self, ext, children):
         names = [str(c) for c in children if isinstance(c, Token)]
         *target, tensor, fn = names
-        return ast.InitStmt(self._s(meta), tuple(target), tensor, fn, _args(children))
+        return ast.InitStmt(self._s(ext), tuple(target), tensor, fn, _args(children))
 
-    def chain(self, meta, children):
+    def chain(self, ext, children):
         items = tuple(c for c in children if isinstance(c, (ast.Item, ast.SideItem)))
-        return ast.Chain(self._s(meta), items)
+        return ast.Chain(self._s(ext), items)
 
-    def item(self, meta, children):
+    def item(self, ext, children):
         label, primary, _x, repeat = children
-        return ast.Item(self._s(meta), label, primary, repeat)
+        node = _object_new(ast.Item)  # ast.Item(...) without its __init__: one per layer
+        fields = node.__dict__  # set in the order of the fields, as __init__ would
+        fields["span"] = self._s(ext)
+        fields["label"] = label
+        fields["primary"] = primary
+        fields["repeat"] = repeat
+        return node
 
-    def side_item(self, meta, children):
-        return ast.SideItem(self._s(meta), children[0], children[1])
+    def side_item(self, ext, children):
+        return ast.SideItem(self._s(ext), children[0], children[1])
 
-    def label_word(self, meta, children):
+    def label_word(self, ext, children):
         return str(children[0])
 
-    def label(self, meta, children):
+    def label(self, ext, children):
         parts = tuple(str(c) if isinstance(c, (Token, str)) else c for c in children if c is not None)
-        return ast.Label(self._s(meta), parts)
+        return ast.Label(self._s(ext), parts)
 
-    def op_call(self, meta, children):
-        name, *args = children
-        return ast.OpCall(self._s(meta), str(name), _args(args), _tok_span(self.path, name))
+    def op_call(self, ext, children):
+        name = children[0]
+        node = _object_new(ast.OpCall)  # ast.OpCall(...) without its __init__: one per layer
+        fields = node.__dict__  # set in the order of the fields, as __init__ would
+        fields["span"] = self._s(ext)
+        fields["name"] = str(name)
+        fields["args"] = _args(children[1:]) if len(children) > 1 else ()
+        fields["name_span"] = self._t(name)
+        return node
 
-    def group(self, meta, children):
-        chain = children[0] if children[0] is not None else ast.Chain(self._s(meta), ())
-        return ast.Group(self._s(meta), chain)
+    def group(self, ext, children):
+        chain = children[0] if children[0] is not None else ast.Chain(self._s(ext), ())
+        return ast.Group(self._s(ext), chain)
 
-    def merge(self, meta, children):
+    def merge(self, ext, children):
         kind, *branches = children
-        return ast.Merge(self._s(meta), str(kind), tuple(b for b in branches if b is not None))
+        return ast.Merge(self._s(ext), str(kind), tuple(b for b in branches if b is not None))
 
-    def seq(self, meta, children):
-        return ast.Seq(self._s(meta), children[0])
+    def seq(self, ext, children):
+        return ast.Seq(self._s(ext), children[0])
 
-    def if_item(self, meta, children):
+    def if_item(self, ext, children):
         cond, then, _else, other = children
         if isinstance(other, ast.If):
             other = ast.Body(other.span, (ast.Chain(other.span, (ast.Item(other.span, None, other, None),)),))
-        return ast.If(self._s(meta), cond, then, other)
+        return ast.If(self._s(ext), cond, then, other)
 
-    def for_item(self, meta, children):
+    def for_item(self, ext, children):
         var, iterable, body = children
-        return ast.For(self._s(meta), str(var), iterable, body, _tok_span(self.path, var))
+        return ast.For(self._s(ext), str(var), iterable, body, self._t(var))
 
-    def arg(self, meta, children):
+    def arg(self, ext, children):
         name, value = children
-        return ast.Arg(str(name) if name is not None else None, value, self._s(meta))
+        return ast.Arg(str(name) if name is not None else None, value, self._s(ext))
 
     # ---- expressions
-    def ternary(self, meta, children):
+    def ternary(self, ext, children):
         then, cond, _else, other = children
-        return ast.Ternary(self._s(meta), cond, then, other)
+        return ast.Ternary(self._s(ext), cond, then, other)
 
-    def or_op(self, meta, children):
-        return ast.BinOp(self._s(meta), "or", children[0], children[1])
+    def or_op(self, ext, children):
+        return ast.BinOp(self._s(ext), "or", children[0], children[1])
 
-    def and_op(self, meta, children):
-        return ast.BinOp(self._s(meta), "and", children[0], children[1])
+    def and_op(self, ext, children):
+        return ast.BinOp(self._s(ext), "and", children[0], children[1])
 
-    def not_op(self, meta, children):
-        return ast.UnaryOp(self._s(meta), "not", children[0])
+    def not_op(self, ext, children):
+        return ast.UnaryOp(self._s(ext), "not", children[0])
 
-    def compare(self, meta, children):
+    def compare(self, ext, children):
         left, op, right = children
-        return ast.BinOp(self._s(meta), str(op), left, right)
+        return ast.BinOp(self._s(ext), str(op), left, right)
 
-    def binop(self, meta, children):
+    def binop(self, ext, children):
         left, op, right = children
-        return ast.BinOp(self._s(meta), str(op), left, right)
+        return ast.BinOp(self._s(ext), str(op), left, right)
 
-    def unop(self, meta, children):
+    def unop(self, ext, children):
         op, operand = children
-        return ast.UnaryOp(self._s(meta), str(op), operand)
+        return ast.UnaryOp(self._s(ext), str(op), operand)
 
-    def pow_op(self, meta, children):
-        return ast.BinOp(self._s(meta), "**", children[0], children[2])
+    def pow_op(self, ext, children):
+        return ast.BinOp(self._s(ext), "**", children[0], children[2])
 
-    def index(self, meta, children):
-        return ast.Index(self._s(meta), children[0], children[1])
+    def index(self, ext, children):
+        return ast.Index(self._s(ext), children[0], children[1])
 
-    def attr(self, meta, children):
-        return ast.Attr(self._s(meta), children[0], str(children[1]))
+    def attr(self, ext, children):
+        return ast.Attr(self._s(ext), children[0], str(children[1]))
 
-    def call(self, meta, children):
+    def call(self, ext, children):
         name, *args = children
-        return ast.Call(self._s(meta), str(name), _args(args))
+        return ast.Call(self._s(ext), str(name), _args(args))
 
-    def number(self, meta, children):
+    def number(self, ext, children):
         text = str(children[0])
         if len(text.split(".")[0].split("e")[0].split("E")[0]) > 19:
-            raise ArchLimitError(
-                f"number {text[:24]}{'...' * (len(text) > 24)} is too large (limit 10^18)", self._s(meta)
-            )
+            self._defer(ArchLimitError(
+                f"number {text[:24]}{'...' * (len(text) > 24)} is too large (limit 10^18)",
+                self._s(ext),
+            ))
+            return ast.Literal(self._s(ext), 0)
         if any(c in text for c in ".eE"):
             value: int | float = float(text)
         else:
             value = int(text)
             if value > 10**18:
-                raise ArchLimitError(f"number {text} is too large (limit 10^18)", self._s(meta))
-        return ast.Literal(self._s(meta), value)
+                self._defer(
+                    ArchLimitError(f"number {text} is too large (limit 10^18)", self._s(ext))
+                )
+        return ast.Literal(self._s(ext), value)
 
-    def string(self, meta, children):
-        return ast.Literal(self._s(meta), _unquote(children[0]))
+    def string(self, ext, children):
+        return ast.Literal(self._s(ext), _unquote(children[0]))
 
-    def true(self, meta, children):
-        return ast.Literal(self._s(meta), True)
+    def true(self, ext, children):
+        return ast.Literal(self._s(ext), True)
 
-    def false(self, meta, children):
-        return ast.Literal(self._s(meta), False)
+    def false(self, ext, children):
+        return ast.Literal(self._s(ext), False)
 
-    def none(self, meta, children):
-        return ast.Literal(self._s(meta), None)
+    def none(self, ext, children):
+        return ast.Literal(self._s(ext), None)
 
-    def name(self, meta, children):
-        return ast.Name(self._s(meta), str(children[0]))
+    def name(self, ext, children):
+        return ast.Name(self._s(ext), str(children[0]))
 
-    def in_ref(self, meta, children):
-        return ast.InRef(self._s(meta))
+    def in_ref(self, ext, children):
+        return ast.InRef(self._s(ext))
 
-    def comprehension(self, meta, children):
+    def comprehension(self, ext, children):
         expr, var, iterable = children
-        return ast.Comprehension(self._s(meta), expr, str(var), iterable, _tok_span(self.path, var))
+        return ast.Comprehension(self._s(ext), expr, str(var), iterable, self._t(var))
 
-    def list(self, meta, children):
-        return ast.ListExpr(self._s(meta), tuple(c for c in children if c is not None))
+    def list(self, ext, children):
+        return ast.ListExpr(self._s(ext), tuple(c for c in children if c is not None))
 
 
 def _args(children: list) -> tuple[ast.Arg, ...]:

@@ -25,9 +25,13 @@ def _is_int(value: Any) -> bool:
 
 def _int_at_least(low: int | None) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        if not _is_int(value) or (low is not None and value < low):
+        if value.__class__ is not int:  # the evaluator's integers are plain ints
+            if not _is_int(value):
+                raise _Bad
+            value = int(value)
+        if low is not None and value < low:
             raise _Bad
-        return int(value)
+        return value
 
     return check
 
@@ -48,6 +52,10 @@ def _float_at_least(low: float | None, high: float | None = None) -> Callable[[A
 
 def _pair_at_least(low: int) -> Callable[[Any], tuple[int, int]]:
     def check(value: Any) -> tuple[int, int]:
+        if value.__class__ is int:  # the common case, a plain int: no list
+            if value < low:
+                raise _Bad
+            return value, value
         items = list(value) if isinstance(value, (list, tuple)) else [value, value]
         if len(items) != 2 or not all(_is_int(v) and v >= low for v in items):
             raise _Bad
@@ -135,19 +143,47 @@ def normalize_attrs(opdef: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:
     ``attrs`` must bind every param (the caller fills in defaults). Unknown names and
     missing required arguments are reported as ValueProblem too, naming the param.
     """
-    known = {p.name for p in opdef.params}
-    for name in attrs:
-        if name not in known:
-            expected = ", ".join(p.name for p in opdef.params) or "no arguments"
-            raise ValueProblem(
-                f"{opdef.name}: unknown argument {name} (takes {expected})", param=name
-            )
+    known, plan = _plan(opdef)
+    if len(attrs) > len(known) or not known.issuperset(attrs):
+        for name in attrs:
+            if name not in known:
+                expected = ", ".join(p.name for p in opdef.params) or "no arguments"
+                raise ValueProblem(
+                    f"{opdef.name}: unknown argument {name} (takes {expected})", param=name
+                )
     result: dict[str, Any] = {}
-    for param in opdef.params:
-        if param.name not in attrs or attrs[param.name] is REQUIRED:
-            raise ValueProblem(f"{opdef.name}: missing argument {param.name}", param=param.name)
-        result[param.name] = normalize_value(opdef.name, param, attrs[param.name])
+    # normalize_value, inlined: a large network normalizes hundreds of thousands of values
+    for name, normalize, choices, param in plan:
+        value = attrs.get(name, REQUIRED)
+        if value is REQUIRED:
+            raise ValueProblem(f"{opdef.name}: missing argument {name}", param=name)
+        if value is None:
+            result[name] = normalize_value(opdef.name, param, value)
+            continue
+        try:
+            normalized = normalize(value)
+            if choices and normalized not in choices:
+                raise _Bad
+        except _Bad:
+            normalize_value(opdef.name, param, value)  # raises ValueProblem with the message
+            raise
+        result[name] = normalized
     return result
+
+
+_PLANS: dict[int, tuple[OpDef, frozenset[str], tuple[tuple[Any, ...], ...]]] = {}
+
+
+def _plan(opdef: OpDef) -> tuple[frozenset[str], tuple[tuple[Any, ...], ...]]:
+    """The param names of ``opdef`` and, per param, what normalizes its value; computed
+    once per op definition (kept with it, so its id is not reused while cached)."""
+    cached = _PLANS.get(id(opdef))
+    if cached is None or cached[0] is not opdef:
+        plan = tuple(
+            (p.name, KINDS[p.kind][1], p.choices, p) for p in opdef.params
+        )
+        cached = _PLANS[id(opdef)] = (opdef, frozenset(p.name for p in opdef.params), plan)
+    return cached[1], cached[2]
 
 
 def bind_defaults(opdef: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:

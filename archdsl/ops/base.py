@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 Shape = tuple[int, ...]
@@ -101,6 +102,16 @@ class OpDef:
     doc: str = ""
     aliases: tuple[str, ...] = field(default=())
     torch_class: str = ""
+
+    @cached_property
+    def param_names(self) -> tuple[str, ...]:
+        """The params' names in order (computed once: every layer of a network binds them)."""
+        return tuple(p.name for p in self.params)
+
+    @cached_property
+    def defaults(self) -> tuple[tuple[str, Any], ...]:
+        """``(name, default)`` of each param, in order (``REQUIRED`` where it has none)."""
+        return tuple((p.name, p.default) for p in self.params)
 
 
 SHOWN_CHARS = 60
