@@ -331,9 +331,25 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     return status
 
 
+def spec_description(path: str) -> str:
+    """A spec's one-line description: its first line that starts with ``#:``, or ``""``."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#:"):
+                return line[2:].strip()
+    return ""
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    for name in archdsl.list_specs():
-        print(name)
+    names = archdsl.list_specs()
+    if args.names:
+        print("\n".join(names))
+        return EXIT_OK
+    width = max(map(len, names))
+    for name in names:
+        path = archdsl.spec_path(name)
+        params = archdsl.count_params(archdsl.check_file(path))
+        print(f"{name:<{width}}  {params:>12,}  {spec_description(str(path))}")
     return EXIT_OK
 
 
@@ -465,9 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.set_defaults(func=cmd_fmt, parser=fmt)
     listing = commands.add_parser(
         "list",
-        help="the bundled specs, one per line",
-        description="the bundled specs, one per line",
+        help="the bundled networks: name, parameters, description and paper",
+        description="the bundled networks, one per line: name, parameter count and the "
+        "spec's one-line description (its '#:' comment), which names the paper",
     )
+    listing.add_argument("--names", action="store_true", help="names only")
     listing.set_defaults(func=cmd_list, parser=listing)
     return parser
 

@@ -105,11 +105,27 @@ def test_several_sets_and_lists(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_list_names_the_bundled_specs(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "list")
+    code, out, _ = run(capsys, "list", "--names")
     assert code == 0
     names = out.splitlines()
     assert "resnet50" in names and "resnet18" in names
     assert names == archdsl.list_specs()
+
+
+def test_list_gives_parameters_and_the_paper(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    rows = [line.split(maxsplit=2) for line in out.splitlines()]
+    assert [r[0] for r in rows] == archdsl.list_specs()
+    for name, params, description in rows:
+        graph = archdsl.load_graph(name)
+        assert int(params.replace(",", "")) == archdsl.count_params(graph), name
+        # one line naming the paper: authors and a venue year after the '; '
+        assert re.search(r"; .+ (19|20)\d\d$", description), (name, description)
+    by_name = {r[0]: r for r in rows}
+    assert by_name["resnet50"][1] == "25,557,032"
+    assert by_name["alexnet_paper"][1] == "60,965,224"
+    assert "He, Zhang, Ren & Sun, CVPR 2016" in by_name["resnet50"][2]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
