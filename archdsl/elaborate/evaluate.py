@@ -26,12 +26,12 @@ from archdsl.ops.base import format_value
 MAX_INT = 10**18
 MAX_LIST = 100_000
 MAX_STRING = 10_000
-MAX_STEPS = 1_000_000
+MAX_STEPS = 500_000
 """Evaluation work allowed to load a spec's files, and again to elaborate one network: a
 step is an expression evaluated (a builtin call counts two), a statement, a loop or
 repetition pass, or a list item a builtin or operator reads or builds; opening a module
-costs :data:`MODULE_STEPS`. Steps take 0.1 to 0.3 us each, so the budget runs out in a
-fraction of a second; the bundled specs take at most about 19,000."""
+costs :data:`MODULE_STEPS`. Steps take 0.2 to 1.4 us each (more where they build layers),
+so the budget runs out in under a second; the bundled specs take at most about 19,000."""
 MODULE_STEPS = 16
 """Steps of a seq or labelled group, and twice as many of a block call: each takes about
 as much time as that many expressions."""
