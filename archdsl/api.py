@@ -38,7 +38,7 @@ def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
     if network is not None:
         ref = module.names.get(network)
         if not isinstance(ref, NetworkRef):
-            from archdsl.elaborate.evaluate import did_you_mean
+            from archdsl.elaborate.values import did_you_mean
 
             nets = [n for n, v in module.names.items() if isinstance(v, NetworkRef)]
             raise ArchNameError(f"no network '{network}' in this file{did_you_mean(network, nets)}",
@@ -219,7 +219,7 @@ def spec_path(name: str) -> Path:
     """The file of a bundled spec, e.g. ``spec_path("resnet50")``."""
     path = bundled_spec_root() / f"{name}.arch"
     if not path.is_file():
-        from archdsl.elaborate.evaluate import did_you_mean
+        from archdsl.elaborate.values import did_you_mean
 
         raise ArchNameError(f"no bundled spec '{name}'{did_you_mean(name, list_specs())}",
                             Span(name, 0, 0))

@@ -61,7 +61,7 @@ def output_nodes(graph: Graph, outputs: Sequence[str]) -> dict[str, str]:
         elif name in by_path:
             result[name] = by_path[name]
         else:
-            from archdsl.elaborate.evaluate import did_you_mean
+            from archdsl.elaborate.values import did_you_mean
 
             known = [*graph.scopes, *by_path]
             raise ArchNameError(

@@ -25,8 +25,8 @@ from pygments.token import (
     Whitespace,
 )
 
+from archdsl.elaborate.builtins import BUILTINS, SCALING_BUILTINS
 from archdsl.elaborate.elaborator import INIT_FUNCTIONS
-from archdsl.elaborate.evaluate import BUILTINS, SCALING_BUILTINS
 from archdsl.ops.registry import OPS
 
 KEYWORDS = (

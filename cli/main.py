@@ -37,7 +37,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import archdsl
-from archdsl.elaborate.evaluate import Env, did_you_mean, evaluate
+from archdsl.elaborate.evaluate import Env, evaluate
+from archdsl.elaborate.values import did_you_mean
 from archdsl.frontend import ast, parse
 from archdsl.ir import Graph
 

@@ -17,19 +17,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from archdsl.elaborate.evaluate import (
-    MODULE_STEPS,
-    Budget,
-    Env,
-    InShape,
-    Scaling,
-    did_you_mean,
-    evaluate,
-    from_python,
-    show,
-    type_name,
-)
+from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate, from_python
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
+from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name
 from archdsl.errors import (
     ArchError,
     ArchLimitError,

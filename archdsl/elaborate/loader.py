@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archdsl.elaborate.evaluate import Budget, Env, evaluate, show
+from archdsl.elaborate.evaluate import Budget, Env, evaluate
+from archdsl.elaborate.values import show
 from archdsl.errors import ArchError, ArchImportError, ArchLimitError, ArchNameError, Span
 from archdsl.frontend import ast, parse
 from archdsl.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES

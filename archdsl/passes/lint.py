@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from archdsl.elaborate.evaluate import BUILTINS, SCALING_BUILTINS
+from archdsl.elaborate.builtins import BUILTINS, SCALING_BUILTINS
 from archdsl.elaborate.loader import BlockRef, SpecModule
 from archdsl.errors import Span, source_lines
 from archdsl.frontend import ast

@@ -41,9 +41,10 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from archdsl.elaborate.builtins import BUILTINS, SCALING_BUILTINS
 from archdsl.elaborate.elaborator import INIT_FUNCTIONS
-from archdsl.elaborate.evaluate import BUILTINS, SCALING_BUILTINS, did_you_mean
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
+from archdsl.elaborate.values import did_you_mean
 from archdsl.errors import ArchError, ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast
 from archdsl.ops import OPS, get_op

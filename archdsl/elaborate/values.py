@@ -1,0 +1,93 @@
+"""The language's values as the compiler holds them: the literal limits, ``in`` (the
+shape of a block's input), the compound-scaling multipliers, and how values are named and
+shown in messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.errors import ArchNameError, ArchTypeError, Span
+from archdsl.ops.base import format_value
+
+MAX_INT = 10**18
+MAX_LIST = 100_000
+MAX_STRING = 10_000
+
+
+@dataclass(frozen=True, repr=False)
+class InShape:
+    """``in``: the per-sample shape of a block's input, e.g. ``in.c``, ``in.h``, ``in.w``."""
+
+    shape: tuple[int, ...]
+
+    def __repr__(self) -> str:  # as the language would show it in a message
+        return "in" + str(list(self.shape))
+
+    def attribute(self, name: str, span: Span) -> Any:
+        dims = self.shape
+        if name == "shape":
+            return dims
+        if name == "rank":
+            return len(dims)
+        if name in ("c", "f"):
+            return dims[0]
+        if name in ("h", "w"):
+            if len(dims) != 3:
+                raise ArchTypeError(f"in.{name}: the input has shape {list(dims)}, no spatial size", span)
+            return dims[1] if name == "h" else dims[2]
+        raise ArchNameError(
+            f"'in' has no attribute '{name}'{_did_you_mean(name, ['c', 'h', 'w', 'shape', 'rank'])}",
+            span,
+        )
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Compound-scaling multipliers of the network being elaborated (EfficientNet).
+
+    ``scale_channels(c)`` and ``scale_depth(n)`` read them; ``network b = a scaled(...)``
+    sets them.
+    """
+
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: float = 1.0
+
+
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
+    return _did_you_mean(name, candidates)
+
+
+def type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if v is None:
+        return "none"
+    if isinstance(v, tuple):
+        return "list"
+    if isinstance(v, InShape):
+        return "shape"
+    return type(v).__name__
+
+
+def show(v: Any) -> str:
+    """A value as the language writes it, long strings and lists abbreviated."""
+    return format_value(v)
