@@ -9,6 +9,7 @@ the workhorse; tiny inline specs pin down merges with known weights.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -298,6 +299,29 @@ def test_init_rules_applied():
     # linear keeps PyTorch's default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert model.fc.weight.abs().max().item() <= 1 / 512**0.5
     assert torch.equal(model.bn1.weight, torch.ones(64))
+
+
+def test_a_tensor_an_init_rule_writes_is_not_drawn_first_by_pytorchs_default():
+    """Only the tensors no rule writes take PyTorch's default random draw, in module order;
+    a weight a rule overwrites costs no draw (replayed here from the same seed)."""
+    graph = archdsl.check(
+        "network n { input [3, 8, 8]\n"
+        "  conv1: conv(16, 3, bias=true) -> flatten -> fc: linear(10)\n"
+        "  init conv.weight = ones\n"
+        "  init linear.bias = zeros }"
+    )
+    torch.manual_seed(0)
+    model = archdsl.build(graph)
+    next_draw = torch.rand(4)
+    torch.manual_seed(0)
+    bound = 1 / math.sqrt(3 * 3 * 3)  # conv1's fan_in
+    conv_bias = torch.empty(16).uniform_(-bound, bound)
+    fc_weight = nn.init.kaiming_uniform_(torch.empty(10, 16 * 6 * 6), a=math.sqrt(5))
+    assert torch.equal(model.conv1.bias, conv_bias)
+    assert torch.equal(model.fc.weight, fc_weight)
+    assert torch.equal(torch.rand(4), next_draw)  # nothing else was drawn
+    assert torch.equal(model.conv1.weight, torch.ones(16, 3, 3, 3))
+    assert torch.equal(model.fc.bias, torch.zeros(10))
 
 
 # ---- torch features ----------------------------------------------------------------------

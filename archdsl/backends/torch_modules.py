@@ -9,6 +9,7 @@ Builders pass the arguments torchvision passes, so module reprs and state_dict k
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -113,8 +114,31 @@ def _compact(pair: Any) -> Any:
     return pair
 
 
+_DEFAULT_INIT: ContextVar[bool] = ContextVar("archdsl_default_init", default=True)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _make(cls: type[nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
+    """``cls(*args, **kwargs)``; within :func:`build_uninitialised`, without the module's
+    ``reset_parameters`` (which ``__init__`` calls, and an instance attribute stands in for
+    meanwhile), so its tensors are as ``torch.empty`` made them."""
+    if _DEFAULT_INIT.get():
+        return cls(*args, **kwargs)
+    module = cls.__new__(cls)
+    module.__dict__["reset_parameters"] = _nothing
+    try:
+        cls.__init__(module, *args, **kwargs)
+    finally:
+        del module.__dict__["reset_parameters"]
+    return module
+
+
 def _conv(a: Attrs, shapes: list[Shape]) -> nn.Module:
-    return nn.Conv2d(
+    return _make(
+        nn.Conv2d,
         shapes[0][0],
         a["out"],
         a["kernel"],
@@ -127,7 +151,7 @@ def _conv(a: Attrs, shapes: list[Shape]) -> nn.Module:
 
 
 def _linear(a: Attrs, shapes: list[Shape]) -> nn.Module:
-    return nn.Linear(shapes[0][0], a["out"], bias=a["bias"])
+    return _make(nn.Linear, shapes[0][0], a["out"], bias=a["bias"])
 
 
 def _bn(a: Attrs, shapes: list[Shape]) -> nn.Module:
@@ -225,3 +249,15 @@ def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> n
         raise TypeError(f"the build function of op '{opdef.name}' returned {type(module).__name__}, "
                         "not a torch.nn.Module")
     return module
+
+
+def build_uninitialised(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> nn.Module:
+    """:func:`build_module` for a caller that writes every tensor itself: a convolution's or
+    linear layer's weight and bias are left as ``torch.empty`` made them, skipping
+    PyTorch's random default draw (other ops' modules are as :func:`build_module` makes
+    them)."""
+    token = _DEFAULT_INIT.set(False)
+    try:
+        return build_module(op_name, attrs, input_shapes)
+    finally:
+        _DEFAULT_INIT.reset(token)
