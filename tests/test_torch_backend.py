@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import traceback
 
 import pytest
 import torch
@@ -59,6 +60,16 @@ network mixed(num_classes = 5) {
 RESNET_1111 = """
 import "lib/resnet.arch"
 network r = resnet(layers=[1, 1, 1, 1], num_classes=3)
+"""
+
+# MBConv's tail: x + drop_path(block(x)), SiLU and ReLU6 after batch norm.
+MBCONV_TAIL = """
+network m {
+  input [3, 8, 8]
+  conv(8, 3, padding=1) -> bn -> silu
+  -> add { (); (conv(8, 1) -> bn -> relu6 -> conv(8, 1) -> bn -> dropout(0.5) -> drop_path(0.5)) }
+  -> global_avgpool -> flatten -> linear(3)
+}
 """
 
 
@@ -462,7 +473,7 @@ def test_relu_and_residual_sum_overwrite_their_input_as_in_torchvision(resnet18)
     assert "ReLU(inplace=True)" in repr(resnet18)
 
 
-@pytest.mark.parametrize("src", [MIXED, RESNET_1111])
+@pytest.mark.parametrize("src", [MIXED, RESNET_1111, MBCONV_TAIL])
 def test_in_place_gives_the_same_outputs_gradients_and_state_dict(src, x64):
     from archdsl.backends.torch_backend import build
 
@@ -493,18 +504,31 @@ def test_in_place_only_where_nothing_else_reads_the_input():
     ) == {"r1", "r3", "r4", "add@"}
     # the conv's output also feeds the identity branch: neither the relu nor the sum
     assert _in_place("network n { input [4]; linear(4) -> add { relu; identity } }") == set()
-    # a flatten's output is a view of its input, an identity's is its input
+    # a flatten's output is a view of its input
     assert _in_place("network n { input [4, 2, 2]; bn -> flatten -> f: relu }") == set()
-    assert _in_place("network n { input [4]; linear(4) -> identity -> relu }") == set()
+    # an identity's output is its input: overwritten where that input could be
+    assert _in_place("network n { input [4]; linear(4) -> identity -> r: relu }") == {"r"}
+    assert _in_place("network n { input [4]; relu -> identity -> r: relu }") == set()
+    assert _in_place("network n { input [4]; l: linear(4) -> add { (identity -> r: relu); identity } }") == set()
+    # a sum of two overwrites the second where the first cannot be (MBConv: x + branch)
+    assert _in_place("network n { input [4]; relu -> add { (); linear(4) } -> r: relu }") == {"add@", "r"}
+    assert _in_place("network n { input [4]; relu -> add { (); linear(4); linear(4) } -> r: relu }") == {"r"}
+    # the activations with an inplace flag, through dropout and drop path (MBConv's tail)
+    assert _in_place(
+        "network n { input [4, 3, 3]; bn -> s: silu -> conv(4, 1) -> r6: relu6 -> dropout(0.1)"
+        " -> bn -> drop_path(0.2) -> h: hardswish -> sigmoid -> g: gelu }"
+    ) == {"s", "r6", "h"}
     # not the network's input, nor its output, nor a backbone's
     assert _in_place("network n { input [4]; relu }") == set()
     assert _in_place("network n { input [4]; l: linear(4) -> relu }", outputs=("l",)) == set()
 
 
 def test_in_place_stops_at_scope_boundaries():
-    # the block's output feeds the relu outside it: the block's code returns it, and
-    # another caller of the block could still be reading it
-    src = "block b { conv(4, 1) }\nnetwork n { input [4, 3, 3]; k: b -> r: relu }"
+    # never a block's input, which comes from its caller, who may read it again
+    # (`model.k(x)`); nor what a block returns, which a forward hook on it may keep
+    src = "block b { r1: relu -> conv(4, 1) }\nnetwork n { input [4, 3, 3]; conv(4, 1) -> k: b -> r2: relu }"
+    assert _in_place(src) == set()
+    src = "block b { identity }\nnetwork n { input [4, 3, 3]; conv(4, 1) -> k: b -> r: relu }"
     assert _in_place(src) == set()
 
 
@@ -876,6 +900,8 @@ def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
     attribute for attribute, so a torch upgrade that changes either fails here."""
     import copy
 
+    from archdsl.backends.torch_backend import _Child
+
     model = archdsl.build(archdsl.check(MIXED))
     scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
     forwards = {type(m).forward for m in scopes}
@@ -894,14 +920,46 @@ def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
             else:
                 assert value == theirs[key], key
         cls, ref_cls = type(m), type(ref)
-        assert vars(cls).keys() - {"_repr_svg_"} == vars(ref_cls).keys()
+        # what the backend changes on purpose: a class attribute reading each child, and
+        # calls going straight to nn.Module.__call__
+        children = {k for k, v in vars(cls).items() if isinstance(v, _Child)}
+        assert children == set(m._modules)
+        assert vars(cls).keys() - {"_repr_svg_"} - children == vars(ref_cls).keys() - {"__call__"}
+        assert cls.__call__ is nn.Module.__call__ is not ref_cls.__call__
         assert cls.__name__ == ref_cls.__name__
         assert m._wrapped_call.cls is cls and ref._wrapped_call.cls is ref_cls
         assert cls.forward.__code__.co_code == ref_cls.forward.__code__.co_code
-        assert vars(cls)["__call__"].__code__ is vars(ref_cls)["__call__"].__code__
     model.eval()
     ref_root = fx.GraphModule(dict(model.named_children()), copy.deepcopy(model.graph))
     torch.testing.assert_close(model(x), ref_root(x))
+
+
+def test_children_read_through_the_class_follow_later_changes():
+    """Scopes read their children through a class attribute (faster than
+    nn.Module.__getattr__); replacing, removing or re-registering a child is still seen."""
+    model = archdsl.build(archdsl.check(MIXED)).eval()
+    stem = model.stem
+    first = stem.get_submodule("0")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        before = model(x)
+        stem.add_module("0", nn.Identity())  # writes _modules directly
+        assert isinstance(getattr(stem, "0"), nn.Identity)
+        setattr(stem, "0", first)
+        assert getattr(stem, "0") is first
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+        delattr(stem, "0")
+        assert not hasattr(stem, "0")
+        stem.register_buffer("0", torch.ones(1))  # a name that is no longer a child
+        assert torch.equal(getattr(stem, "0"), torch.ones(1))
+
+
+def test_an_error_in_a_scope_shows_its_generated_line():
+    model = archdsl.build(archdsl.check(MIXED)).eval()
+    with pytest.raises(RuntimeError) as info:
+        model(torch.randn(2, 5, 16, 16))  # 5 channels where the stem takes 3
+    lines = traceback.format_tb(info.tb)
+    assert any("getattr(self, \"0\")(x)" in line for line in lines), lines
 
 
 def test_a_scope_recompiled_after_the_build_changes_alone():

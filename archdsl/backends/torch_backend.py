@@ -54,8 +54,8 @@ class _Shared:
     from it (by that Python's identity), with the ``__call__`` torch.fx installs beside it."""
 
     code: dict[tuple[Any, ...], fx.graph.PythonCode] = field(default_factory=dict)
-    compiled: dict[int, tuple[fx.graph.PythonCode, Callable[..., Any], Callable[..., Any]]] = (
-        field(default_factory=dict)
+    compiled: dict[int, tuple[fx.graph.PythonCode, Callable[..., Any]]] = field(
+        default_factory=dict
     )
 
 
@@ -143,6 +143,16 @@ class _ScopeModule(fx.GraphModule):
         )
 
     def recompile(self) -> fx.graph.PythonCode:
+        code = self._compile()
+        cls = type(self)
+        if "__call__" in vars(cls) and cls._wrapped_call.cls_call is None:  # type: ignore[attr-defined]
+            # torch.fx's `__call__` adds two Python frames to every call, to print the
+            # generated code around an exception, which a traceback shows anyway (torch.fx
+            # keeps the source in linecache): calls go straight to nn.Module.__call__.
+            del cls.__call__
+        return code
+
+    def _compile(self) -> fx.graph.PythonCode:
         shared = _SHARED.get()
         if (
             shared is None
@@ -155,19 +165,46 @@ class _ScopeModule(fx.GraphModule):
         hit = shared.compiled.get(id(code))
         if hit is None or hit[0] is not code:  # the first scope of this code, or unshared code
             code = super().recompile()
-            cls = type(self)
-            shared.compiled[id(code)] = (code, cls.forward, cls.__call__)
+            shared.compiled[id(code)] = (code, type(self).forward)
             return code
-        _, forward, call_wrapped = hit
+        _, forward = hit
         self.__dict__.update(
             _code=code.src, _lineno_map=code._lineno_map, _prologue_start=code._prologue_start
         )
         cls = type(self)
         cls.forward = forward
         cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
-        cls.__call__ = call_wrapped  # type: ignore[method-assign]
         self._recompile_submodules()
         return code
+
+
+class _Child:
+    """A class attribute of a scope's class that reads one child module. The generated
+    ``forward`` reads each child as ``getattr(self, name)``, which for a module is a failed
+    lookup and then ``nn.Module.__getattr__`` (about 0.6 us); this is one dict read (0.1 us).
+    It reads ``_modules`` itself, so a child replaced or removed later is seen as such, and
+    a name that is no longer a child falls back to ``nn.Module.__getattr__``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: nn.Module | None, cls: type | None = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__["_modules"][self.name]
+        except KeyError:
+            return nn.Module.__getattr__(obj, self.name)
+
+
+def _bind_children(module: fx.GraphModule) -> None:
+    """Give ``module``'s own class a :class:`_Child` for each of its children."""
+    cls = type(module)
+    for name in module._modules:
+        if not hasattr(cls, name):  # never over a method or attribute of the class
+            setattr(cls, name, _Child(name))
 
 
 @contextlib.contextmanager
@@ -224,33 +261,52 @@ def _local(path: str, scope: str) -> str:
 
 # Ops whose backward does not read their output, so a later op may overwrite it.
 _OVERWRITABLE = frozenset({"conv", "bn", "linear", "add", "concat"})
+# Ops that return their input itself, or (dropout and drop path while training) a new
+# tensor whose backward needs only the mask: writing over their output writes over their
+# input, which is safe where that input could be written over.
+_PASS_THROUGH = frozenset({"identity", "dropout", "drop_path"})
+# The activations with an ``inplace`` flag (their modules' keyword, as torchvision sets it).
+_IN_PLACE_ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "hardsigmoid",
+                                   "leaky_relu"})
 
 
 def in_place(graph: Graph, layout: _Layout,
-             outputs: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The ``relu`` and ``add`` nodes that may overwrite their (first) input, as
-    torchvision's ``ReLU(inplace=True)`` and ``out += identity`` do: that input is read by
-    nothing else, is computed in the same scope by an op whose backward does not need its
-    output (:data:`_OVERWRITABLE`; an ``identity`` or a flatten would hand over a tensor that
-    is also its input), and is not an output of the network (main, side or backbone).
+             outputs: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The activations and ``add`` nodes that may overwrite an input, as torchvision's
+    ``ReLU(inplace=True)``, ``SiLU(inplace=True)`` and ``out += identity`` do, with the
+    index of that input (node id -> 0 or 1). An input may be overwritten where it is read
+    by nothing else, is computed in the same scope (never a scope's input, which its caller
+    may read again, nor what a scope returns, which a hook on it may have kept) by an op
+    whose backward does not need its output (:data:`_OVERWRITABLE`, possibly through :data:`_PASS_THROUGH` ops each read
+    by nothing else; a flatten's output is a view), and is not an output of the network
+    (main, side or backbone). A sum overwrites its first input, or the second of two
+    (``b += a`` is ``a + b`` exactly: floating-point addition of two terms commutes).
     Saves an allocation per activation and per residual sum, and the memory autograd keeps.
     """
     kept = {graph.output, *graph.side_outputs.values(), *(outputs or {}).values()}
-    found = set()
+
+    def writable(value: str, reader: str) -> bool:
+        scope = layout.scope_of[reader]
+        while (value not in kept and graph.users(value) == [reader]
+               and layout.scope_of.get(value) == scope):
+            op = graph.node(value).op
+            if op in _OVERWRITABLE:
+                return True
+            if op not in _PASS_THROUGH:
+                return False
+            reader, (value,) = value, graph.inputs(value)
+        return False
+
+    found = {}
     for node in graph.nodes():
-        if node.op not in ("relu", "add"):
-            continue
-        first, *rest = graph.inputs(node.id)
-        producer = graph.node(first)
-        if (
-            producer.op in _OVERWRITABLE
-            and first not in kept
-            and first not in rest
-            and graph.users(first) == [node.id]
-            and layout.scope_of.get(first) == layout.scope_of[node.id]
-        ):
-            found.add(node.id)
-    return frozenset(found)
+        if node.op in _IN_PLACE_ACTIVATIONS or node.op == "add":
+            inputs = graph.inputs(node.id)
+            candidates = (0, 1) if node.op == "add" and len(inputs) == 2 else (0,)
+            for i in candidates:
+                if inputs.count(inputs[i]) == 1 and writable(inputs[i], node.id):
+                    found[node.id] = i
+                    break
+    return found
 
 
 @dataclass
@@ -259,7 +315,7 @@ class _Build:
 
     graph: Graph
     layout: _Layout
-    inplace: frozenset[str]  # relu and add nodes that overwrite their (first) input
+    inplace: Mapping[str, int]  # activations and sums that overwrite an input -> its index
     overwritten: Mapping[str, frozenset[str]]  # module path -> tensors its init rules write
     modules: dict[str, nn.Module] = field(default_factory=dict)  # module path -> an op's module
 
@@ -315,7 +371,7 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     """
     layout = _Layout(graph)
     initialised = init and str(device) != "meta"
-    b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else frozenset(),
+    b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else {},
                _overwritten(graph) if initialised else {})
     on_device = torch.device(device) if device is not None else contextlib.nullcontext()
     with on_device, _sharing_code(), gc_paused():
@@ -410,11 +466,11 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
         if node.path is not None:
             in_shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
             module = b.modules[node.path] = _module(b, node, in_shapes)
-            if node.id in b.inplace and isinstance(module, nn.ReLU):
-                module.inplace = True
+            if node.id in b.inplace and node.op in _IN_PLACE_ACTIVATIONS:
+                module.inplace = True  # type: ignore[assignment]
             call(_local(node.path, scope), module, args, node.id)
         else:
-            env[node.id] = _emit_merge(g, node, args, node.id in b.inplace)
+            env[node.id] = _emit_merge(g, node, args, b.inplace.get(node.id))
     if side_values:
         names = tuple(graph.side_outputs)
         g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
@@ -426,16 +482,21 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
+    _bind_children(gm)
     return gm
 
 
 def _emit_merge(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...],
-                inplace: bool = False) -> fx.Node:
+                overwrite: int | None = None) -> fx.Node:
+    """A merge as functions; a sum that overwrites input ``overwrite`` (see
+    :func:`in_place`) as ``out += identity``, the input overwritten first."""
     if node.op == "concat":
         return g.call_function(torch.cat, (list(args), 1))
     fn: Callable[..., Any] = operator.add if node.op == "add" else operator.mul
-    if inplace:  # `out += identity`: the first input is the running sum
+    if overwrite is not None:
         fn = operator.iadd
+        if overwrite == 1:  # of two terms
+            args = (args[1], args[0])
     out = args[0]
     for a in args[1:]:
         out = g.call_function(fn, (out, a), name=node.op)  # "add", also when it is `+=`
