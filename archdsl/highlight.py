@@ -26,7 +26,7 @@ from pygments.token import (
 )
 
 from archdsl.elaborate.builtins import BUILTINS, SCALING_BUILTINS
-from archdsl.elaborate.elaborator import INIT_FUNCTIONS
+from archdsl.elaborate.network_rules import INIT_FUNCTIONS
 from archdsl.ops.registry import OPS
 
 KEYWORDS = (

@@ -21,7 +21,7 @@ from torch.fx.experimental import _config as fx_experimental_config
 from torch.fx.graph_module import _WrappedCall
 
 from archdsl.backends.torch_modules import build_module, build_uninitialised
-from archdsl.elaborate.elaborator import rule_matches
+from archdsl.elaborate.network_rules import rule_matches
 from archdsl.gcpause import gc_paused
 from archdsl.ir import Graph, OpNode, Scope
 

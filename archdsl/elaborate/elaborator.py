@@ -19,6 +19,7 @@ from typing import Any
 
 from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate, from_python
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
+from archdsl.elaborate.network_rules import InitRule, compound_scaling, init_rule, rule_matches
 from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name
 from archdsl.errors import (
     ArchError,
@@ -43,22 +44,6 @@ MAX_SCOPE_DEPTH = 64  # nested modules: blocks, seqs and labelled groups each ad
 # Nested chains: every block or seq body, if/for body, merge branch and (group) adds one.
 MAX_CHAIN_DEPTH = 160
 
-INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {
-    # name -> accepted keyword parameters, positional in this order
-    "kaiming_normal": ("a", "mode", "nonlinearity"),
-    "kaiming_uniform": ("a", "mode", "nonlinearity"),
-    "xavier_normal": ("gain",),
-    "xavier_uniform": ("gain",),
-    "normal": ("mean", "std"),
-    "trunc_normal": ("mean", "std", "a", "b"),
-    "uniform": ("a", "b"),
-    "constant": ("val",),
-    "zeros": (),
-    "ones": (),
-    "default": (),
-}
-
-
 @dataclass
 class _Namespace:
     path: str
@@ -67,20 +52,6 @@ class _Namespace:
 
     def join(self, segment: str) -> str:
         return f"{self.path}.{segment}" if self.path else segment
-
-
-@dataclass(frozen=True)
-class InitRule:
-    """``init conv.weight = kaiming_normal(mode="fan_out")``, resolved: applies to every
-    module of ``op``, or (``op`` None) to every module whose path is ``path`` or ends in
-    ``.path``."""
-
-    op: str | None
-    path: str | None
-    tensor: str
-    fn: str
-    kwargs: tuple[tuple[str, Any], ...]
-    span: Span
 
 
 class Elaborator:
@@ -207,41 +178,10 @@ class Elaborator:
         return defn, ref.module, values, scales
 
     def _scaling(self, clauses: list[ast.ScaleClause]) -> Scaling:
-        """Multiply the ``scaled(...)`` clauses of a derivation chain together.
+        def bind(clause: ast.ScaleClause, names: list[str]) -> dict[str, Any]:
+            return self._bind_args(clause.args, names, "scaled", Env({}, budget=self.budget), clause.span)
 
-        ``scaled(width=, depth=, resolution=)`` give multipliers directly;
-        ``scaled(phi=, alpha=1.2, beta=1.1, gamma=1.15)`` derives them by the compound
-        coefficient of the EfficientNet paper: depth alpha^phi, width beta^phi,
-        resolution gamma^phi.
-        """
-        width = depth = resolution = 1.0
-        names = ["width", "depth", "resolution", "phi", "alpha", "beta", "gamma"]
-        for clause in clauses:
-            env = Env({}, budget=self.budget)
-            args = self._bind_args(clause.args, names, "scaled", env, clause.span)
-            for k, v in args.items():
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 and k != "phi":
-                    raise ArchTypeError(f"scaled(): {k} must be a positive number, got {show(v)}",
-                                        next(a.span for a in clause.args if a.name == k or a.name is None))
-            if "phi" in args:
-                if {"width", "depth", "resolution"} & args.keys():
-                    raise ArchTypeError("scaled(): give either phi or width/depth/resolution", clause.span)
-                phi = args["phi"]
-                if abs(phi) > 16:
-                    raise ArchLimitError(f"scaled(): phi {phi} is out of range (|phi| <= 16)", clause.span)
-                depth *= args.get("alpha", 1.2) ** phi
-                width *= args.get("beta", 1.1) ** phi
-                resolution *= args.get("gamma", 1.15) ** phi
-            else:
-                if {"alpha", "beta", "gamma"} & args.keys():
-                    raise ArchTypeError("scaled(): alpha, beta and gamma go with phi", clause.span)
-                width *= args.get("width", 1.0)
-                depth *= args.get("depth", 1.0)
-                resolution *= args.get("resolution", 1.0)
-        for k, v in (("width", width), ("depth", depth), ("resolution", resolution)):
-            if not 1e-3 <= v <= 1e3:
-                raise ArchLimitError(f"scaled(): {k} multiplier {v:g} is out of range", clauses[-1].span)
-        return Scaling(width, depth, resolution)
+        return compound_scaling(clauses, bind)
 
     def _input_shape(self, value: Any, span: Span) -> tuple[int, ...]:
         if (
@@ -256,17 +196,10 @@ class Elaborator:
         return tuple(value)
 
     def _init_rule(self, stmt: ast.InitStmt, env: Env) -> InitRule:
-        opdef = get_op(stmt.target[0]) if len(stmt.target) == 1 else None
-        if stmt.tensor not in ("weight", "bias"):
-            raise ArchNameError(f"init: tensor must be 'weight' or 'bias', got '{stmt.tensor}'", stmt.span)
-        names = INIT_FUNCTIONS.get(stmt.fn)
-        if names is None:
-            raise ArchNameError(
-                f"unknown init function '{stmt.fn}'{did_you_mean(stmt.fn, INIT_FUNCTIONS)}", stmt.span
-            )
-        kwargs = self._bind_args(stmt.args, list(names), f"init function '{stmt.fn}'", env, stmt.span)
-        op, path = (opdef.name, None) if opdef else (None, ".".join(stmt.target))
-        return InitRule(op, path, stmt.tensor, stmt.fn, tuple(kwargs.items()), stmt.span)
+        def bind(names: list[str]) -> dict[str, Any]:
+            return self._bind_args(stmt.args, names, f"init function '{stmt.fn}'", env, stmt.span)
+
+        return init_rule(stmt, bind)
 
     # ---- statements and chains --------------------------------------------------------
     def _body(self, body: ast.Body, env: Env, cur: str) -> str:
@@ -627,15 +560,6 @@ def _check_dims(shape: tuple[int, ...], span: Span) -> None:
         raise ArchLimitError(
             f"shape {list(shape)} has {elements:,} elements per sample, above {MAX_ELEMENTS:,}", span
         )
-
-
-def rule_matches(rule: InitRule, node: OpNode) -> bool:
-    """Whether an ``init`` rule applies to the module of ``node``."""
-    if node.path is None:
-        return False
-    if rule.op is not None:
-        return node.op == rule.op
-    return node.path == rule.path or node.path.endswith("." + str(rule.path))
 
 
 def _safe_lookup(env: Env, name: str) -> Any:

@@ -26,7 +26,7 @@ from archdsl.errors import Span
 if TYPE_CHECKING:
     import networkx
 
-    from archdsl.elaborate.elaborator import InitRule
+    from archdsl.elaborate.network_rules import InitRule
 
 Shape = tuple[int, ...]
 

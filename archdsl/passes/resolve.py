@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from archdsl.elaborate.builtins import BUILTINS, SCALING_BUILTINS
-from archdsl.elaborate.elaborator import INIT_FUNCTIONS
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
+from archdsl.elaborate.network_rules import INIT_FUNCTIONS
 from archdsl.elaborate.values import did_you_mean
 from archdsl.errors import ArchError, ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast

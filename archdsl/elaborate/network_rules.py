@@ -1,0 +1,114 @@
+"""What a network says about itself besides its layers: ``init`` rules and the
+``scaled(...)`` clauses of compound scaling, resolved by the elaborator.
+
+Both bind their arguments with the elaborator's argument binder (passed in as ``bind``),
+so they take positional and keyword arguments, and report errors, as every call does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.elaborate.values import Scaling, did_you_mean, show
+from archdsl.errors import ArchLimitError, ArchNameError, ArchTypeError, Span
+from archdsl.frontend import ast
+from archdsl.ir import OpNode
+from archdsl.ops import get_op
+
+INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    # name -> accepted keyword parameters, positional in this order
+    "kaiming_normal": ("a", "mode", "nonlinearity"),
+    "kaiming_uniform": ("a", "mode", "nonlinearity"),
+    "xavier_normal": ("gain",),
+    "xavier_uniform": ("gain",),
+    "normal": ("mean", "std"),
+    "trunc_normal": ("mean", "std", "a", "b"),
+    "uniform": ("a", "b"),
+    "constant": ("val",),
+    "zeros": (),
+    "ones": (),
+    "default": (),
+}
+
+
+@dataclass(frozen=True)
+class InitRule:
+    """``init conv.weight = kaiming_normal(mode="fan_out")``, resolved: applies to every
+    module of ``op``, or (``op`` None) to every module whose path is ``path`` or ends in
+    ``.path``."""
+
+    op: str | None
+    path: str | None
+    tensor: str
+    fn: str
+    kwargs: tuple[tuple[str, Any], ...]
+    span: Span
+
+
+def init_rule(stmt: ast.InitStmt, bind: Callable[[list[str]], dict[str, Any]]) -> InitRule:
+    """Resolve an ``init`` statement; ``bind(names)`` binds its arguments to ``names``."""
+    opdef = get_op(stmt.target[0]) if len(stmt.target) == 1 else None
+    if stmt.tensor not in ("weight", "bias"):
+        raise ArchNameError(f"init: tensor must be 'weight' or 'bias', got '{stmt.tensor}'", stmt.span)
+    names = INIT_FUNCTIONS.get(stmt.fn)
+    if names is None:
+        raise ArchNameError(
+            f"unknown init function '{stmt.fn}'{did_you_mean(stmt.fn, INIT_FUNCTIONS)}", stmt.span
+        )
+    kwargs = bind(list(names))
+    op, path = (opdef.name, None) if opdef else (None, ".".join(stmt.target))
+    return InitRule(op, path, stmt.tensor, stmt.fn, tuple(kwargs.items()), stmt.span)
+
+
+def rule_matches(rule: InitRule, node: OpNode) -> bool:
+    """Whether an ``init`` rule applies to the module of ``node``."""
+    if node.path is None:
+        return False
+    if rule.op is not None:
+        return node.op == rule.op
+    return node.path == rule.path or node.path.endswith("." + str(rule.path))
+
+
+_SCALING_NAMES = ["width", "depth", "resolution", "phi", "alpha", "beta", "gamma"]
+
+
+def compound_scaling(
+    clauses: list[ast.ScaleClause],
+    bind: Callable[[ast.ScaleClause, list[str]], dict[str, Any]],
+) -> Scaling:
+    """Multiply the ``scaled(...)`` clauses of a derivation chain together; ``bind(clause,
+    names)`` binds a clause's arguments to ``names``.
+
+    ``scaled(width=, depth=, resolution=)`` give multipliers directly;
+    ``scaled(phi=, alpha=1.2, beta=1.1, gamma=1.15)`` derives them by the compound
+    coefficient of the EfficientNet paper: depth alpha^phi, width beta^phi,
+    resolution gamma^phi.
+    """
+    width = depth = resolution = 1.0
+    for clause in clauses:
+        args = bind(clause, _SCALING_NAMES)
+        for k, v in args.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 and k != "phi":
+                raise ArchTypeError(f"scaled(): {k} must be a positive number, got {show(v)}",
+                                    next(a.span for a in clause.args if a.name == k or a.name is None))
+        if "phi" in args:
+            if {"width", "depth", "resolution"} & args.keys():
+                raise ArchTypeError("scaled(): give either phi or width/depth/resolution", clause.span)
+            phi = args["phi"]
+            if abs(phi) > 16:
+                raise ArchLimitError(f"scaled(): phi {phi} is out of range (|phi| <= 16)", clause.span)
+            depth *= args.get("alpha", 1.2) ** phi
+            width *= args.get("beta", 1.1) ** phi
+            resolution *= args.get("gamma", 1.15) ** phi
+        else:
+            if {"alpha", "beta", "gamma"} & args.keys():
+                raise ArchTypeError("scaled(): alpha, beta and gamma go with phi", clause.span)
+            width *= args.get("width", 1.0)
+            depth *= args.get("depth", 1.0)
+            resolution *= args.get("resolution", 1.0)
+    for k, v in (("width", width), ("depth", depth), ("resolution", resolution)):
+        if not 1e-3 <= v <= 1e3:
+            raise ArchLimitError(f"scaled(): {k} multiplier {v:g} is out of range", clauses[-1].span)
+    return Scaling(width, depth, resolution)
