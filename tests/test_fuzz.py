@@ -28,15 +28,14 @@ import contextlib
 import io
 import os
 import re
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
+from timelimit import TimeLimit
 
 import archdsl
 from archdsl.elaborate.evaluate import BUILTINS, SCALING_BUILTINS
@@ -73,31 +72,10 @@ class CaseTimeout(BaseException):
     archdsl swallows it."""
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the body after ``seconds`` of this process's CPU time (SIGPROF), so a
-    hanging case fails instead of hanging the test run. CPU time, not wall time: other
-    processes (the other xdist worker, CI neighbours) cannot make a fast case look slow.
-    A no-op where there is no setitimer."""
-    if not hasattr(signal, "setitimer"):  # pragma: no cover - Windows
-        yield
-        return
-
-    armed = [True]
-
-    def _expired(signum: int, frame: object) -> None:
-        if armed[0]:
-            raise CaseTimeout(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGPROF, _expired)
-    # Repeat every 50 ms: an exception raised while a gc callback runs is swallowed there.
-    signal.setitimer(signal.ITIMER_PROF, seconds, 0.05)
-    try:
-        yield
-    finally:
-        armed[0] = False  # a late signal must not interrupt the clean-up or what follows
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
+def time_limit(seconds: float) -> TimeLimit:
+    """Interrupt the body after ``seconds`` of this process's CPU time, so a hanging case
+    fails instead of hanging the test run (tests/timelimit.py)."""
+    return TimeLimit(seconds, error=CaseTimeout)
 
 
 HANG_SECONDS = 10 * CASE_SECONDS

@@ -9,7 +9,9 @@ the workhorse; tiny inline specs pin down merges with known weights.
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import re
 import traceback
 
@@ -960,6 +962,43 @@ def test_an_error_in_a_scope_shows_its_generated_line():
         model(torch.randn(2, 5, 16, 16))  # 5 channels where the stem takes 3
     lines = traceback.format_tb(info.tb)
     assert any("getattr(self, \"0\")(x)" in line for line in lines), lines
+
+
+def test_later_scopes_of_a_structure_make_their_fx_graph_when_asked():
+    """A scope of the same structure as an earlier one takes its code at the build and
+    copies its fx graph only when the graph is asked for, from a private copy of the first
+    scope's graph: an edit of the first scope's graph afterwards does not leak into it."""
+    model = archdsl.build(archdsl.check(RESNET_1111)).eval()
+    scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
+    lazy = [m for m in scopes if "_graph" not in vars(m)]
+    assert len(lazy) >= 3  # layer2.0 .. layer4.0 are all like layer1.0... with a downsample
+    firsts: dict[object, fx.GraphModule] = {}
+    for m in scopes:
+        if "_graph" in vars(m):
+            firsts.setdefault(type(m).forward, m)
+    pairs = [(m, firsts[type(m).forward]) for m in lazy]
+    for first in {id(f): f for _, f in pairs}.values():
+        placeholder = next(iter(first.graph.nodes))
+        output = next(n for n in first.graph.nodes if n.op == "output")
+        output.args = (placeholder,)  # the first scope, edited in place: now an identity
+        first.graph.eliminate_dead_code()
+        first.recompile()
+    for m, first in pairs:
+        assert m.graph.owning_module is m
+        assert m.graph.python_code("self").src == m.code != first.code
+
+
+def test_a_scope_made_like_another_copies_and_pickles():
+    model = archdsl.build(archdsl.check(RESNET_1111)).eval()
+    assert any("_graph" not in vars(m) for m in model.modules() if isinstance(m, fx.GraphModule))
+    x = torch.randn(2, *model.archdsl_graph.input_shape)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(copy.deepcopy(model)(x), expected, rtol=0, atol=0)
+        model = archdsl.build(archdsl.check(RESNET_1111)).eval()
+        model.load_state_dict(copy.deepcopy(model.state_dict()))
+        again = pickle.loads(pickle.dumps(model))
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
 
 
 def test_a_scope_recompiled_after_the_build_changes_alone():

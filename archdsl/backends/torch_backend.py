@@ -142,6 +142,57 @@ class _ScopeModule(fx.GraphModule):
             shape_env=None,
         )
 
+    @classmethod
+    def like(cls, root: dict[str, nn.Module], twin: _Twin, class_name: str) -> _ScopeModule:
+        """A scope of the same structure as ``twin``'s first scope: the same generated code
+        and ``forward``, and an fx graph copied from ``twin.template`` when first asked for
+        (``gm.graph``, a deepcopy, pickling), not built at the build. What it sets is what
+        ``__init__`` sets for a first scope."""
+        self = cls.__new__(cls)  # GraphModule.__new__: the scope's own class
+        nn.Module.__init__(self)
+        cls = type(self)
+        cls.__name__ = class_name
+        for name, module in root.items():
+            setattr(self, name, module)
+        self.__dict__.update(
+            twin.code,
+            _graph_template=twin.template,
+            _tracer_cls=None,
+            _tracer_extras={},
+            meta={},
+            _replace_hooks=[],
+            _create_node_hooks=[],
+            _erase_node_hooks=[],
+            _deepcopy_hooks=[],
+            shape_env=None,
+        )
+        cls.forward = twin.forward
+        cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_graph" and "_graph_template" in self.__dict__:
+            template = self.__dict__.pop("_graph_template")
+            graph = _ScopeGraph()
+            graph.output(graph.graph_copy(template, {}))
+            self.__dict__["_graph"] = graph
+            graph.owning_module = self
+            return graph
+        return super().__getattr__(name)
+
+    # torch.fx reads `self.__dict__["_graph"]` in these: the graph must be there
+    def __deepcopy__(self, memo: dict[int, Any]) -> fx.GraphModule:
+        self._graph  # noqa: B018 - made if not yet
+        return super().__deepcopy__(memo)
+
+    def __reduce__(self) -> Any:
+        self._graph  # noqa: B018
+        return super().__reduce__()
+
+    def __reduce_package__(self, exporter: Any) -> Any:
+        self._graph  # noqa: B018
+        return super().__reduce_package__(exporter)
+
     def recompile(self) -> fx.graph.PythonCode:
         code = self._compile()
         cls = type(self)
@@ -309,6 +360,16 @@ def in_place(graph: Graph, layout: _Layout,
     return found
 
 
+@dataclass(frozen=True)
+class _Twin:
+    """What the later scopes of one structure take from the first: its generated code and
+    ``forward``, and a private copy of its fx graph (which a pass may later edit in place)."""
+
+    template: fx.Graph
+    code: dict[str, Any]  # _code, _lineno_map, _prologue_start: what recompile set
+    forward: Callable[..., Any]
+
+
 @dataclass
 class _Build:
     """What the scopes of one build share."""
@@ -318,6 +379,7 @@ class _Build:
     inplace: Mapping[str, int]  # activations and sums that overwrite an input -> its index
     overwritten: Mapping[str, frozenset[str]]  # module path -> tensors its init rules write
     modules: dict[str, nn.Module] = field(default_factory=dict)  # module path -> an op's module
+    twins: dict[tuple[Any, ...], _Twin] = field(default_factory=dict)  # by scope structure
 
 
 # The ops whose modules' default initialisation draws only their weight and bias, from the
@@ -432,58 +494,99 @@ def pack_outputs(main: torch.Tensor, sides: tuple[torch.Tensor | None, ...],
 def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_name: str,
                  outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
     graph = b.graph
-    g = _ScopeGraph()
-    env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
     modules: dict[str, nn.Module] = {}
     children: dict[str, fx.GraphModule] = {}
     sides = {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
-    side_values: dict[str, fx.Node] = {}
-
-    def call(name: str, module: nn.Module, args: tuple[fx.Node, ...], out_id: str) -> None:
-        if isinstance(module, fx.GraphModule):
-            # GraphModule.__init__ recompiles every GraphModule among its children, and
-            # theirs in turn, so a scope at depth d would be code-generated d times (554
-            # generations for efficientnet_b0's 107 scopes). The children were compiled
-            # moments ago: stand a plain Module in for each while the parent is made.
-            children[name] = module
-            module = nn.Module()
-        modules[name] = module
-        if out_id in sides:
-            side_values[sides[out_id]] = g.call_function(side_output, (g.get_attr(name), *args))
-        else:
-            env[out_id] = g.call_module(name, args)
-
+    # What the scope computes, in order: ("call", module name, input ids, output id) or
+    # ("merge", node, input ids); then which id it returns.
+    steps: list[tuple[Any, ...]] = []
     for kind, obj in b.layout.items[scope]:
         if kind == "scope":
             child: Scope = obj
             name = _local(child.path, scope)
             sub = _build_scope(b, child.path, child.input, child.output,
                                "Sequential" if child.kind == "seq" else camel(child.name))
-            call(name, sub, (env[child.input],), child.output)
+            # GraphModule.__init__ recompiles every GraphModule among its children, and
+            # theirs in turn, so a scope at depth d would be code-generated d times (554
+            # generations for efficientnet_b0's 107 scopes). The children were compiled
+            # moments ago: stand a plain Module in for each while the parent is made.
+            children[name] = sub
+            modules[name] = nn.Module()
+            steps.append(("call", name, (child.input,), child.output))
             continue
         node: OpNode = obj
-        args = tuple(env[i] for i in graph.inputs(node.id))
+        inputs = tuple(graph.inputs(node.id))
         if node.path is not None:
-            in_shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
+            in_shapes = [graph.node(i).shape for i in inputs]
             module = b.modules[node.path] = _module(b, node, in_shapes)
             if node.id in b.inplace and node.op in _IN_PLACE_ACTIVATIONS:
                 module.inplace = True  # type: ignore[assignment]
-            call(_local(node.path, scope), module, args, node.id)
+            name = _local(node.path, scope)
+            modules[name] = module
+            steps.append(("call", name, inputs, node.id))
         else:
-            env[node.id] = _emit_merge(g, node, args, b.inplace.get(node.id))
-    if side_values:
-        names = tuple(graph.side_outputs)
-        g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
-    elif outputs:
-        g.output({name: env[node_id] for name, node_id in outputs.items()})
+            steps.append(("merge", node, inputs))
+    key = None if sides or outputs or scope == _ROOT else _structure_key(b, input_id, steps, output_id)
+    twin = b.twins.get(key) if key is not None else None
+    if twin is not None and _SHARED.get() is not None:
+        gm = _ScopeModule.like(modules, twin, class_name)
     else:
-        g.output(env[output_id])
-    gm = _ScopeModule(modules, g, class_name=class_name)
+        g = _scope_graph(b, input_id, steps, output_id, sides, outputs)
+        gm = _ScopeModule(modules, g, class_name=class_name)
+        if key is not None and isinstance(gm, _ScopeModule) and _SHARED.get() is not None:
+            template = _ScopeGraph()
+            template.output(template.graph_copy(g, {}))
+            code = {k: gm.__dict__[k] for k in ("_code", "_lineno_map", "_prologue_start")}
+            b.twins[key] = _Twin(template, code, type(gm).forward)
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
     _bind_children(gm)
     return gm
+
+
+def _structure_key(b: _Build, input_id: str, steps: list[tuple[Any, ...]],
+                   output_id: str) -> tuple[Any, ...]:
+    """What a scope's fx graph is made from, with node ids replaced by their order in the
+    scope: two scopes with the same key get the same graph and the same generated code."""
+    local = {input_id: 0}
+    key: list[Any] = []
+    for step in steps:
+        refs = tuple(local[i] for i in step[2])
+        if step[0] == "call":
+            key.append((step[1], refs))
+            local[step[3]] = len(local)
+        else:
+            node = step[1]
+            key.append((node.op, refs, b.inplace.get(node.id)))
+            local[node.id] = len(local)
+    key.append(local[output_id])
+    return tuple(key)
+
+
+def _scope_graph(b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_id: str,
+                 sides: Mapping[str, str], outputs: Mapping[str, str] | None) -> _ScopeGraph:
+    """The fx graph of a scope from its steps (see :func:`_build_scope`)."""
+    g = _ScopeGraph()
+    env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
+    side_values: dict[str, fx.Node] = {}
+    for step in steps:
+        args = tuple(env[i] for i in step[2])
+        if step[0] == "merge":
+            node = step[1]
+            env[node.id] = _emit_merge(g, node, args, b.inplace.get(node.id))
+        elif step[3] in sides:
+            side_values[sides[step[3]]] = g.call_function(side_output, (g.get_attr(step[1]), *args))
+        else:
+            env[step[3]] = g.call_module(step[1], args)
+    if side_values:
+        names = tuple(b.graph.side_outputs)
+        g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
+    elif outputs:
+        g.output({name: env[node_id] for name, node_id in outputs.items()})
+    else:
+        g.output(env[output_id])
+    return g
 
 
 def _emit_merge(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...],
