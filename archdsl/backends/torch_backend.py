@@ -93,6 +93,20 @@ class _ScopeGraph(fx.Graph):
         return tuple(key)
 
 
+def _plain_state() -> dict[str, Any]:
+    """The plain attributes ``GraphModule.__init__`` sets (torch 2.13), new for one module."""
+    return {
+        "_tracer_cls": None,
+        "_tracer_extras": {},
+        "meta": {},
+        "_replace_hooks": [],
+        "_create_node_hooks": [],
+        "_erase_node_hooks": [],
+        "_deepcopy_hooks": [],
+        "shape_env": None,
+    }
+
+
 class _ScopeModule(fx.GraphModule):
     """The GraphModule of one scope. While a network is built, it skips two of torch.fx's
     fixed costs per scope, the largest left once the code is generated once per structure:
@@ -124,23 +138,17 @@ class _ScopeModule(fx.GraphModule):
         ):
             super().__init__(root, graph, class_name)
             return
+        self._start(root, class_name)
+        self.__dict__["_graph"] = graph
+        graph.owning_module = self
+        self.recompile()
+        self.__dict__.update(_plain_state())
+
+    def _start(self, root: dict[str, nn.Module], class_name: str) -> None:
         nn.Module.__init__(self)
         type(self).__name__ = class_name
         for name, module in root.items():  # the call_module and get_attr targets, in order
             setattr(self, name, module)
-        self.__dict__["_graph"] = graph
-        graph.owning_module = self
-        self.recompile()
-        self.__dict__.update(
-            _tracer_cls=None,
-            _tracer_extras={},
-            meta={},
-            _replace_hooks=[],
-            _create_node_hooks=[],
-            _erase_node_hooks=[],
-            _deepcopy_hooks=[],
-            shape_env=None,
-        )
 
     @classmethod
     def like(cls, root: dict[str, nn.Module], twin: _Twin, class_name: str) -> _ScopeModule:
@@ -149,23 +157,9 @@ class _ScopeModule(fx.GraphModule):
         (``gm.graph``, a deepcopy, pickling), not built at the build. What it sets is what
         ``__init__`` sets for a first scope."""
         self = cls.__new__(cls)  # GraphModule.__new__: the scope's own class
-        nn.Module.__init__(self)
+        self._start(root, class_name)
+        self.__dict__.update(twin.code, _graph_template=twin.template, **_plain_state())
         cls = type(self)
-        cls.__name__ = class_name
-        for name, module in root.items():
-            setattr(self, name, module)
-        self.__dict__.update(
-            twin.code,
-            _graph_template=twin.template,
-            _tracer_cls=None,
-            _tracer_extras={},
-            meta={},
-            _replace_hooks=[],
-            _create_node_hooks=[],
-            _erase_node_hooks=[],
-            _deepcopy_hooks=[],
-            shape_env=None,
-        )
         cls.forward = twin.forward
         cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
         return self
