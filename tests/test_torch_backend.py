@@ -896,13 +896,13 @@ def test_cuda_matches_cpu(resnet18, x64):
 
 def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
     """The backend makes scope modules without torch.fx's per-scope compile and setattr
-    costs (``_ScopeModule``: a shared ``forward`` for scopes of the same code, attributes set
+    costs (``fx_scopes.ScopeModule``: a shared ``forward`` for scopes of the same code, attributes set
     directly), mirroring what torch 2.13's ``GraphModule.__init__`` and ``recompile`` set.
     This compares each scope with the GraphModule torch.fx makes from the same graph,
     attribute for attribute, so a torch upgrade that changes either fails here."""
     import copy
 
-    from archdsl.backends.torch_backend import _Child
+    from archdsl.backends.fx_scopes import Child
 
     model = archdsl.build(archdsl.check(MIXED))
     scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
@@ -924,7 +924,7 @@ def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
         cls, ref_cls = type(m), type(ref)
         # what the backend changes on purpose: a class attribute reading each child, and
         # calls going straight to nn.Module.__call__
-        children = {k for k, v in vars(cls).items() if isinstance(v, _Child)}
+        children = {k for k, v in vars(cls).items() if isinstance(v, Child)}
         assert children == set(m._modules)
         assert vars(cls).keys() - {"_repr_svg_"} - children == vars(ref_cls).keys() - {"__call__"}
         assert cls.__call__ is nn.Module.__call__ is not ref_cls.__call__

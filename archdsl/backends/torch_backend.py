@@ -10,16 +10,21 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.fx.experimental import _config as fx_experimental_config
-from torch.fx.graph_module import _WrappedCall
 
+from archdsl.backends.fx_scopes import (
+    SHARED,
+    ScopeGraph,
+    ScopeModule,
+    Twin,
+    bind_children,
+    sharing_code,
+)
 from archdsl.backends.torch_modules import build_module, build_uninitialised
 from archdsl.elaborate.network_rules import rule_matches
 from archdsl.gcpause import gc_paused
@@ -31,234 +36,6 @@ _ROOT = ""
 def camel(name: str) -> str:
     """``resnet50`` -> ``Resnet50``, ``basic_block`` -> ``BasicBlock``."""
     return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Module"
-
-
-def _add(*xs: torch.Tensor) -> torch.Tensor:
-    out = xs[0]
-    for x in xs[1:]:
-        out = out + x
-    return out
-
-
-def _mul(*xs: torch.Tensor) -> torch.Tensor:
-    out = xs[0]
-    for x in xs[1:]:
-        out = out * x
-    return out
-
-
-@dataclass
-class _Shared:
-    """What structurally identical scopes of one build share: the Python torch.fx generates
-    for them (by structure, see :meth:`_ScopeGraph._structure`) and the ``forward`` compiled
-    from it (by that Python's identity), with the ``__call__`` torch.fx installs beside it."""
-
-    code: dict[tuple[Any, ...], fx.graph.PythonCode] = field(default_factory=dict)
-    compiled: dict[int, tuple[fx.graph.PythonCode, Callable[..., Any]]] = field(
-        default_factory=dict
-    )
-
-
-_SHARED: ContextVar[_Shared | None] = ContextVar("archdsl_shared", default=None)
-
-
-class _ScopeGraph(fx.Graph):
-    """The fx graph of one scope. While a network is built, scopes of the same structure
-    (the same nodes, names, targets and wiring, as the blocks of a stage have) share the
-    Python that torch.fx generates for them: generating it was most of the cost of building
-    a network of many small blocks (efficientnet_b0: 107 scopes, 9 distinct). Outside a build,
-    or for a graph with anything the key does not cover (types, meta, another codegen), it
-    is an ordinary ``fx.Graph``."""
-
-    def python_code(self, root_module: str, **kwargs: Any) -> fx.graph.PythonCode:
-        shared = _SHARED.get()
-        key = self._structure(root_module, kwargs) if shared is not None else None
-        if key is None:
-            return super().python_code(root_module, **kwargs)
-        assert shared is not None
-        code = shared.code.get(key)
-        if code is None:
-            code = shared.code[key] = super().python_code(root_module, **kwargs)
-        return code
-
-    def _structure(self, root_module: str, kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
-        """What the generated code depends on; None where that is more than the nodes."""
-        if type(self._codegen) is not fx.graph.CodeGen:
-            return None
-        key: list[Any] = [root_module, tuple(sorted(kwargs.items()))]
-        for node in self.nodes:
-            if node.type is not None or node.meta:
-                return None
-            key.append((node.op, node.name, node.target, repr(node.args), repr(node.kwargs)))
-        return tuple(key)
-
-
-def _plain_state() -> dict[str, Any]:
-    """The plain attributes ``GraphModule.__init__`` sets (torch 2.13), new for one module."""
-    return {
-        "_tracer_cls": None,
-        "_tracer_extras": {},
-        "meta": {},
-        "_replace_hooks": [],
-        "_create_node_hooks": [],
-        "_erase_node_hooks": [],
-        "_deepcopy_hooks": [],
-        "shape_env": None,
-    }
-
-
-class _ScopeModule(fx.GraphModule):
-    """The GraphModule of one scope. While a network is built, it skips two of torch.fx's
-    fixed costs per scope, the largest left once the code is generated once per structure:
-
-    - a scope whose generated Python is that of an earlier scope (see :class:`_ScopeGraph`)
-      takes the ``forward`` compiled for the earlier one instead of compiling and exec'ing
-      the same source again (about 0.1 ms a scope);
-    - ``__init__`` sets the attributes that ``GraphModule.__init__`` sets for a dict of
-      submodules without going through ``nn.Module.__setattr__`` for each plain attribute.
-
-    Each scope still gets its own class, as every GraphModule does, so a later
-    ``recompile`` of one scope (an fx pass, :func:`archdsl.optimize_for_inference`) changes
-    that scope alone; outside a build (deepcopy, unpickling, ``recompile`` after an edit)
-    everything is torch.fx's own. What the fast paths set mirrors torch 2.13's
-    ``GraphModule.__init__`` and ``recompile``; tests/test_torch_backend.py compares every
-    scope of a built network with a GraphModule made by torch.fx from the same graph, so a
-    torch upgrade that changes either fails there.
-    """
-
-    def __init__(self, root: nn.Module | dict[str, Any], graph: fx.Graph,
-                 class_name: str = "GraphModule") -> None:
-        if (
-            _SHARED.get() is None
-            or not isinstance(root, dict)
-            or not isinstance(graph, _ScopeGraph)
-            or graph._tracer_cls is not None
-            or graph._tracer_extras
-            or any("." in name for name in root)  # a backbone's root: nested targets
-        ):
-            super().__init__(root, graph, class_name)
-            return
-        self._start(root, class_name)
-        self.__dict__["_graph"] = graph
-        graph.owning_module = self
-        self.recompile()
-        self.__dict__.update(_plain_state())
-
-    def _start(self, root: dict[str, nn.Module], class_name: str) -> None:
-        nn.Module.__init__(self)
-        type(self).__name__ = class_name
-        for name, module in root.items():  # the call_module and get_attr targets, in order
-            setattr(self, name, module)
-
-    @classmethod
-    def like(cls, root: dict[str, nn.Module], twin: _Twin, class_name: str) -> _ScopeModule:
-        """A scope of the same structure as ``twin``'s first scope: the same generated code
-        and ``forward``, and an fx graph copied from ``twin.template`` when first asked for
-        (``gm.graph``, a deepcopy, pickling), not built at the build. What it sets is what
-        ``__init__`` sets for a first scope."""
-        self = cls.__new__(cls)  # GraphModule.__new__: the scope's own class
-        self._start(root, class_name)
-        self.__dict__.update(twin.code, _graph_template=twin.template, **_plain_state())
-        cls = type(self)
-        cls.forward = twin.forward
-        cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_graph" and "_graph_template" in self.__dict__:
-            template = self.__dict__.pop("_graph_template")
-            graph = _ScopeGraph()
-            graph.output(graph.graph_copy(template, {}))
-            self.__dict__["_graph"] = graph
-            graph.owning_module = self
-            return graph
-        return super().__getattr__(name)
-
-    # torch.fx reads `self.__dict__["_graph"]` in these: the graph must be there
-    def __deepcopy__(self, memo: dict[int, Any]) -> fx.GraphModule:
-        self._graph  # noqa: B018 - made if not yet
-        return super().__deepcopy__(memo)
-
-    def __reduce__(self) -> Any:
-        self._graph  # noqa: B018
-        return super().__reduce__()
-
-    def __reduce_package__(self, exporter: Any) -> Any:
-        self._graph  # noqa: B018
-        return super().__reduce_package__(exporter)
-
-    def recompile(self) -> fx.graph.PythonCode:
-        code = self._compile()
-        cls = type(self)
-        if "__call__" in vars(cls) and cls._wrapped_call.cls_call is None:  # type: ignore[attr-defined]
-            # torch.fx's `__call__` adds two Python frames to every call, to print the
-            # generated code around an exception, which a traceback shows anyway (torch.fx
-            # keeps the source in linecache): calls go straight to nn.Module.__call__.
-            del cls.__call__
-        return code
-
-    def _compile(self) -> fx.graph.PythonCode:
-        shared = _SHARED.get()
-        if (
-            shared is None
-            or fx_experimental_config.enrich_profiler_metadata  # code rewritten per module
-            or not isinstance(self._graph, _ScopeGraph)
-            or type(self).__dict__.keys() & {"__call__", "_wrapped_call"}
-        ):
-            return super().recompile()
-        code = self._graph.python_code(root_module="self", record_func=False)
-        hit = shared.compiled.get(id(code))
-        if hit is None or hit[0] is not code:  # the first scope of this code, or unshared code
-            code = super().recompile()
-            shared.compiled[id(code)] = (code, type(self).forward)
-            return code
-        _, forward = hit
-        self.__dict__.update(
-            _code=code.src, _lineno_map=code._lineno_map, _prologue_start=code._prologue_start
-        )
-        cls = type(self)
-        cls.forward = forward
-        cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
-        self._recompile_submodules()
-        return code
-
-
-class _Child:
-    """A class attribute of a scope's class that reads one child module. The generated
-    ``forward`` reads each child as ``getattr(self, name)``, which for a module is a failed
-    lookup and then ``nn.Module.__getattr__`` (about 0.6 us); this is one dict read (0.1 us).
-    It reads ``_modules`` itself, so a child replaced or removed later is seen as such, and
-    a name that is no longer a child falls back to ``nn.Module.__getattr__``."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __get__(self, obj: nn.Module | None, cls: type | None = None) -> Any:
-        if obj is None:
-            return self
-        try:
-            return obj.__dict__["_modules"][self.name]
-        except KeyError:
-            return nn.Module.__getattr__(obj, self.name)
-
-
-def _bind_children(module: fx.GraphModule) -> None:
-    """Give ``module``'s own class a :class:`_Child` for each of its children."""
-    cls = type(module)
-    for name in module._modules:
-        if not hasattr(cls, name):  # never over a method or attribute of the class
-            setattr(cls, name, _Child(name))
-
-
-@contextlib.contextmanager
-def _sharing_code() -> Iterator[None]:
-    token = _SHARED.set(_Shared())
-    try:
-        yield
-    finally:
-        _SHARED.reset(token)
 
 
 class _Layout:
@@ -354,16 +131,6 @@ def in_place(graph: Graph, layout: _Layout,
     return found
 
 
-@dataclass(frozen=True)
-class _Twin:
-    """What the later scopes of one structure take from the first: its generated code and
-    ``forward``, and a private copy of its fx graph (which a pass may later edit in place)."""
-
-    template: fx.Graph
-    code: dict[str, Any]  # _code, _lineno_map, _prologue_start: what recompile set
-    forward: Callable[..., Any]
-
-
 @dataclass
 class _Build:
     """What the scopes of one build share."""
@@ -373,7 +140,7 @@ class _Build:
     inplace: Mapping[str, int]  # activations and sums that overwrite an input -> its index
     overwritten: Mapping[str, frozenset[str]]  # module path -> tensors its init rules write
     modules: dict[str, nn.Module] = field(default_factory=dict)  # module path -> an op's module
-    twins: dict[tuple[Any, ...], _Twin] = field(default_factory=dict)  # by scope structure
+    twins: dict[tuple[Any, ...], Twin] = field(default_factory=dict)  # by scope structure
 
 
 # The ops whose modules' default initialisation draws only their weight and bias, from the
@@ -430,7 +197,7 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else {},
                _overwritten(graph) if initialised else {})
     on_device = torch.device(device) if device is not None else contextlib.nullcontext()
-    with on_device, _sharing_code(), gc_paused():
+    with on_device, sharing_code(), gc_paused():
         root = _build_scope(b, _ROOT, graph.node("input").id, graph.output, camel(graph.name),
                             outputs)
     if initialised:
@@ -522,20 +289,20 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
             steps.append(("merge", node, inputs))
     key = None if sides or outputs or scope == _ROOT else _structure_key(b, input_id, steps, output_id)
     twin = b.twins.get(key) if key is not None else None
-    if twin is not None and _SHARED.get() is not None:
-        gm = _ScopeModule.like(modules, twin, class_name)
+    if twin is not None and SHARED.get() is not None:
+        gm = ScopeModule.like(modules, twin, class_name)
     else:
         g = _scope_graph(b, input_id, steps, output_id, sides, outputs)
-        gm = _ScopeModule(modules, g, class_name=class_name)
-        if key is not None and isinstance(gm, _ScopeModule) and _SHARED.get() is not None:
-            template = _ScopeGraph()
+        gm = ScopeModule(modules, g, class_name=class_name)
+        if key is not None and isinstance(gm, ScopeModule) and SHARED.get() is not None:
+            template = ScopeGraph()
             template.output(template.graph_copy(g, {}))
             code = {k: gm.__dict__[k] for k in ("_code", "_lineno_map", "_prologue_start")}
-            b.twins[key] = _Twin(template, code, type(gm).forward)
+            b.twins[key] = Twin(template, code, type(gm).forward)
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
-    _bind_children(gm)
+    bind_children(gm)
     return gm
 
 
@@ -559,9 +326,9 @@ def _structure_key(b: _Build, input_id: str, steps: list[tuple[Any, ...]],
 
 
 def _scope_graph(b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_id: str,
-                 sides: Mapping[str, str], outputs: Mapping[str, str] | None) -> _ScopeGraph:
+                 sides: Mapping[str, str], outputs: Mapping[str, str] | None) -> ScopeGraph:
     """The fx graph of a scope from its steps (see :func:`_build_scope`)."""
-    g = _ScopeGraph()
+    g = ScopeGraph()
     env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
     side_values: dict[str, fx.Node] = {}
     for step in steps:
