@@ -304,6 +304,25 @@ def test_build_on_meta_device_allocates_nothing():
     assert tuple(y.shape) == (2, 1000)
 
 
+def test_a_build_on_the_meta_device_initialises_nothing(monkeypatch: pytest.MonkeyPatch):
+    """Convolutions, linear layers and batch norms skip reset_parameters on the meta device,
+    where there are no values to set (and each initialiser runs Python decompositions)."""
+    calls = []
+    for name in ("kaiming_uniform_", "uniform_", "normal_", "zeros_", "ones_"):
+        original = getattr(nn.init, name)
+
+        def record(tensor: torch.Tensor, *args: object, _f=original, _n=name, **kwargs: object):
+            calls.append(_n)
+            return _f(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(nn.init, name, record)
+    model = archdsl.load("resnet18", device="meta")
+    assert calls == []
+    assert {type(m) for m in model.modules()} >= {nn.Conv2d, nn.BatchNorm2d, nn.Linear}
+    archdsl.load("resnet18")
+    assert calls  # on the CPU the same build initialises
+
+
 def test_init_rules_applied():
     torch.manual_seed(0)
     model = archdsl.load("resnet18")

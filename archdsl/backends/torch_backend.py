@@ -139,6 +139,7 @@ class _Build:
     layout: _Layout
     inplace: Mapping[str, int]  # activations and sums that overwrite an input -> its index
     overwritten: Mapping[str, frozenset[str]]  # module path -> tensors its init rules write
+    meta: bool  # built on the meta device
     modules: dict[str, nn.Module] = field(default_factory=dict)  # module path -> an op's module
     twins: dict[tuple[Any, ...], Twin] = field(default_factory=dict)  # by scope structure
 
@@ -169,6 +170,8 @@ def _module(b: _Build, node: OpNode, in_shapes: list[Any]) -> nn.Module:
     rule overwrites is made without PyTorch's default random draw, which
     :func:`apply_init` would discard: that draw was most of the time a network of large
     layers took to build (resnet50: 45%). A tensor no rule writes gets PyTorch's default."""
+    if b.meta:  # nothing to draw: no tensor holds values (and drawing runs decompositions)
+        return build_uninitialised(node.op, dict(node.attrs), in_shapes)
     overwritten = b.overwritten.get(node.path or "")
     if not overwritten:
         return build_module(node.op, dict(node.attrs), in_shapes)
@@ -193,9 +196,10 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     :func:`in_place`); outputs and gradients are the same either way.
     """
     layout = _Layout(graph)
-    initialised = init and str(device) != "meta"
+    meta = str(device) == "meta"
+    initialised = init and not meta
     b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else {},
-               _overwritten(graph) if initialised else {})
+               _overwritten(graph) if initialised else {}, meta)
     on_device = torch.device(device) if device is not None else contextlib.nullcontext()
     with on_device, sharing_code(), gc_paused():
         root = _build_scope(b, _ROOT, graph.node("input").id, graph.output, camel(graph.name),

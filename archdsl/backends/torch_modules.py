@@ -156,7 +156,7 @@ def _linear(a: Attrs, shapes: list[Shape]) -> nn.Module:
 
 def _bn(a: Attrs, shapes: list[Shape]) -> nn.Module:
     cls = nn.BatchNorm2d if len(shapes[0]) == 3 else nn.BatchNorm1d
-    return cls(shapes[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
+    return _make(cls, shapes[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
 
 
 def _layernorm(a: Attrs, shapes: list[Shape]) -> nn.Module:
@@ -252,10 +252,10 @@ def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> n
 
 
 def build_uninitialised(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> nn.Module:
-    """:func:`build_module` for a caller that writes every tensor itself: a convolution's or
-    linear layer's weight and bias are left as ``torch.empty`` made them, skipping
-    PyTorch's random default draw (other ops' modules are as :func:`build_module` makes
-    them)."""
+    """:func:`build_module` for a caller that writes every tensor itself: a convolution's,
+    linear layer's or batch norm's tensors are left as ``torch.empty`` made them, skipping
+    ``reset_parameters`` (PyTorch's random default draw, batch norm's ones and zeros);
+    other ops' modules are as :func:`build_module` makes them."""
     token = _DEFAULT_INIT.set(False)
     try:
         return build_module(op_name, attrs, input_shapes)
