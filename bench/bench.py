@@ -387,7 +387,7 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
                     both(r, "b"),
                     both(r, "a"),
                     both(f, "a"),
-                    both(o, "b") if o else "n/a",
+                    f"{both(o, 'a')} / {both(o, 'b')}" if o else "n/a",
                     f"{o['ratio']:.2f} ({o['best_ratio']:.2f})" if o else "n/a",
                     f"{entry['compile_s_torchvision']:.0f} / {entry['compile_s_archdsl']:.0f}"
                     f" / {entry['compile_s_archdsl_optimised_frozen']:.0f}",
@@ -399,7 +399,7 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
         "torchvision compiled ms",
         "archdsl compiled ms",
         "archdsl optimised + compiled (freezing, cpp_wrapper) ms",
-        "onnxruntime ms",
+        "the same / onnxruntime, side by side, ms",
         "fastest archdsl / onnxruntime",
         "compile s (tv / archdsl / frozen)",
     ]
@@ -408,11 +408,23 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
 
 # The fastest path archdsl offers on a CPU: optimize_for_inference, then inductor with the
 # weights frozen as constants (batch norm already folded, convolutions get prepacked oneDNN
-# weights) and C++ calling the kernels instead of Python.
+# weights with their ReLU and residual sum fused) and C++ calling the kernels instead of
+# Python. Set with inductor's config.patch around the first call, where compilation happens:
+# torch.compile(options={"freezing": True}) does not freeze in torch 2.13.
 FASTEST = {"freezing": True, "cpp_wrapper": True}
 
 
+def _frozen() -> bool:
+    """Whether the last compilation froze the weights: inductor's freezing passes prepack
+    the convolutions' weights (its counters say how many), the plain compile does not."""
+    from torch._dynamo.utils import counters
+
+    return counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
+
+
 def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
+    import torch._inductor.config as inductor_config
+
     tv, ad = pair(tvm, name)
     tv.eval()
     ad.eval()
@@ -430,10 +442,17 @@ def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
         entry["compile_s_archdsl"] = time.perf_counter() - t0
         entry["compiled_vs_compiled"] = interleaved(lambda: ad_c(x), lambda: tv_c(x), reps)
         fast = archdsl.optimize_for_inference(ad)
+        from torch._dynamo.utils import counters
+
+        counters.clear()
         t0 = time.perf_counter()
-        fast_c = torch.compile(fast, options=FASTEST)
-        fast_c(x)
+        with inductor_config.patch(FASTEST):
+            fast_c = torch.compile(fast)
+            fast_c(x)
         entry["compile_s_archdsl_optimised_frozen"] = time.perf_counter() - t0
+        entry["frozen"] = _frozen()
+        if not entry["frozen"]:
+            print(f"warning: {name}: the optimised network compiled without freezing", file=sys.stderr)
         expected = tv(x)
         entry["rel_error_frozen"] = float((fast_c(x) - expected).abs().max() / expected.abs().max())
         entry["frozen_vs_torchvision_eager"] = interleaved(lambda: fast_c(x), lambda: tv(x), reps)
@@ -442,7 +461,7 @@ def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
         )
         if _have("onnxruntime") and _have("onnxscript"):
             ort_run = _onnx_session(fast, x, tmp / f"{name}.onnx")
-            entry["frozen_vs_onnxruntime"] = interleaved(lambda: fast_c(x), ort_run, reps)
+            entry["frozen_vs_onnxruntime"] = interleaved(lambda: fast_c(x), ort_run, 2 * reps + 1)
         torch._dynamo.reset()
     return entry
 
