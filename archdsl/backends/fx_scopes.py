@@ -1,21 +1,18 @@
 """The torch.fx modules the torch backend makes, one per scope, and what makes building
-them cheap: scopes of the same structure share generated code and ``forward``
-(:class:`ScopeGraph`, :class:`ScopeModule`), a later one makes its fx graph only when asked
-(:meth:`ScopeModule.like`), and children are read through class attributes
-(:class:`Child`). See docs/design.md, "Building: one code generation per distinct scope"
-and "Calling a scope costs what calling an nn.Sequential costs".
+and calling them cheap: a scope of the same structure as an earlier one takes its code and
+``forward`` and makes its fx graph only when asked (:meth:`ScopeModule.like`), and children
+are read through class attributes (:class:`Child`). See docs/design.md, "Building: one code
+generation per distinct scope" and "Calling a scope costs what calling an nn.Sequential
+costs".
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import fx, nn
-from torch.fx.experimental import _config as fx_experimental_config
 from torch.fx.graph_module import _WrappedCall
 
 
@@ -29,50 +26,9 @@ class Twin:
     forward: Callable[..., Any]
 
 
-@dataclass
-class Shared:
-    """What structurally identical scopes of one build share: the Python torch.fx generates
-    for them (by structure, see :meth:`ScopeGraph._structure`) and the ``forward`` compiled
-    from it (by that Python's identity), with the ``__call__`` torch.fx installs beside it."""
-
-    code: dict[tuple[Any, ...], fx.graph.PythonCode] = field(default_factory=dict)
-    compiled: dict[int, tuple[fx.graph.PythonCode, Callable[..., Any]]] = field(
-        default_factory=dict
-    )
-
-
-SHARED: ContextVar[Shared | None] = ContextVar("archdsl_shared", default=None)
-
-
 class ScopeGraph(fx.Graph):
-    """The fx graph of one scope. While a network is built, scopes of the same structure
-    (the same nodes, names, targets and wiring, as the blocks of a stage have) share the
-    Python that torch.fx generates for them: generating it was most of the cost of building
-    a network of many small blocks (efficientnet_b0: 107 scopes, 9 distinct). Outside a build,
-    or for a graph with anything the key does not cover (types, meta, another codegen), it
-    is an ordinary ``fx.Graph``."""
-
-    def python_code(self, root_module: str, **kwargs: Any) -> fx.graph.PythonCode:
-        shared = SHARED.get()
-        key = self._structure(root_module, kwargs) if shared is not None else None
-        if key is None:
-            return super().python_code(root_module, **kwargs)
-        assert shared is not None
-        code = shared.code.get(key)
-        if code is None:
-            code = shared.code[key] = super().python_code(root_module, **kwargs)
-        return code
-
-    def _structure(self, root_module: str, kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
-        """What the generated code depends on; None where that is more than the nodes."""
-        if type(self._codegen) is not fx.graph.CodeGen:
-            return None
-        key: list[Any] = [root_module, tuple(sorted(kwargs.items()))]
-        for node in self.nodes:
-            if node.type is not None or node.meta:
-                return None
-            key.append((node.op, node.name, node.target, repr(node.args), repr(node.kwargs)))
-        return tuple(key)
+    """The fx graph of one scope, as the backend makes it: plain nodes, no types or meta,
+    torch.fx's own code generation (what :meth:`ScopeModule.__init__`'s fast path needs)."""
 
 
 def _plain_state() -> dict[str, Any]:
@@ -90,14 +46,12 @@ def _plain_state() -> dict[str, Any]:
 
 
 class ScopeModule(fx.GraphModule):
-    """The GraphModule of one scope. While a network is built, it skips two of torch.fx's
-    fixed costs per scope, the largest left once the code is generated once per structure:
+    """The GraphModule of one scope, made without torch.fx's fixed costs where a build can:
 
-    - a scope whose generated Python is that of an earlier scope (see :class:`ScopeGraph`)
-      takes the ``forward`` compiled for the earlier one instead of compiling and exec'ing
-      the same source again (about 0.1 ms a scope);
     - ``__init__`` sets the attributes that ``GraphModule.__init__`` sets for a dict of
-      submodules without going through ``nn.Module.__setattr__`` for each plain attribute.
+      submodules without going through ``nn.Module.__setattr__`` for each plain attribute;
+    - :meth:`like` makes a scope of the same structure as an earlier one from that one's
+      generated code and compiled ``forward``, without building, generating or compiling.
 
     Each scope still gets its own class, as every GraphModule does, so a later
     ``recompile`` of one scope (an fx pass, :func:`archdsl.optimize_for_inference`) changes
@@ -111,8 +65,7 @@ class ScopeModule(fx.GraphModule):
     def __init__(self, root: nn.Module | dict[str, Any], graph: fx.Graph,
                  class_name: str = "GraphModule") -> None:
         if (
-            SHARED.get() is None
-            or not isinstance(root, dict)
+            not isinstance(root, dict)
             or not isinstance(graph, ScopeGraph)
             or graph._tracer_cls is not None
             or graph._tracer_extras
@@ -170,38 +123,13 @@ class ScopeModule(fx.GraphModule):
         return super().__reduce_package__(exporter)
 
     def recompile(self) -> fx.graph.PythonCode:
-        code = self._compile()
+        code = super().recompile()
         cls = type(self)
         if "__call__" in vars(cls) and cls._wrapped_call.cls_call is None:  # type: ignore[attr-defined]
             # torch.fx's `__call__` adds two Python frames to every call, to print the
             # generated code around an exception, which a traceback shows anyway (torch.fx
             # keeps the source in linecache): calls go straight to nn.Module.__call__.
             del cls.__call__
-        return code
-
-    def _compile(self) -> fx.graph.PythonCode:
-        shared = SHARED.get()
-        if (
-            shared is None
-            or fx_experimental_config.enrich_profiler_metadata  # code rewritten per module
-            or not isinstance(self._graph, ScopeGraph)
-            or type(self).__dict__.keys() & {"__call__", "_wrapped_call"}
-        ):
-            return super().recompile()
-        code = self._graph.python_code(root_module="self", record_func=False)
-        hit = shared.compiled.get(id(code))
-        if hit is None or hit[0] is not code:  # the first scope of this code, or unshared code
-            code = super().recompile()
-            shared.compiled[id(code)] = (code, type(self).forward)
-            return code
-        _, forward = hit
-        self.__dict__.update(
-            _code=code.src, _lineno_map=code._lineno_map, _prologue_start=code._prologue_start
-        )
-        cls = type(self)
-        cls.forward = forward
-        cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
-        self._recompile_submodules()
         return code
 
 
@@ -232,12 +160,3 @@ def bind_children(module: fx.GraphModule) -> None:
     for name in module._modules:
         if not hasattr(cls, name):  # never over a method or attribute of the class
             setattr(cls, name, Child(name))
-
-
-@contextlib.contextmanager
-def sharing_code() -> Iterator[None]:
-    token = SHARED.set(Shared())
-    try:
-        yield
-    finally:
-        SHARED.reset(token)

@@ -16,15 +16,9 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.fx.experimental import _config as fx_experimental_config
 
-from archdsl.backends.fx_scopes import (
-    SHARED,
-    ScopeGraph,
-    ScopeModule,
-    Twin,
-    bind_children,
-    sharing_code,
-)
+from archdsl.backends.fx_scopes import ScopeGraph, ScopeModule, Twin, bind_children
 from archdsl.backends.torch_modules import build_module, build_uninitialised
 from archdsl.elaborate.network_rules import rule_matches
 from archdsl.gcpause import gc_paused
@@ -201,7 +195,7 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else {},
                _overwritten(graph) if initialised else {}, meta)
     on_device = torch.device(device) if device is not None else contextlib.nullcontext()
-    with on_device, sharing_code(), gc_paused():
+    with on_device, gc_paused():
         root = _build_scope(b, _ROOT, graph.node("input").id, graph.output, camel(graph.name),
                             outputs)
     if initialised:
@@ -291,14 +285,16 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
             steps.append(("call", name, inputs, node.id))
         else:
             steps.append(("merge", node, inputs))
-    key = None if sides or outputs or scope == _ROOT else _structure_key(b, input_id, steps, output_id)
+    key = None
+    if not (sides or outputs or scope == _ROOT or fx_experimental_config.enrich_profiler_metadata):
+        key = _structure_key(b, input_id, steps, output_id)  # (profiler metadata: per module)
     twin = b.twins.get(key) if key is not None else None
-    if twin is not None and SHARED.get() is not None:
+    if twin is not None:
         gm = ScopeModule.like(modules, twin, class_name)
     else:
         g = _scope_graph(b, input_id, steps, output_id, sides, outputs)
         gm = ScopeModule(modules, g, class_name=class_name)
-        if key is not None and isinstance(gm, ScopeModule) and SHARED.get() is not None:
+        if key is not None:
             template = ScopeGraph()
             template.output(template.graph_copy(g, {}))
             code = {k: gm.__dict__[k] for k in ("_code", "_lineno_map", "_prologue_start")}
