@@ -125,7 +125,8 @@ class ScopeModule(fx.GraphModule):
     def recompile(self) -> fx.graph.PythonCode:
         code = super().recompile()
         cls = type(self)
-        if "__call__" in vars(cls) and cls._wrapped_call.cls_call is None:  # type: ignore[attr-defined]
+        wrapped = vars(cls).get("_wrapped_call")
+        if "__call__" in vars(cls) and wrapped is not None and wrapped.cls_call is None:
             # torch.fx's `__call__` adds two Python frames to every call, to print the
             # generated code around an exception, which a traceback shows anyway (torch.fx
             # keeps the source in linecache): calls go straight to nn.Module.__call__.

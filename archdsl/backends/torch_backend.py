@@ -93,10 +93,11 @@ def in_place(graph: Graph, layout: _Layout,
     index of that input (node id -> 0 or 1). An input may be overwritten where it is read
     by nothing else, is computed in the same scope (never a scope's input, which its caller
     may read again, nor what a scope returns, which a hook on it may have kept) by an op
-    whose backward does not need its output (:data:`_OVERWRITABLE`, possibly through :data:`_PASS_THROUGH` ops each read
-    by nothing else; a flatten's output is a view), and is not an output of the network
-    (main, side or backbone). A sum overwrites its first input, or the second of two
-    (``b += a`` is ``a + b`` exactly: floating-point addition of two terms commutes).
+    whose backward does not need its output (:data:`_OVERWRITABLE`, possibly through
+    :data:`_PASS_THROUGH` ops each read by nothing else; a flatten's output is a view), and
+    is not an output of the network (main, side or backbone). A sum overwrites its first
+    input, or the second of two (``b += a`` is ``a + b`` exactly: floating-point addition
+    of two terms commutes).
     Saves an allocation per activation and per residual sum, and the memory autograd keeps.
     """
     kept = {graph.output, *graph.side_outputs.values(), *(outputs or {}).values()}
