@@ -116,15 +116,18 @@ def check_file(path: PathLike, *, network: str | None = None,
     """Like :func:`check` for a spec file."""
     params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
+    with gc_paused():
+        return _elaborate(loader, _load_file(loader, path), network, params)
+
+
+def _load_file(loader: Loader, path: PathLike) -> SpecModule:
     if not os.path.isfile(path):
         raise ArchImportError("no such spec file", Span(str(path), 0, 0))
-    with gc_paused():
-        try:
-            module = loader.load_file(path)
-        except ArchError as e:
-            _attach_source(e, loader)
-            raise
-        return _elaborate(loader, module, network, params)
+    try:
+        return loader.load_file(path)
+    except ArchError as e:
+        _attach_source(e, loader)
+        raise
 
 
 MAX_PARAMS = 4_000_000_000  # 16 GB of float32 weights
@@ -292,8 +295,6 @@ def lint(
     ``network`` or parameters pick one network, whose errors are raised as ``check`` would.
     Errors in the text itself (syntax, imports) raise an ``ArchError``.
     """
-    from archdsl.passes.lint import lint as lint_module
-
     params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
     is_file = isinstance(source_or_path, os.PathLike) or (
@@ -307,16 +308,45 @@ def lint(
     except ArchError as e:
         _attach_source(e, loader)
         raise
+    return _lint(loader, module, network, params)
+
+
+def _lint(
+    loader: Loader, module: SpecModule, network: str | None, params: Mapping[str, Any],
+    checked: Graph | None = None,
+) -> list[LintWarning]:
+    """``lint`` of a loaded file; ``checked`` is the graph ``check`` made of the network
+    that ``network`` and ``params`` pick, which is then not elaborated again."""
+    from archdsl.passes.lint import lint as lint_module
+
+    picked = _pick_network(module, network) if checked is not None else None
     graphs = []
     if network is not None or params:
-        graphs.append(_elaborate(loader, module, network, params))
+        graphs.append(checked or _elaborate(loader, module, network, params))
     else:
         for name in module.local_networks:
+            if checked is not None and module.names[name] is picked:
+                graphs.append(checked)
+                continue
             try:
                 graphs.append(_elaborate(loader, module, name, {}))
             except ArchError:
                 continue  # reporting errors is check's job; lint what elaborates
     return lint_module(module, graphs)
+
+
+def check_and_lint(
+    path: PathLike, *, network: str | None = None, search_path: list[PathLike] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[Graph, list[LintWarning]]:
+    """:func:`check_file` and :func:`lint` of one spec file, parsing it once and elaborating
+    each network once (``archdsl check``)."""
+    params = dict(params or {})
+    loader = Loader([Path(p) for p in search_path or []])
+    with gc_paused():
+        module = _load_file(loader, path)
+        graph = _elaborate(loader, module, network, params)
+        return graph, _lint(loader, module, network, params, checked=graph)
 
 
 def parse_value(text: str) -> Any:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import archdsl
+from archdsl.api import check_and_lint
 from archdsl.elaborate.evaluate import Env, evaluate
 from archdsl.elaborate.values import did_you_mean
 from archdsl.frontend import ast, parse
@@ -188,12 +189,14 @@ def _check(args: argparse.Namespace) -> tuple[Graph, str, float]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    graph, path, t_check = _check(args)
-    print(report(graph, path, count_params(graph), [("check", t_check)]))
+    path = resolve_spec(args.spec)
     params = dict(parse_set(item) for item in args.set)
-    warnings = archdsl.lint(
+    start = time.perf_counter()
+    graph, warnings = check_and_lint(
         path, network=args.network, params=params, search_path=args.search_path
     )
+    t_check = time.perf_counter() - start
+    print(report(graph, path, count_params(graph), [("check", t_check)]))
     for warning in warnings:  # file:line:col: warning: ... (archdsl.passes.lint)
         _error(str(warning))
     return EXIT_SPEC if warnings and args.strict else EXIT_OK

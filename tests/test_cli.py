@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import archdsl
+from archdsl.elaborate.loader import Loader
 from archdsl_cli.main import main, parse_set
 
 RESNET18_PARAMS = "11,689,512"
@@ -325,7 +326,7 @@ def test_no_traceback_for_unexpected_failures(
         raise exc
 
     monkeypatch.delenv("ARCHDSL_DEBUG", raising=False)
-    monkeypatch.setattr(archdsl, "check_file", fail)
+    monkeypatch.setattr(Loader, "load_file", fail)
     got, out, err = run(capsys, "check", "resnet18")
     assert got == code
     assert out == ""

@@ -382,6 +382,30 @@ def test_check_lints_the_picked_network_with_its_parameters(
     assert "3:3: warning: conv has a bias" in capsys.readouterr().err
 
 
+def test_check_parses_and_elaborates_each_network_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from archdsl.elaborate.elaborator import Elaborator
+    from archdsl.elaborate.loader import Loader
+
+    spec = tmp_path / "two.arch"
+    spec.write_text(
+        "network a { input [3, 8, 8]; conv(8, 3) }\n"
+        "network b(k = 3) { input [3, 8, 8]; conv(8, k, bias=k < 5) -> bn }\n",
+        encoding="utf-8",
+    )
+    elaborated: list[str] = []
+    loaded: list[str] = []
+    network, load_file = Elaborator.network, Loader.load_file
+    monkeypatch.setattr(
+        Elaborator, "network", lambda self, ref, params: elaborated.append(ref.defn.name) or network(self, ref, params)
+    )
+    monkeypatch.setattr(Loader, "load_file", lambda self, path: loaded.append(str(path)) or load_file(self, path))
+    assert main(["check", str(spec)]) == 0
+    assert sorted(elaborated) == ["a", "b"] and loaded == [str(spec)]
+    assert "2:37: warning: conv has a bias" in capsys.readouterr().err  # the checked graph, linted
+
+
 def test_errors_still_win_over_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "e.arch"
     spec.write_text(
