@@ -377,6 +377,10 @@ def test_console_script_compile() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "[N, 3, 224, 224] -> [N, 1000]" in proc.stdout
     assert RESNET18_PARAMS in proc.stdout
+    # torch's import, most of a fresh process's time, is its own row, not the build's
+    rows = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert rows[rows.index("check") :][:3] == ["check", "import", "build"], proc.stdout
+    assert re.search(r"^import torch +\d+(\.\d+)? m?s$", proc.stdout, re.M), proc.stdout
 
 
 def test_console_script_exit_codes(bad_spec: Path) -> None:
