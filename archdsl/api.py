@@ -255,6 +255,16 @@ def optimize_for_inference(module: nn.Module, **kwargs: Any) -> nn.Module:
     return optimize(module, **kwargs)
 
 
+def compile_for_inference(module: nn.Module, **kwargs: Any) -> nn.Module:
+    """The fastest CPU path: :func:`optimize_for_inference`, then ``torch.compile`` with
+    inductor freezing at every call's input shape (weights frozen as constants, oneDNN
+    convolutions with fused ReLU and residual sum, C++ calling the kernels); each call runs
+    under ``torch.no_grad()``. See :func:`archdsl.optimize.compile_for_inference`."""
+    from archdsl.optimize import compile_for_inference as compile_frozen
+
+    return compile_frozen(module, **kwargs)
+
+
 def emit_python(network: Graph | nn.Module) -> str:
     """Standalone PyTorch source (it imports torch alone) for a checked graph or a module
     archdsl built; see :mod:`archdsl.backends.python_source`."""

@@ -211,3 +211,44 @@ def optimize_for_inference(
     for rule in rules:
         module = rule(module)
     return module
+
+
+FROZEN_COMPILE = {"freezing": True, "cpp_wrapper": True}
+"""Inductor's settings for the fastest CPU path: the weights become constants (the
+convolutions' weights prepacked for oneDNN, their ReLU and residual sum fused) and C++,
+not Python, calls the kernels. ``torch.compile(options=...)`` does not freeze in torch 2.13:
+the settings must be in inductor's config when a call compiles."""
+
+
+class CompiledForInference(nn.Module):
+    """An optimised network compiled with inductor freezing, each call under
+    ``torch.no_grad()`` and :data:`FROZEN_COMPILE`, so that every compilation freezes: the
+    first call's, and the one a new input shape triggers (made outside those settings it
+    would compile without freezing, 10 to 15% slower, and silently). ``module`` is the
+    optimised network; its weights are read when a shape compiles, so changes to them
+    later are not seen."""
+
+    def __init__(self, module: nn.Module, options: dict[str, bool]):
+        super().__init__()
+        self.module = module
+        self.options = options
+        # not a submodule: its state is module's, and its state_dict would repeat it
+        object.__setattr__(self, "compiled", torch.compile(module, dynamic=False))
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        import torch._inductor.config as inductor_config
+
+        with torch.no_grad(), inductor_config.patch(self.options):
+            return self.compiled(*args)
+
+
+def compile_for_inference(module: nn.Module, *, cpp_wrapper: bool = True) -> nn.Module:
+    """The fastest CPU path archdsl offers: :func:`optimize_for_inference`, then
+    ``torch.compile`` with inductor freezing (and ``cpp_wrapper``) at every input shape.
+    Compiling happens at the first call with each shape (a minute or more for a large
+    network on two cores); each shape compiles once, up to dynamo's recompile limit (8).
+    Outputs equal the module's in eval mode up to float rounding.
+    """
+    return CompiledForInference(
+        optimize_for_inference(module), {**FROZEN_COMPILE, "cpp_wrapper": cpp_wrapper}
+    )

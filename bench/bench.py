@@ -370,8 +370,8 @@ def _optimised_one(tvm: Any, name: str, reps: int, tmp: Path) -> Iterator[tuple[
 
 def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
     """torch.compile (inductor) of torchvision's network and of archdsl's, plus archdsl's
-    optimised network compiled with :data:`FASTEST`; and onnxruntime on the ONNX export
-    for reference. Batch 8, eval, no_grad."""
+    fastest path (:func:`archdsl.compile_for_inference`); and onnxruntime on the ONNX
+    export for reference. Batch 8, eval, no_grad."""
     reps = 3 if quick else 7
     rows, raw = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -407,13 +407,6 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
 
 
 # The fastest path archdsl offers on a CPU: optimize_for_inference, then inductor with the
-# weights frozen as constants (batch norm already folded, convolutions get prepacked oneDNN
-# weights with their ReLU and residual sum fused) and C++ calling the kernels instead of
-# Python. Set with inductor's config.patch around the first call, where compilation happens:
-# torch.compile(options={"freezing": True}) does not freeze in torch 2.13.
-FASTEST = {"freezing": True, "cpp_wrapper": True}
-
-
 def _frozen() -> bool:
     """Whether the last compilation froze the weights: inductor's freezing passes prepack
     the convolutions' weights (its counters say how many), the plain compile does not."""
@@ -423,8 +416,6 @@ def _frozen() -> bool:
 
 
 def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
-    import torch._inductor.config as inductor_config
-
     tv, ad = pair(tvm, name)
     tv.eval()
     ad.eval()
@@ -441,14 +432,13 @@ def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
         ad_c(x)
         entry["compile_s_archdsl"] = time.perf_counter() - t0
         entry["compiled_vs_compiled"] = interleaved(lambda: ad_c(x), lambda: tv_c(x), reps)
-        fast = archdsl.optimize_for_inference(ad)
+        fast = archdsl.optimize_for_inference(ad)  # onnxruntime runs its ONNX export
         from torch._dynamo.utils import counters
 
         counters.clear()
         t0 = time.perf_counter()
-        with inductor_config.patch(FASTEST):
-            fast_c = torch.compile(fast)
-            fast_c(x)
+        fast_c = archdsl.compile_for_inference(ad)
+        fast_c(x)
         entry["compile_s_archdsl_optimised_frozen"] = time.perf_counter() - t0
         entry["frozen"] = _frozen()
         if not entry["frozen"]:

@@ -128,3 +128,33 @@ def test_optimised_outputs_equal_the_network(name: str) -> None:
     assert relative_error(expected, got) < REL
     if name != "densenet121":  # pre-activation: its batch norms follow a concat or a relu
         assert nn.BatchNorm2d not in leaf_types(fast)
+
+
+# ---- compile_for_inference: the fastest CPU path ----------------------------------------
+
+RESIDUAL = """network t {
+  input [3, 16, 16]
+  conv(8, 3, padding=1, bias=false) -> bn -> relu
+  -> add { (conv(8, 3, padding=1, bias=false) -> bn); () } -> relu
+  -> global_avgpool(flatten=true) -> linear(5)
+}"""
+
+
+@pytest.mark.slow  # inductor compiles C++ twice: about 10 s
+def test_compile_for_inference_freezes_at_every_input_shape() -> None:
+    from torch._dynamo.utils import counters
+
+    net = fill(archdsl.compile(RESIDUAL)).eval()
+    fast = archdsl.compile_for_inference(net)
+    optimised = archdsl.optimize_for_inference(net).state_dict()
+    assert list(fast.state_dict()) == [f"module.{k}" for k in optimised]  # held once
+    for batch in (2, 3):  # the second shape compiles again, and must freeze too
+        x = torch.randn(batch, 3, 16, 16, generator=torch.Generator().manual_seed(batch))
+        counters.clear()
+        got = fast(x)  # grad mode on: the call itself runs under no_grad
+        # inductor's freezing prepacks the two convolutions' weights for oneDNN
+        assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == 2, batch
+        with torch.no_grad():
+            assert relative_error(net(x), got) < REL
+        assert got.grad_fn is None and torch.is_grad_enabled()
+    assert not net.training and fast.module is not net  # the network itself is left alone
