@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     tvm = torchvision_models()
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     print("# archdsl benchmark\n\n```\n" + json.dumps(results["machine"], indent=1) + "\n```")
-    runs: list[tuple[str, str, Callable[[], tuple[str, dict[str, Any]]]]] = [
+    runs: list[Run] = [
         ("frontend", "Frontend", lambda: frontend(args.quick)),
         ("construction", "Construction", lambda: construction(tvm, nets, args.quick)),
         ("eager", "Eager", lambda: eager(tvm, nets, args.quick)),
@@ -559,19 +559,26 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("scaling", "Scaling", lambda: scaling(args.quick)),
     ]
+    run_sections([r for r in runs if r[0] in only], results, Path(args.json))
+    return 0
+
+
+Run = tuple[str, str, Callable[[], tuple[str, dict[str, Any]]]]
+
+
+def run_sections(runs: list[Run], results: dict[str, Any], json_path: Path) -> None:
+    """Run each section (key, title, run), printing its table; then write ``results`` with
+    each section's raw timings under its key."""
     start = time.perf_counter()
     for key, title, run in runs:
-        if key not in only:
-            continue
         with section(title):
             text, raw = run()
             print(text, flush=True)
             results[key] = raw
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["total_seconds"] = time.perf_counter() - start
-    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {args.json}")
-    return 0
+    json_path.write_text(json.dumps(results, indent=1, default=str))
+    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {json_path}")
 
 
 if __name__ == "__main__":

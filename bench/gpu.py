@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import archdsl
-from bench import both, interleaved, machine, pair, section, table, torchvision_models
+from bench import both, interleaved, machine, pair, run_sections, table, torchvision_models
 
 NETWORKS = ("resnet50", "densenet121", "efficientnet_b0", "googlenet")
 BATCHES = (1, 64)
@@ -121,16 +121,22 @@ def _train_step(model: nn.Module, x: torch.Tensor, device: torch.device) -> Call
     return synchronised(device, step)
 
 
+def channels_last_pair(tvm: Any, name: str, device: torch.device,
+                       batch: int) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+    """torchvision's network and archdsl's with the same weights, and an input, all on
+    ``device`` and channels_last."""
+    tv, ad = (m.to(device).to(memory_format=torch.channels_last) for m in pair(tvm, name))
+    x = torch.randn(batch, *archdsl.load_graph(name).input_shape, device=device)
+    return tv, ad, x.to(memory_format=torch.channels_last)
+
+
 def training(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
              batch: int) -> tuple[str, dict[str, Any]]:
     rows, raw = [], {}
     for name in nets:
-        tv, ad = pair(tvm, name)
-        layout = torch.channels_last
-        tv = tv.to(device).to(memory_format=layout).train()
-        ad = ad.to(device).to(memory_format=layout).train()
-        x = torch.randn(batch, *archdsl.load_graph(name).input_shape, device=device)
-        x = x.to(memory_format=layout)
+        tv, ad, x = channels_last_pair(tvm, name, device, batch)
+        tv.train()
+        ad.train()
         r = interleaved(_train_step(ad, x, device), _train_step(tv, x, device), reps)
         raw[f"{name} train bf16 b{batch}"] = r
         rows.append([name, str(batch), both(r, "b"), both(r, "a"), f"{r['ratio']:.3f}"])
@@ -142,12 +148,9 @@ def compiled(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
              batch: int) -> tuple[str, dict[str, Any]]:
     rows, raw = [], {}
     for name in nets:
-        tv, ad = pair(tvm, name)
-        layout = torch.channels_last
-        tv = tv.to(device).to(memory_format=layout).eval()
-        ad = ad.to(device).to(memory_format=layout).eval()
-        x = torch.randn(batch, *archdsl.load_graph(name).input_shape, device=device)
-        x = x.to(memory_format=layout)
+        tv, ad, x = channels_last_pair(tvm, name, device, batch)
+        tv.eval()
+        ad.eval()
         entry: dict[str, Any] = {}
         with torch.no_grad(), mode("bf16", device):
             torch._dynamo.reset()
@@ -203,15 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         ("compiled", "torch.compile",
          lambda: compiled(tvm, tuple(args.compile_networks), device, reps, train_batch)),
     ]
-    start = time.perf_counter()
-    for key, title, run in runs:
-        with section(title):
-            text, raw = run()
-            print(text, flush=True)
-            results[key] = raw
-    results["total_seconds"] = time.perf_counter() - start
-    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {args.json}")
+    run_sections(runs, results, Path(args.json))
     return 0
 
 
