@@ -80,6 +80,7 @@ def test_tutorial_covers_its_topics() -> None:
         "custom block",
         "Scaling a family",
         "torchvision weights",
+        "Fast inference",
         "Rendering",
     ):
         assert topic.lower() in text.lower()
