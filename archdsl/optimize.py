@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -237,7 +238,7 @@ class CompiledForInference(nn.Module):
         # not a submodule: its state is module's, and its state_dict would repeat it
         object.__setattr__(self, "compiled", torch.compile(module, dynamic=False))
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor) -> Any:  # a tensor, or a backbone's dict
         import torch._inductor.config as inductor_config
 
         key = tuple((a.shape, a.stride(), a.dtype, a.device) for a in args)
