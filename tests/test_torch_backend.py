@@ -1037,3 +1037,25 @@ def test_a_scope_recompiled_after_the_build_changes_alone():
     first.recompile()
     assert "torch.neg" in first.code and twin.code == before
     assert type(first).forward is not type(twin).forward
+
+
+def test_scopes_get_their_own_code_when_fx_records_profiler_metadata(monkeypatch):
+    """With torch.fx's ``enrich_profiler_metadata`` on, ``recompile`` registers each
+    module's own metadata, so no scope may take another's code; a torch without the
+    setting (before 2.10) builds as with it off."""
+    import types
+
+    from torch.fx.experimental import _config as fx_config
+
+    from archdsl.backends import torch_backend
+
+    def forwards(model: nn.Module) -> tuple[int, int]:
+        scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
+        return len({type(m).forward for m in scopes}), len(scopes)
+
+    shared, total = forwards(fresh(MIXED))
+    assert shared < total
+    with fx_config.patch(enrich_profiler_metadata=True):
+        assert forwards(fresh(MIXED)) == (total, total)
+    monkeypatch.setattr(torch_backend, "fx_experimental_config", types.SimpleNamespace())
+    assert forwards(fresh(MIXED)) == (shared, total)

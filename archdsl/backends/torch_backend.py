@@ -27,6 +27,12 @@ from archdsl.ir import Graph, OpNode, Scope
 _ROOT = ""
 
 
+def _profiler_metadata() -> bool:
+    """Whether torch.fx records per-module profiler metadata at ``recompile`` (torch 2.10
+    and later have the setting; then each scope needs its own code)."""
+    return bool(getattr(fx_experimental_config, "enrich_profiler_metadata", False))
+
+
 def camel(name: str) -> str:
     """``resnet50`` -> ``Resnet50``, ``basic_block`` -> ``BasicBlock``."""
     return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Module"
@@ -287,7 +293,7 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
         else:
             steps.append(("merge", node, inputs))
     key = None
-    if not (sides or outputs or scope == _ROOT or fx_experimental_config.enrich_profiler_metadata):
+    if not (sides or outputs or scope == _ROOT or _profiler_metadata()):
         key = _structure_key(b, input_id, steps, output_id)  # (profiler metadata: per module)
     twin = b.twins.get(key) if key is not None else None
     if twin is not None:
