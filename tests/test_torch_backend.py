@@ -439,6 +439,24 @@ def test_torch_export(resnet18, x64):
     }
 
 
+def test_strict_torch_export_reads_children_through_plain_properties():
+    """Scopes read their children through class attributes; dynamo inlines a class
+    attribute of a module only if it is exactly a ``property`` (torch 2.7 to 2.9 refuse
+    anything else in strict export, their default before 2.9)."""
+    from archdsl.backends.fx_scopes import is_child
+
+    model = fresh(MIXED).eval()
+    attributes = [
+        v for m in model.modules() if isinstance(m, fx.GraphModule)
+        for v in vars(type(m)).values() if is_child(v)
+    ]
+    assert attributes and all(type(v) is property for v in attributes)
+    x = torch.randn(2, 3, 20, 20)
+    program = torch.export.export(model, (x,), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=0)
+
+
 def test_torch_export_dynamic_batch():
     model = fresh(MIXED).eval()
     x = torch.randn(3, 3, 20, 20)
@@ -915,13 +933,14 @@ def test_cuda_matches_cpu(resnet18, x64):
 
 def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
     """The backend makes scope modules without torch.fx's per-scope compile and setattr
-    costs (``fx_scopes.ScopeModule``: a shared ``forward`` for scopes of the same code, attributes set
-    directly), mirroring what torch 2.13's ``GraphModule.__init__`` and ``recompile`` set.
-    This compares each scope with the GraphModule torch.fx makes from the same graph,
-    attribute for attribute, so a torch upgrade that changes either fails here."""
+    costs (``fx_scopes.ScopeModule``: a shared ``forward`` for scopes of the same code,
+    attributes set directly), setting what the installed torch's ``GraphModule.__init__``
+    and ``recompile`` set. This compares each scope with the GraphModule torch.fx makes
+    from the same graph, attribute for attribute, so a torch that sets more or otherwise
+    fails here."""
     import copy
 
-    from archdsl.backends.fx_scopes import Child
+    from archdsl.backends.fx_scopes import is_child
 
     model = archdsl.build(archdsl.check(MIXED))
     scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
@@ -943,7 +962,7 @@ def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
         cls, ref_cls = type(m), type(ref)
         # what the backend changes on purpose: a class attribute reading each child, and
         # calls going straight to nn.Module.__call__
-        children = {k for k, v in vars(cls).items() if isinstance(v, Child)}
+        children = {k for k, v in vars(cls).items() if is_child(v)}
         assert children == set(m._modules)
         assert vars(cls).keys() - {"_repr_svg_"} - children == vars(ref_cls).keys() - {"__call__"}
         assert cls.__call__ is nn.Module.__call__ is not ref_cls.__call__
@@ -1055,7 +1074,8 @@ def test_scopes_get_their_own_code_when_fx_records_profiler_metadata(monkeypatch
 
     shared, total = forwards(fresh(MIXED))
     assert shared < total
-    with fx_config.patch(enrich_profiler_metadata=True):
-        assert forwards(fresh(MIXED)) == (total, total)
+    if hasattr(fx_config, "enrich_profiler_metadata"):  # torch 2.10 and later
+        with fx_config.patch(enrich_profiler_metadata=True):
+            assert forwards(fresh(MIXED)) == (total, total)
     monkeypatch.setattr(torch_backend, "fx_experimental_config", types.SimpleNamespace())
     assert forwards(fresh(MIXED)) == (shared, total)

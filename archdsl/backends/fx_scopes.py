@@ -1,13 +1,14 @@
 """The torch.fx modules the torch backend makes, one per scope, and what makes building
 and calling them cheap: a scope of the same structure as an earlier one takes its code and
 ``forward`` and makes its fx graph only when asked (:meth:`ScopeModule.like`), and children
-are read through class attributes (:class:`Child`). See docs/design.md, "Building: one code
+are read through class attributes (:func:`child`). See docs/design.md, "Building: one code
 generation per distinct scope" and "Calling a scope costs what calling an nn.Sequential
 costs".
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ class Twin:
     ``forward``, and a private copy of its fx graph (which a pass may later edit in place)."""
 
     template: fx.Graph
-    code: dict[str, Any]  # _code, _lineno_map, _prologue_start: what recompile set
+    code: dict[str, Any]  # CODE_ATTRIBUTES: what recompile set
     forward: Callable[..., Any]
 
 
@@ -31,18 +32,28 @@ class ScopeGraph(fx.Graph):
     torch.fx's own code generation (what :meth:`ScopeModule.__init__`'s fast path needs)."""
 
 
+def _graph_module_state() -> tuple[tuple[str, ...], dict[str, Any]]:
+    """What torch.fx's ``GraphModule.__init__`` sets on a module beyond ``nn.Module``'s own
+    state and the graph, read off one small GraphModule made by torch.fx itself, so that
+    the fast paths below set exactly what the installed torch sets: the attributes
+    ``recompile`` sets from the generated code (``_code``, ``_lineno_map`` and, from torch
+    2.10, ``_prologue_start``), and the plain ones (``meta``, the hook lists, ...) with
+    their initial values."""
+    graph = fx.Graph()
+    graph.output(graph.placeholder("x"))
+    probe = fx.GraphModule({}, graph)
+    own = vars(nn.Module()).keys() | {"_graph"}
+    code = tuple(k for k in ("_code", "_lineno_map", "_prologue_start") if k in vars(probe))
+    plain = {k: v for k, v in vars(probe).items() if k not in own and k not in code}
+    return code, plain
+
+
+CODE_ATTRIBUTES, _PLAIN = _graph_module_state()
+
+
 def _plain_state() -> dict[str, Any]:
-    """The plain attributes ``GraphModule.__init__`` sets (torch 2.13), new for one module."""
-    return {
-        "_tracer_cls": None,
-        "_tracer_extras": {},
-        "meta": {},
-        "_replace_hooks": [],
-        "_create_node_hooks": [],
-        "_erase_node_hooks": [],
-        "_deepcopy_hooks": [],
-        "shape_env": None,
-    }
+    """The plain attributes ``GraphModule.__init__`` sets, new for one module."""
+    return {k: copy.copy(v) for k, v in _PLAIN.items()}  # None, or an empty dict or list
 
 
 class ScopeModule(fx.GraphModule):
@@ -56,10 +67,11 @@ class ScopeModule(fx.GraphModule):
     Each scope still gets its own class, as every GraphModule does, so a later
     ``recompile`` of one scope (an fx pass, :func:`archdsl.optimize_for_inference`) changes
     that scope alone; outside a build (deepcopy, unpickling, ``recompile`` after an edit)
-    everything is torch.fx's own. What the fast paths set mirrors torch 2.13's
-    ``GraphModule.__init__`` and ``recompile``; tests/test_torch_backend.py compares every
-    scope of a built network with a GraphModule made by torch.fx from the same graph, so a
-    torch upgrade that changes either fails there.
+    everything is torch.fx's own. What the fast paths set is what the installed torch's
+    ``GraphModule.__init__`` and ``recompile`` set (read off a probe module at import:
+    torch 2.10 added an attribute, for one); tests/test_torch_backend.py compares every
+    scope of a built network with a GraphModule made by torch.fx from the same graph,
+    attribute for attribute, so a torch version that sets more or otherwise fails there.
     """
 
     def __init__(self, root: nn.Module | dict[str, Any], graph: fx.Graph,
@@ -134,30 +146,44 @@ class ScopeModule(fx.GraphModule):
         return code
 
 
-class Child:
-    """A class attribute of a scope's class that reads one child module. The generated
-    ``forward`` reads each child as ``getattr(self, name)``, which for a module is a failed
-    lookup and then ``nn.Module.__getattr__`` (about 0.6 us); this is one dict read (0.1 us).
-    It reads ``_modules`` itself, so a child replaced or removed later is seen as such, and
-    a name that is no longer a child falls back to ``nn.Module.__getattr__``."""
+def child(name: str) -> property:
+    """A class attribute for a scope's class that reads its child module ``name``. The
+    generated ``forward`` reads each child as ``getattr(self, name)``, which for a module is
+    a failed lookup and then ``nn.Module.__getattr__`` (about 0.6 us); this is one dict read
+    (0.1 us). It reads ``_modules`` itself, so a child replaced or removed later is seen as
+    such; a name that is no longer a child reads as it would without the class attribute
+    (the instance's own attribute, then ``nn.Module.__getattr__``). A plain ``property``,
+    because that is what dynamo inlines in every torch version (torch.export in strict
+    mode, the default before torch 2.9, refuses any other kind of class attribute)."""
 
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __get__(self, obj: nn.Module | None, cls: type | None = None) -> Any:
-        if obj is None:
-            return self
+    def read(module: nn.Module) -> Any:
+        own = module.__dict__
         try:
-            return obj.__dict__["_modules"][self.name]
+            return own["_modules"][name]
         except KeyError:
-            return nn.Module.__getattr__(obj, self.name)
+            if name in own:
+                return own[name]
+            return nn.Module.__getattr__(module, name)
+
+    def write(module: nn.Module, value: Any) -> None:  # a plain attribute of that name
+        module.__dict__[name] = value
+
+    def delete(module: nn.Module) -> None:
+        if module.__dict__.pop(name, read) is read:
+            raise AttributeError(f"{type(module).__name__!r} object has no attribute {name!r}")
+
+    read.child = name  # type: ignore[attr-defined]  # what is_child looks for
+    return property(read, write, delete, f"The child module {name!r}.")
+
+
+def is_child(attribute: Any) -> bool:
+    """Whether a class attribute is one :func:`child` made."""
+    return isinstance(attribute, property) and hasattr(attribute.fget, "child")
 
 
 def bind_children(module: fx.GraphModule) -> None:
-    """Give ``module``'s own class a :class:`Child` for each of its children."""
+    """Give ``module``'s own class a :func:`child` property for each of its children."""
     cls = type(module)
     for name in module._modules:
         if not hasattr(cls, name):  # never over a method or attribute of the class
-            setattr(cls, name, Child(name))
+            setattr(cls, name, child(name))

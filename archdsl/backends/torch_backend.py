@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 from torch.fx.experimental import _config as fx_experimental_config
 
-from archdsl.backends.fx_scopes import ScopeGraph, ScopeModule, Twin, bind_children
+from archdsl.backends.fx_scopes import CODE_ATTRIBUTES, ScopeGraph, ScopeModule, Twin, bind_children
 from archdsl.backends.torch_modules import build_module, build_uninitialised
 from archdsl.elaborate.network_rules import rule_matches
 from archdsl.gcpause import gc_paused
@@ -304,7 +304,7 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
         if key is not None:
             template = ScopeGraph()
             template.output(template.graph_copy(g, {}))
-            code = {k: gm.__dict__[k] for k in ("_code", "_lineno_map", "_prologue_start")}
+            code = {k: gm.__dict__[k] for k in CODE_ATTRIBUTES}
             b.twins[key] = Twin(template, code, type(gm).forward)
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
@@ -370,7 +370,9 @@ def _emit_merge(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...],
             args = (args[1], args[0])
     out = args[0]
     for a in args[1:]:
-        out = g.call_function(fn, (out, a), name=node.op)  # "add", also when it is `+=`
+        # named "add", also when it is `+=` (create_node: torch 2.7's call_function takes
+        # no name)
+        out = g.create_node("call_function", fn, (out, a), name=node.op)
     return out
 
 
