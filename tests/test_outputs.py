@@ -8,6 +8,7 @@ computes, with the compiled module's weights.
 
 from __future__ import annotations
 
+import collections
 import doctest
 import importlib.util
 import re
@@ -427,11 +428,22 @@ def test_onnx_matches_onnxruntime(mixed: nn.Module, tmp_path: Path, ort: ModuleT
 
 @pytest.mark.slow
 def test_onnx_resnet18_optimised(tmp_path: Path, ort: ModuleType) -> None:
+    """The optimised network is channels-last; ONNX has no layout, and its graph is the
+    network's operators alone (exported as it is, it would compute strides as well), with
+    the batch dynamic down to 1."""
+    import onnx
+
     net = archdsl.load("resnet18").eval()
-    x = torch.randn(2, 3, RES, RES)
-    path = export(archdsl.optimize_for_inference(net), tmp_path / "r18.onnx", example=x)
-    with torch.no_grad():
-        torch.testing.assert_close(run_onnx(ort, path, x), net(x), rtol=1e-4, atol=1e-4)
+    fast = archdsl.optimize_for_inference(net)
+    path = export(fast, tmp_path / "r18.onnx", example=torch.randn(2, 3, RES, RES))
+    ops = collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+    assert ops["Conv"] == 20 and ops["Add"] == 8  # batch norms folded
+    assert set(ops) <= {"Conv", "Relu", "Add", "MaxPool", "ReduceMean", "Reshape", "Gemm"}, ops
+    assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # untouched
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, RES, RES)
+        with torch.no_grad():
+            torch.testing.assert_close(run_onnx(ort, path, x), net(x), rtol=1e-4, atol=1e-4)
 
 
 def test_pt_is_the_state_dict(mixed: nn.Module, tmp_path: Path) -> None:

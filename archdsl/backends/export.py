@@ -15,6 +15,7 @@ Exports trace the module in eval mode, so training-only side outputs are not par
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import warnings
@@ -80,6 +81,7 @@ def export_onnx(
 ) -> None:
     """The module as an ONNX file (opset of torch's exporter), batch dimension dynamic."""
     example = _traced_input(module, example)
+    module = _in_default_layout(module)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # The exporter reports progress on stdout and warns about deprecations of its own.
     with _eval(module), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -96,6 +98,17 @@ def export_onnx(
             dynamic_shapes=({0: batch},),
             verbose=False,
         )
+
+
+def _in_default_layout(module: nn.Module) -> nn.Module:
+    """ONNX has no memory layout, so a channels-last network (as optimize_for_inference
+    makes it) is exported from a copy in the default layout: the same ONNX graph, and no
+    layout for the exporter to trip on (torch 2.9's cannot then keep the batch dynamic)."""
+    if all(p.dim() != 4 or p.is_contiguous() for p in module.parameters()):
+        return module
+    from archdsl.optimize import default_layout
+
+    return default_layout(copy.deepcopy(module))
 
 
 def _write_py(module: nn.Module, path: Path, example: torch.Tensor | None) -> None:
