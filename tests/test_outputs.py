@@ -429,16 +429,20 @@ def test_onnx_matches_onnxruntime(mixed: nn.Module, tmp_path: Path, ort: ModuleT
 @pytest.mark.slow
 def test_onnx_resnet18_optimised(tmp_path: Path, ort: ModuleType) -> None:
     """The optimised network is channels-last; ONNX has no layout, and its graph is the
-    network's operators alone (exported as it is, it would compute strides as well), with
-    the batch dynamic down to 1."""
+    network's own less the batch norms (exported as it is, it would compute strides as
+    well), with the batch dynamic down to 1."""
     import onnx
+
+    def operators(path: Path) -> collections.Counter[str]:
+        return collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
     net = archdsl.load("resnet18").eval()
     fast = archdsl.optimize_for_inference(net)
-    path = export(fast, tmp_path / "r18.onnx", example=torch.randn(2, 3, RES, RES))
-    ops = collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
-    assert ops["Conv"] == 20 and ops["Add"] == 8  # batch norms folded
-    assert set(ops) <= {"Conv", "Relu", "Add", "MaxPool", "ReduceMean", "Reshape", "Gemm"}, ops
+    x = torch.randn(2, 3, RES, RES)
+    path = export(fast, tmp_path / "r18.onnx", example=x)
+    ops = operators(export(net, tmp_path / "plain.onnx", example=x))
+    ops.pop("BatchNormalization", None)  # (torch 2.13's exporter folds them itself)
+    assert operators(path) == ops
     assert fast.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # untouched
     for batch in (1, 3):
         x = torch.randn(batch, 3, RES, RES)
