@@ -441,8 +441,8 @@ def test_torch_export(resnet18, x64):
 
 def test_strict_torch_export_reads_children_through_plain_properties():
     """Scopes read their children through class attributes; dynamo inlines a class
-    attribute of a module only if it is exactly a ``property`` (torch 2.7 to 2.9 refuse
-    anything else in strict export, their default before 2.9)."""
+    attribute of a module only if it is exactly a ``property`` (torch 2.7 and 2.9 refuse
+    anything else in strict export, the default before 2.8)."""
     from archdsl.backends.fx_scopes import is_child
 
     model = fresh(MIXED).eval()
@@ -990,7 +990,13 @@ def test_children_read_through_the_class_follow_later_changes():
         torch.testing.assert_close(model(x), before, rtol=0, atol=0)
         delattr(stem, "0")
         assert not hasattr(stem, "0")
-        stem.register_buffer("0", torch.ones(1))  # a name that is no longer a child
+        setattr(stem, "0", "plain")  # a name that is no longer a child: a plain attribute
+        assert getattr(stem, "0") == "plain" and "0" not in stem._modules
+        delattr(stem, "0")
+        assert not hasattr(stem, "0")
+        with pytest.raises(AttributeError):
+            delattr(stem, "0")
+        stem.register_buffer("0", torch.ones(1))
         assert torch.equal(getattr(stem, "0"), torch.ones(1))
 
 

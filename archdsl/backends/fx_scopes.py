@@ -154,7 +154,8 @@ def child(name: str) -> property:
     such; a name that is no longer a child reads as it would without the class attribute
     (the instance's own attribute, then ``nn.Module.__getattr__``). A plain ``property``,
     because that is what dynamo inlines in every torch version (torch.export in strict
-    mode, the default before torch 2.9, refuses any other kind of class attribute)."""
+    mode, the default before torch 2.8, refuses any other kind of class attribute in 2.7 and
+    2.9)."""
 
     def read(module: nn.Module) -> Any:
         own = module.__dict__
