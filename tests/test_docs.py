@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import archdsl
 from archdsl import docgen
@@ -117,3 +118,25 @@ def test_repr_svg_without_graphviz(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(gv, "to_dot", missing)
     assert archdsl.check(TINY)._repr_svg_() is None  # the notebook falls back to text
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.match(r"\d+(?:\.\d+)*", text).group().split("."))
+
+
+def test_every_accepted_torch_release_tried_has_passed():
+    """pyproject.toml's torch range and docs/torch-versions.md agree: the lowest release
+    it accepts was tried, and no release tried inside the range failed."""
+    import tomllib
+
+    project = tomllib.loads((DOCS.parent / "pyproject.toml").read_text())["project"]
+    (torch_req,) = [r for r in project["dependencies"] if r.startswith("torch")]
+    lowest, below = (_release(v) for v in re.fullmatch(r"torch>=([\d.]+),<([\d.]+)", torch_req).groups())
+    rows = re.findall(r"^\| (\d+\.\d+\.\d+)\S* \| [^|]+ \| ([^|]+) \|$",
+                      (DOCS / "torch-versions.md").read_text(), re.M)
+    tried = {_release(version): result for version, result in rows}
+    assert any(v[:2] == lowest[:2] for v in tried), f"torch {lowest} is accepted but not tried"
+    inside = {v: r for v, r in tried.items() if lowest <= v < below}
+    assert _release(torch.__version__) in inside  # the one this suite runs on
+    assert all("passed" in r and "failed" not in r for r in inside.values()), inside
+    assert all("failed" in r for v, r in tried.items() if v < lowest)  # why the bound is there
