@@ -1,16 +1,17 @@
 """The torch.fx modules the torch backend makes, one per scope, and what makes building
-and calling them cheap: a scope of the same structure as an earlier one takes its code and
-``forward`` and makes its fx graph only when asked (:meth:`ScopeModule.like`), and children
-are read through class attributes (:func:`child`). See docs/design.md, "Building: one code
-generation per distinct scope" and "Calling a scope costs what calling an nn.Sequential
-costs".
+and calling them cheap: a scope of the same structure as an earlier one takes its class,
+code and ``forward`` and makes its fx graph only when asked (:meth:`ScopeModule.like`), and
+children are read through class attributes (:func:`child`). See docs/design.md, "Building:
+one code generation per distinct scope" and "Calling a scope costs what calling an
+nn.Sequential costs".
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import fx, nn
@@ -20,11 +21,22 @@ from torch.fx.graph_module import _WrappedCall
 @dataclass(frozen=True)
 class Twin:
     """What the later scopes of one structure take from the first: its generated code and
-    ``forward``, and a private copy of its fx graph (which a pass may later edit in place)."""
+    ``forward``, a private copy of its fx graph (which a pass may later edit in place), and
+    the class of the scopes of this structure with each class name."""
 
     template: fx.Graph
     code: dict[str, Any]  # CODE_ATTRIBUTES: what recompile set
     forward: Callable[..., Any]
+    classes: dict[str, type] = field(default_factory=dict)
+
+
+_SHARED: weakref.WeakSet[type] = weakref.WeakSet()
+"""Scope classes that more than one scope has: a scope of one of them that recompiles
+first moves to a class of its own (:meth:`ScopeModule.recompile`)."""
+
+_KIN: weakref.WeakKeyDictionary[type, weakref.WeakSet[type]] = weakref.WeakKeyDictionary()
+"""For a shared scope class, and each class its scopes moved to when they recompiled, all
+of these classes: a scope that recompiles to the code of one of them joins it."""
 
 
 class ScopeGraph(fx.Graph):
@@ -100,15 +112,21 @@ class ScopeModule(fx.GraphModule):
     @classmethod
     def like(cls, root: dict[str, nn.Module], twin: Twin, class_name: str) -> ScopeModule:
         """A scope of the same structure as ``twin``'s first scope: the same generated code
-        and ``forward``, and an fx graph copied from ``twin.template`` when first asked for
-        (``gm.graph``, a deepcopy, pickling), not built at the build. What it sets is what
-        ``__init__`` sets for a first scope."""
-        self = cls.__new__(cls)  # GraphModule.__new__: the scope's own class
+        and ``forward`` and, for the same class name, the same class; its fx graph is copied
+        from ``twin.template`` when first asked for (``gm.graph``, a deepcopy, pickling),
+        not built at the build. What it sets on the instance is what ``__init__`` sets for a
+        first scope."""
+        shared = twin.classes.get(class_name)
+        if shared is not None:
+            self = object.__new__(shared)
+            _SHARED.add(shared)
+        else:
+            self = cls.__new__(cls)  # GraphModule.__new__: a class of its own
+            new = twin.classes[class_name] = type(self)
+            new.forward = twin.forward
+            new._wrapped_call = _WrappedCall(new, None)  # type: ignore[attr-defined]
         self._start(root, class_name)
         self.__dict__.update(twin.code, _graph_template=twin.template, **_plain_state())
-        cls = type(self)
-        cls.forward = twin.forward
-        cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
         return self
 
     def __getattr__(self, name: str) -> Any:
@@ -123,8 +141,24 @@ class ScopeModule(fx.GraphModule):
 
     # torch.fx reads `self.__dict__["_graph"]` in these: the graph must be there
     def __deepcopy__(self, memo: dict[int, Any]) -> fx.GraphModule:
+        """torch.fx's deepcopy, which gives the copy a class of its own named
+        "GraphModule", and then the copy's class is what the original's is: copies of scopes
+        that share a class share one (made for the first of them), with the original's
+        name, child properties and other class attributes."""
         self._graph  # noqa: B018 - made if not yet
-        return super().__deepcopy__(memo)
+        res = super().__deepcopy__(memo)
+        cls = type(self)
+        classes = memo.setdefault(id(_COPIED_CLASSES), {})  # this deepcopy's: original -> copy's
+        if cls in classes:
+            res.__class__ = classes[cls]
+            _SHARED.add(classes[cls])
+            return res
+        new = classes[cls] = type(res)
+        new.__name__ = cls.__name__
+        for name, value in vars(cls).items():
+            if not name.startswith("__") and name not in vars(new):
+                setattr(new, name, value)
+        return res
 
     def __reduce__(self) -> Any:
         self._graph  # noqa: B018
@@ -135,6 +169,14 @@ class ScopeModule(fx.GraphModule):
         return super().__reduce_package__(exporter)
 
     def recompile(self) -> fx.graph.PythonCode:
+        """torch.fx's ``recompile``. A scope whose class other scopes share compiles into a
+        class of its own, so that a new ``forward`` is its alone; if its code turns out to
+        be that of the class it left (a parent's ``__init__`` recompiles its children), or
+        of a class another scope of that class moved to (the same pass on twin scopes), it
+        takes that class instead."""
+        old = type(self)
+        if old in _SHARED:
+            self.__class__ = _own_class(old)
         code = super().recompile()
         cls = type(self)
         wrapped = vars(cls).get("_wrapped_call")
@@ -143,7 +185,41 @@ class ScopeModule(fx.GraphModule):
             # generated code around an exception, which a traceback shows anyway (torch.fx
             # keeps the source in linecache): calls go straight to nn.Module.__call__.
             del cls.__call__
+        if cls is not old:  # the same code as a kin class (the one it left, say): join it
+            kin = _KIN.setdefault(old, weakref.WeakSet([old]))
+            same = next((k for k in kin if _same_function(cls.forward, k.forward)), None)
+            if same is not None:
+                self.__class__ = same
+                _SHARED.add(same)
+            else:
+                kin.add(cls)
+                _KIN[cls] = kin
         return code
+
+
+_COPIED_CLASSES = object()  # its id keys a deepcopy's memo entry for the classes it copied
+
+
+def _own_class(shared: type) -> type:
+    """A class like ``shared`` (the same base, name and attributes) for one of its scopes,
+    to be recompiled (which makes its ``forward`` and ``_wrapped_call``)."""
+    attributes = {
+        k: v for k, v in vars(shared).items()
+        if k not in ("__dict__", "__weakref__", "_wrapped_call")
+    }
+    return type(shared)(shared.__name__, shared.__bases__, attributes)
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """Whether two generated ``forward`` functions run the same code on the same objects:
+    equal code objects (the file name, which torch.fx numbers, aside) whose global names
+    are bound to the same objects."""
+    code = a.__code__
+    missing = object()
+    return code == b.__code__ and all(
+        a.__globals__.get(name, missing) is b.__globals__.get(name, missing)
+        for name in code.co_names
+    )
 
 
 def child(name: str) -> property:

@@ -305,7 +305,7 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
             template = ScopeGraph()
             template.output(template.graph_copy(g, {}))
             code = {k: gm.__dict__[k] for k in CODE_ATTRIBUTES}
-            b.twins[key] = Twin(template, code, type(gm).forward)
+            b.twins[key] = Twin(template, code, type(gm).forward, {class_name: type(gm)})
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
