@@ -1045,35 +1045,69 @@ def test_a_scope_made_like_another_copies_and_pickles():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
 
 
-def test_copies_keep_the_classes_of_the_scopes():
-    """A deepcopy (and so :func:`archdsl.optimize_for_inference`, which rewrites a copy) keeps
-    each scope's class name, its children read through the class, and one class for the
-    scopes of one code and name: a network with a class per scope (torch.fx's deepcopy
-    makes one, named "GraphModule") spends 5% longer in Python per call at batch 1."""
-    from archdsl.backends.fx_scopes import is_child
+def _scope_classes(model: nn.Module) -> tuple[int, int, int]:
+    """Scopes, their classes, and distinct (code, class name) pairs; and every scope reads
+    its children through its class."""
+    from archdsl.backends.fx_scopes import ScopeModule, is_child
 
-    def kinds(model: nn.Module) -> tuple[int, int, int]:
-        scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
-        for m in scopes:
-            assert {k for k, v in vars(type(m)).items() if is_child(v)} >= set(m._modules)
-        return (len(scopes), len({type(m) for m in scopes}),
-                len({(m.code, type(m).__name__) for m in scopes}))
+    scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
+    for m in scopes:
+        assert isinstance(m, ScopeModule)
+        assert {k for k, v in vars(type(m)).items() if is_child(v)} >= set(m._modules)
+        assert "__call__" not in vars(type(m))
+    return (len(scopes), len({type(m) for m in scopes}),
+            len({(m.code, type(m).__name__) for m in scopes}))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle", "torch.save", "deepcopy, pickle"])
+def test_copies_keep_the_classes_of_the_scopes(how: str) -> None:
+    """A deepcopy (and so :func:`archdsl.optimize_for_inference`, which rewrites a copy) and
+    an unpickled module keep each scope's class name, its children read through the class,
+    one class for the scopes of one code and name, and the root's attributes: torch.fx
+    makes a class per module, named "GraphModule" (and the extra class per scope costs 5%
+    of a forward's time at batch 1), and its deepcopy keeps only what the graph uses."""
+    import io
+
+    def copied(model: nn.Module) -> nn.Module:
+        for step in how.split(", "):
+            if step == "deepcopy":
+                model = copy.deepcopy(model)
+            elif step == "pickle":
+                model = pickle.loads(pickle.dumps(model))
+            else:
+                buffer = io.BytesIO()
+                torch.save(model, buffer)
+                buffer.seek(0)
+                model = torch.load(buffer, weights_only=False)
+        return model
 
     model = archdsl.build(archdsl.check(RESNET_1111)).eval()
     names = [type(m).__name__ for m in model.modules()]
-    total, classes, distinct = kinds(model)
+    total, classes, distinct = _scope_classes(model)
     assert classes == distinct < total
-    copied = copy.deepcopy(model)
-    assert [type(m).__name__ for m in copied.modules()] == names
-    assert kinds(copied) == (total, classes, distinct)
+    again = copied(model)
+    assert [type(m).__name__ for m in again.modules()] == names
+    assert _scope_classes(again) == (total, classes, distinct)
+    assert again.archdsl_graph is not None and again.archdsl_graph.name == model.archdsl_graph.name
     x = torch.randn(2, *model.archdsl_graph.input_shape)
     with torch.no_grad():
-        torch.testing.assert_close(copied(x), model(x), rtol=0, atol=0)
-        fast = archdsl.optimize_for_inference(model)  # batch norm folded: every scope recompiled
-        total, classes, distinct = kinds(fast)
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+        fast = archdsl.optimize_for_inference(again)  # batch norm folded: every scope recompiled
+        total, classes, distinct = _scope_classes(fast)
         assert classes == distinct < total
         assert type(fast).__name__ == type(model).__name__
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_copy_of_a_network_with_side_outputs_pickles() -> None:
+    """Such a network pickles by rebuilding from its IR (torch.fx's re-tracing cannot see
+    through the training-mode switch); its deepcopy keeps that and the IR."""
+    model = fresh(SIDE)  # in training mode, where it returns the side outputs too
+    again = pickle.loads(pickle.dumps(copy.deepcopy(model)))
+    x = torch.randn(2, *model.archdsl_graph.input_shape)
+    with torch.no_grad():
+        assert len(again(x)) == len(model(x)) == 2
+        torch.testing.assert_close(again.eval()(x), model.eval()(x), rtol=0, atol=0)
 
 
 def test_a_scope_recompiled_after_the_build_changes_alone():

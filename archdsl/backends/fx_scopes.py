@@ -139,14 +139,24 @@ class ScopeModule(fx.GraphModule):
             return graph
         return super().__getattr__(name)
 
+    def _repr_svg_(self) -> str | None:
+        """A notebook shows a network archdsl built (the root scope) as its diagram; None
+        (shown as text) for other scopes, or without Graphviz."""
+        graph = self.__dict__.get("archdsl_graph")
+        return graph._repr_svg_() if graph is not None else None
+
     # torch.fx reads `self.__dict__["_graph"]` in these: the graph must be there
     def __deepcopy__(self, memo: dict[int, Any]) -> fx.GraphModule:
-        """torch.fx's deepcopy, which gives the copy a class of its own named
-        "GraphModule", and then the copy's class is what the original's is: copies of scopes
-        that share a class share one (made for the first of them), with the original's
-        name, child properties and other class attributes."""
+        """torch.fx's deepcopy, which gives the copy a class of its own named "GraphModule"
+        and keeps only the attributes its graph uses; then the copy has every attribute of
+        the original (the root's ``archdsl_graph``), and its class is what the original's
+        is: copies of scopes that share a class share one (made for the first of them),
+        with the original's name, child properties and other class attributes."""
         self._graph  # noqa: B018 - made if not yet
         res = super().__deepcopy__(memo)
+        for name, value in vars(self).items():
+            if name not in vars(res):
+                res.__dict__[name] = copy.deepcopy(value, memo)
         cls = type(self)
         classes = memo.setdefault(id(_COPIED_CLASSES), {})  # this deepcopy's: original -> copy's
         if cls in classes:
@@ -156,13 +166,16 @@ class ScopeModule(fx.GraphModule):
         new = classes[cls] = type(res)
         new.__name__ = cls.__name__
         for name, value in vars(cls).items():
-            if not name.startswith("__") and name not in vars(new):
+            if name not in vars(new) and name not in ("__dict__", "__weakref__"):
                 setattr(new, name, value)
         return res
 
     def __reduce__(self) -> Any:
+        """torch.fx's pickling (the generated code; the graph is traced again from it), then
+        the module made from it is a scope like this one: its class name, its children read
+        through the class, and one class for the unpickled scopes of one code and name."""
         self._graph  # noqa: B018
-        return super().__reduce__()
+        return (_unpickled, (*super().__reduce__(), type(self).__name__))
 
     def __reduce_package__(self, exporter: Any) -> Any:
         self._graph  # noqa: B018
@@ -220,6 +233,34 @@ def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
         a.__globals__.get(name, missing) is b.__globals__.get(name, missing)
         for name in code.co_names
     )
+
+
+_UNPICKLED: weakref.WeakValueDictionary[tuple[str, str], type] = weakref.WeakValueDictionary()
+"""The classes of unpickled scopes, by class name and generated code."""
+
+
+def _unpickled(rebuild: Callable[..., fx.GraphModule], args: tuple[Any, ...],
+               class_name: str) -> fx.GraphModule:
+    """A scope unpickled: torch.fx's module, moved to a :class:`ScopeModule` class."""
+    gm = rebuild(*args)
+    made = type(gm)  # torch.fx's class for this module alone, with its forward
+    key = (class_name, gm.code)
+    cls = _UNPICKLED.get(key)
+    if cls is not None and _same_function(made.forward, cls.forward):
+        gm.__class__ = cls
+        _SHARED.add(cls)
+        return gm
+    attributes = {
+        k: v for k, v in vars(made).items()
+        if k not in ("__dict__", "__weakref__", "__call__", "_wrapped_call")
+    }
+    cls = type(made.__name__, (ScopeModule,), attributes)
+    cls.__name__ = class_name
+    cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
+    gm.__class__ = cls
+    bind_children(gm)
+    _UNPICKLED[key] = cls
+    return gm
 
 
 def child(name: str) -> property:

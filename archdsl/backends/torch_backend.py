@@ -208,7 +208,6 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     if initialised:
         apply_init(root, graph, b.modules)
     root.archdsl_graph = graph  # type: ignore[assignment]
-    type(root)._repr_svg_ = lambda self: self.archdsl_graph._repr_svg_()  # notebook diagram
     if graph.side_outputs:
         # torch.fx unpickles a GraphModule by re-tracing its code, which cannot see through
         # the training-mode switch of side outputs; rebuild from the IR instead.
