@@ -266,7 +266,7 @@ def pair(tvm: Any, name: str) -> tuple[nn.Module, nn.Module]:
 def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
     """Eager forward (eval, no_grad) at batch 1 and 8, and a training step at batch 8.
     Many rounds: the target is 2%, and a shared 2-core VM drifts by more than that."""
-    reps = {"forward b1": 21, "forward b8": 11, "train step b8": 7}
+    reps = {"forward b1": 31, "forward b8": 15, "train step b8": 15}
     rows, raw = [], {}
     for name in nets:
         tv, ad = pair(tvm, name)
@@ -484,7 +484,7 @@ def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
         reps = 5 if units < 1000 else 2
         t_front = median_time(lambda t=text: archdsl.check(t), reps)
         graph = archdsl.check(text)
-        t_build = median_time(lambda g=graph: archdsl.build(g), max(1, reps // 2))
+        t_build = median_time(lambda g=graph: archdsl.build(g), reps)
         layers = sum(1 for n in graph.nodes() if n.path is not None)
         raw[str(layers)] = {"frontend": t_front, "build": t_build, "nodes": len(graph)}
         rows.append(
