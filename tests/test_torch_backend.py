@@ -960,11 +960,14 @@ def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
             else:
                 assert value == theirs[key], key
         cls, ref_cls = type(m), type(ref)
-        # what the backend changes on purpose: a class attribute reading each child, and
-        # calls going straight to nn.Module.__call__
+        # what the backend changes on purpose: a class attribute reading each child (which
+        # TorchScript is told not to compile), and calls going straight to nn.Module.__call__
         children = {k for k, v in vars(cls).items() if is_child(v)}
         assert children == set(m._modules)
-        assert vars(cls).keys() - {"_repr_svg_"} - children == vars(ref_cls).keys() - {"__call__"}
+        assert set(cls.__jit_unused_properties__) == {*fx.GraphModule.__jit_unused_properties__,
+                                                      *children}
+        unused = {"__jit_unused_properties__"}
+        assert vars(cls).keys() - unused - children == vars(ref_cls).keys() - {"__call__"}
         assert cls.__call__ is nn.Module.__call__ is not ref_cls.__call__
         assert cls.__name__ == ref_cls.__name__
         assert m._wrapped_call.cls is cls and ref._wrapped_call.cls is ref_cls
@@ -1097,6 +1100,20 @@ def test_copies_keep_the_classes_of_the_scopes(how: str) -> None:
         assert classes == distinct < total
         assert type(fast).__name__ == type(model).__name__
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, deprecated in 2.13
+def test_torchscript_compiles_a_network_its_copies_and_its_optimised_version() -> None:
+    """TorchScript compiles a module's properties unless its class lists them as unused:
+    the child properties are listed (TorchScript reads the children themselves), besides
+    what torch.fx lists for GraphModule."""
+    model = archdsl.build(archdsl.check(RESNET_1111)).eval()
+    x = torch.randn(2, *model.archdsl_graph.input_shape)
+    for module in (model, copy.deepcopy(model), pickle.loads(pickle.dumps(model)),
+                   archdsl.optimize_for_inference(model)):
+        scripted = torch.jit.script(module)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), module(x))
 
 
 def test_a_copy_of_a_network_with_side_outputs_pickles() -> None:

@@ -300,8 +300,12 @@ def is_child(attribute: Any) -> bool:
 
 
 def bind_children(module: fx.GraphModule) -> None:
-    """Give ``module``'s own class a :func:`child` property for each of its children."""
+    """Give ``module``'s own class a :func:`child` property for each of its children,
+    listed where TorchScript looks for properties it must not compile (it reads the
+    children themselves)."""
     cls = type(module)
-    for name in module._modules:
-        if not hasattr(cls, name):  # never over a method or attribute of the class
-            setattr(cls, name, child(name))
+    added = [name for name in module._modules if not hasattr(cls, name)]  # never over a
+    for name in added:  # method or attribute of the class
+        setattr(cls, name, child(name))
+    if added:
+        cls.__jit_unused_properties__ = [*getattr(cls, "__jit_unused_properties__", ()), *added]
