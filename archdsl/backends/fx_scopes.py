@@ -160,8 +160,7 @@ class ScopeModule(fx.GraphModule):
         cls = type(self)
         classes = memo.setdefault(id(_COPIED_CLASSES), {})  # this deepcopy's: original -> copy's
         if cls in classes:
-            res.__class__ = classes[cls]
-            _SHARED.add(classes[cls])
+            _join(res, classes[cls])
             return res
         new = classes[cls] = type(res)
         new.__name__ = cls.__name__
@@ -189,7 +188,7 @@ class ScopeModule(fx.GraphModule):
         takes that class instead."""
         old = type(self)
         if old in _SHARED:
-            self.__class__ = _own_class(old)
+            self.__class__ = _class_like(old, old.__bases__)
         code = super().recompile()
         cls = type(self)
         wrapped = vars(cls).get("_wrapped_call")
@@ -202,8 +201,7 @@ class ScopeModule(fx.GraphModule):
             kin = _KIN.setdefault(old, weakref.WeakSet([old]))
             same = next((k for k in kin if _same_function(cls.forward, k.forward)), None)
             if same is not None:
-                self.__class__ = same
-                _SHARED.add(same)
+                _join(self, same)
             else:
                 kin.add(cls)
                 _KIN[cls] = kin
@@ -213,14 +211,20 @@ class ScopeModule(fx.GraphModule):
 _COPIED_CLASSES = object()  # its id keys a deepcopy's memo entry for the classes it copied
 
 
-def _own_class(shared: type) -> type:
-    """A class like ``shared`` (the same base, name and attributes) for one of its scopes,
-    to be recompiled (which makes its ``forward`` and ``_wrapped_call``)."""
+def _class_like(model: type, bases: tuple[type, ...]) -> type:
+    """A class on ``bases`` with ``model``'s name and attributes, but for those torch.fx's
+    ``recompile`` makes for each class (``_wrapped_call``, ``__call__``)."""
     attributes = {
-        k: v for k, v in vars(shared).items()
-        if k not in ("__dict__", "__weakref__", "_wrapped_call")
+        k: v for k, v in vars(model).items()
+        if k not in ("__dict__", "__weakref__", "__call__", "_wrapped_call")
     }
-    return type(shared)(shared.__name__, shared.__bases__, attributes)
+    return type(model)(model.__name__, bases, attributes)
+
+
+def _join(module: nn.Module, cls: type) -> None:
+    """Give ``module`` the class ``cls``, which another scope has."""
+    module.__class__ = cls
+    _SHARED.add(cls)
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
@@ -247,14 +251,9 @@ def _unpickled(rebuild: Callable[..., fx.GraphModule], args: tuple[Any, ...],
     key = (class_name, gm.code)
     cls = _UNPICKLED.get(key)
     if cls is not None and _same_function(made.forward, cls.forward):
-        gm.__class__ = cls
-        _SHARED.add(cls)
+        _join(gm, cls)
         return gm
-    attributes = {
-        k: v for k, v in vars(made).items()
-        if k not in ("__dict__", "__weakref__", "__call__", "_wrapped_call")
-    }
-    cls = type(made.__name__, (ScopeModule,), attributes)
+    cls = _class_like(made, (ScopeModule,))
     cls.__name__ = class_name
     cls._wrapped_call = _WrappedCall(cls, None)  # type: ignore[attr-defined]
     gm.__class__ = cls
