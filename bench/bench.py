@@ -290,15 +290,18 @@ def pair(tvm: Any, name: str) -> tuple[nn.Module, nn.Module]:
 
 
 def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
-    """Eager forward (eval, no_grad) at batch 1 and 8, and a training step at batch 8.
+    """Eager forward (eval, no_grad) at batch 1 and 8, and a training step at batch 8;
+    and a batch-1 forward at 32x32, where Python's share of the time (module calls) shows.
     Many rounds: the target is 2%, and a shared 2-core VM drifts by more than that."""
-    reps = {"forward b1": 31, "forward b8": 15, "train step b8": 15}
+    reps = {"forward b1": 31, "forward b1 32x32": 101, "forward b8": 15, "train step b8": 15}
     rows, raw = [], {}
     for name in nets:
         tv, ad = pair(tvm, name)
         res = archdsl.load_graph(name).input_shape
-        for what, batch in (("forward b1", 1), ("forward b8", 8), ("train step b8", 8)):
-            x = torch.randn(batch, *res)
+        small = (res[0], 32, 32)
+        for what, batch, size in (("forward b1", 1, res), ("forward b1 32x32", 1, small),
+                                  ("forward b8", 8, res), ("train step b8", 8, res)):
+            x = torch.randn(batch, *size)
             if what.startswith("train"):
                 tv.train()
                 ad.train()
