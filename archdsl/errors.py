@@ -28,6 +28,7 @@ class Span:
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
 MAX_SHOWN = 160  # characters of a source line shown under an error
 MAX_ERRORS = 20  # independent errors reported together (the first raised, the rest attached)
+MAX_CALLS_SHOWN = 8  # block calls listed under an error; the middle of a deeper chain is elided
 
 
 def source_lines(text: str) -> list[str]:
@@ -68,6 +69,11 @@ def printable(text: str) -> str:
 class ArchError(Exception):
     """Base of every error caused by a spec or its parameters.
 
+    ``calls`` is the chain of block calls the error happened in, innermost first:
+    ``(block name, span of the call)``; :meth:`render` lists them as notes (the middle of a
+    chain longer than :data:`MAX_CALLS_SHOWN` elided), so the user sees which of a block's
+    uses went wrong.
+
     ``others`` holds further independent errors found by the same check (at most
     :data:`MAX_ERRORS` in all, ``omitted`` counts those beyond): :meth:`render` shows them
     after this one, then the count.
@@ -81,6 +87,7 @@ class ArchError(Exception):
         self.span = span or UNKNOWN_SPAN
         self.source = source  # full text of the file, for rendering the caret line
         self.notes: list[str] = []
+        self.calls: list[tuple[str, Span]] = []
         self.others: list[ArchError] = []
         self.omitted = 0
 
@@ -122,8 +129,16 @@ class ArchError(Exception):
             lines = source_lines(text)
             if 0 < self.span.line <= len(lines):
                 out.extend(self._caret_lines(lines[self.span.line - 1]))
-        out.extend(f"  note: {printable(n)}" for n in self.notes)
+        out.extend(f"  note: {printable(n)}" for n in [*self.notes, *self._call_notes()])
         return "\n".join(out)
+
+    def _call_notes(self) -> list[str]:
+        notes = [f"in block '{name}' called at {span}" for name, span in self.calls]
+        if len(notes) <= MAX_CALLS_SHOWN:
+            return notes
+        inner, outer = MAX_CALLS_SHOWN - 2, 2
+        elided = len(notes) - inner - outer
+        return [*notes[:inner], f"... {elided} more block calls", *notes[-outer:]]
 
     def _caret_lines(self, src: str) -> list[str]:
         """The source line (a window of it if long) and a caret under the span."""

@@ -516,8 +516,8 @@ class Elaborator:
                 try:
                     cur = self._body(defn.body, benv.child(), cur)
                 except ArchError as e:
-                    if e.source is None and e.span.path != call.span.path:
-                        e.notes.append(f"in block '{defn.name}' called at {call.span}")
+                    if e.source is None and e.span != call.span:
+                        e.calls.append((defn.name, call.span))
                     raise
                 scope.output = cur
         finally:
