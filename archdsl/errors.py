@@ -69,10 +69,11 @@ def printable(text: str) -> str:
 class ArchError(Exception):
     """Base of every error caused by a spec or its parameters.
 
-    ``calls`` is the chain of block calls the error happened in, innermost first:
-    ``(block name, span of the call)``; :meth:`render` lists them as notes (the middle of a
-    chain longer than :data:`MAX_CALLS_SHOWN` elided), so the user sees which of a block's
-    uses went wrong.
+    ``calls`` is the chain of calls the error happened in, innermost first: ``(kind, name,
+    span of the call)``, kind ``"block"``, or ``"network"`` for a network reached through
+    ``network b = a(...)``; :meth:`render` lists them as notes (the middle of a chain
+    longer than :data:`MAX_CALLS_SHOWN` elided), so the user sees which of a block's uses
+    went wrong, and where a library network was given the arguments it failed with.
 
     ``others`` holds further independent errors found by the same check (at most
     :data:`MAX_ERRORS` in all, ``omitted`` counts those beyond): :meth:`render` shows them
@@ -87,7 +88,7 @@ class ArchError(Exception):
         self.span = span or UNKNOWN_SPAN
         self.source = source  # full text of the file, for rendering the caret line
         self.notes: list[str] = []
-        self.calls: list[tuple[str, Span]] = []
+        self.calls: list[tuple[str, str, Span]] = []
         self.others: list[ArchError] = []
         self.omitted = 0
 
@@ -133,12 +134,12 @@ class ArchError(Exception):
         return "\n".join(out)
 
     def _call_notes(self) -> list[str]:
-        notes = [f"in block '{name}' called at {span}" for name, span in self.calls]
+        notes = [f"in {kind} '{name}' called at {span}" for kind, name, span in self.calls]
         if len(notes) <= MAX_CALLS_SHOWN:
             return notes
         inner, outer = MAX_CALLS_SHOWN - 2, 2
         elided = len(notes) - inner - outer
-        return [*notes[:inner], f"... {elided} more block calls", *notes[-outer:]]
+        return [*notes[:inner], f"... {elided} more calls", *notes[-outer:]]
 
     def _caret_lines(self, src: str) -> list[str]:
         """The source line (a window of it if long) and a caret under the span."""

@@ -68,7 +68,18 @@ class Elaborator:
 
     # ---- networks -------------------------------------------------------------------
     def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
-        defn, module, values, scales = self._bind_network(ref, overrides)
+        defn, module, values, scales, aliases = self._bind_network(ref, overrides)
+        try:
+            return self._network(ref, defn, module, values, scales)
+        except ArchError as e:
+            # The network was named through aliases (``network r = resnet(layers=[...])``):
+            # an error in its body, often caused by the alias's arguments, says where.
+            if e.source is None:
+                e.calls.extend(("network", defn.name, alias.base_span) for alias in aliases)
+            raise
+
+    def _network(self, ref: NetworkRef, defn: ast.NetworkDef, module: SpecModule,
+                 values: dict[str, Any], scales: list[ast.ScaleClause]) -> Graph:
         self.scaling = self._scaling(scales)
         env = module.env.child(values, scaling=self.scaling, budget=self.budget)
         graph = Graph(name=ref.defn.name, input_shape=())
@@ -121,9 +132,10 @@ class Elaborator:
 
     def _bind_network(
         self, ref: NetworkRef, overrides: Mapping[str, Any]
-    ) -> tuple[ast.NetworkDef, SpecModule, dict[str, Any], list[ast.ScaleClause]]:
+    ) -> tuple[ast.NetworkDef, SpecModule, dict[str, Any], list[ast.ScaleClause], list[ast.NetworkAlias]]:
         """Follow ``network b = a(args)`` to the defining network; bind its parameters:
-        defaults, then each alias's arguments (outermost last), then ``overrides``."""
+        defaults, then each alias's arguments (outermost last), then ``overrides``. Also
+        returns the aliases followed, the one naming the defining network first."""
         chain: list[NetworkRef] = []
         seen: set[int] = set()
         while isinstance(ref.defn, ast.NetworkAlias):
@@ -175,7 +187,8 @@ class Elaborator:
                     f"network '{defn.name}' needs a value for parameter '{p.name}'", p.span, ref.module.source
                 )
             env.set(p.name, values[p.name])
-        return defn, ref.module, values, scales
+        aliases = [r.defn for r in reversed(chain) if isinstance(r.defn, ast.NetworkAlias)]
+        return defn, ref.module, values, scales, aliases
 
     def _scaling(self, clauses: list[ast.ScaleClause]) -> Scaling:
         def bind(clause: ast.ScaleClause, names: list[str]) -> dict[str, Any]:
@@ -517,7 +530,7 @@ class Elaborator:
                     cur = self._body(defn.body, benv.child(), cur)
                 except ArchError as e:
                     if e.source is None and e.span != call.span:
-                        e.calls.append((defn.name, call.span))
+                        e.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
         finally:
