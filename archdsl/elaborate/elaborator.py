@@ -75,6 +75,9 @@ class Elaborator:
             # The network was named through aliases (``network r = resnet(layers=[...])``):
             # an error in its body, often caused by the alias's arguments, says where.
             if e.source is None:
+                if overrides:  # --set on the command line, params= in Python
+                    given = ", ".join(f"{name}={show(values[name])}" for name in overrides)
+                    e.notes.append(f"{given} set by the caller")
                 e.calls.extend(("network", defn.name, alias.base_span) for alias in aliases)
             raise
 

@@ -295,7 +295,7 @@ def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
     if isinstance(base, InShape):
         base = base.shape
     if not isinstance(base, (tuple, str)):
-        raise ArchTypeError(f"cannot index a {type_name(base)}", expr.base.span)
+        raise ArchTypeError(f"cannot index {type_name(base)} {show(base)}; only a list can be indexed", expr.base.span)
     if not isinstance(idx, int) or isinstance(idx, bool):
         raise ArchTypeError(f"list index must be an integer, got {type_name(idx)}", expr.index.span)
     if not -len(base) <= idx < len(base):
