@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from archdsl.elaborate.evaluate import Budget, Env, evaluate
-from archdsl.elaborate.values import show
+from archdsl.elaborate.values import closest, show
 from archdsl.errors import ArchError, ArchImportError, ArchLimitError, ArchNameError, Span
 from archdsl.frontend import ast, parse
 from archdsl.frontend.parser import MAX_NESTING, MAX_SOURCE_BYTES
@@ -177,4 +177,23 @@ class Loader:
                     )
                 return str(c)
         looked = ", ".join(str(c.parent) for c in candidates)
-        raise ArchImportError(f"cannot find \"{rel}\" (looked in {looked})", imp.span)
+        hint = _closest_spec_file(rel, candidates)
+        raise ArchImportError(f"cannot find \"{rel}\"{hint} (looked in {looked})", imp.span)
+
+
+def _closest_spec_file(rel: str, candidates: list[Path]) -> str:
+    """``"; did you mean 'lib/resnet.arch'?"`` for a missing import ``lib/resnt.arch``: the
+    ``.arch`` file whose name is closest, among those in the folders the import looked in;
+    names are compared without the folder and the suffix all of them share."""
+    stems: set[str] = set()
+    for c in candidates:
+        try:
+            stems.update(e.name[: -len(".arch")] for e in os.scandir(c.parent)
+                         if e.name.endswith(".arch") and e.is_file())
+        except OSError:  # no such folder, or one we may not read
+            continue
+    folder, name = os.path.split(rel)
+    stem = closest(name.removesuffix(".arch"), sorted(stems))
+    if stem is None:
+        return ""
+    return f"; did you mean '{folder}/{stem}.arch'?" if folder else f"; did you mean '{stem}.arch'?"

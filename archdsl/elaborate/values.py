@@ -40,7 +40,7 @@ class InShape:
                 raise ArchTypeError(f"in.{name}: the input has shape {list(dims)}, no spatial size", span)
             return dims[1] if name == "h" else dims[2]
         raise ArchNameError(
-            f"'in' has no attribute '{name}'{_did_you_mean(name, ['c', 'h', 'w', 'shape', 'rank'])}",
+            f"'in' has no attribute '{name}'{did_you_mean(name, ['c', 'h', 'w', 'shape', 'rank'])}",
             span,
         )
 
@@ -58,16 +58,16 @@ class Scaling:
     resolution: float = 1.0
 
 
-
-
-def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate most like ``name``, if one is close enough to be a likely misspelling."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return close[0] if close else None
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
-    return _did_you_mean(name, candidates)
+    match = closest(name, candidates)
+    return f"; did you mean '{match}'?" if match is not None else ""
 
 
 def type_name(v: Any) -> str:
