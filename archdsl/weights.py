@@ -7,14 +7,19 @@ assign=True)`` makes the file's tensors the module's parameters and buffers. So 
 costs about what reading the file costs (with ``mmap`` the pages are read on first use).
 
 Accepted files: a plain state_dict, as torchvision publishes its ``.pth`` weights and as
-``archdsl compile -o model.pt`` writes it; or a checkpoint dict holding one under
-``"state_dict"`` or ``"model"``.
+``archdsl compile -o model.pt`` writes it; a checkpoint dict holding one under
+``"state_dict"`` or ``"model"``; or a safetensors file, as timm publishes its weights on the
+Hugging Face hub (known by its content, not its name; read here, with no package needed).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import mmap
 import os
 import pickle
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -114,8 +119,12 @@ def compare(expected: Mapping[str, Any], given: Mapping[str, Any]) -> Mismatch:
 def read_state_dict(
     path: str | os.PathLike[str], span: Span | None = None
 ) -> dict[str, torch.Tensor]:
-    """The state_dict in a file, on the CPU (``weights_only``: no code runs)."""
+    """The state_dict in a file, on the CPU: a file ``torch.save`` wrote, read with
+    ``weights_only`` (no code runs), or a safetensors file."""
+    where = f"weights file {os.fspath(path)}"
     try:
+        if _is_safetensors(path):
+            return _read_safetensors(path, span)
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as e:  # the legacy (pre-zip) format cannot be memory-mapped
@@ -123,12 +132,9 @@ def read_state_dict(
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise WeightsError(f"weights file {os.fspath(path)}: no such file", span) from None
+        raise WeightsError(f"{where}: no such file", span) from None
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WeightsError(
-            f"weights file {os.fspath(path)}: cannot read it as a state_dict ({first})", span
-        ) from None
+        raise WeightsError(f"{where}: {_unreadable(path, e)}", span) from None
     if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key in WRAPPER_KEYS:
             if isinstance(obj.get(key), Mapping):
@@ -140,6 +146,89 @@ def read_state_dict(
             span,
         )
     return dict(obj)
+
+
+def _unreadable(path: str | os.PathLike[str], e: BaseException) -> str:
+    """Why ``torch.load`` could not read a file, in the user's terms."""
+    if isinstance(e, OSError):  # a folder, a file we may not read, ...
+        return f"cannot read it ({e.strerror or type(e).__name__})"
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save's zip format, or a pickle
+        return "not a file torch.save wrote, nor a safetensors file"
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+    if refused:
+        return (
+            f"it holds an object of class {refused.group(1)}, which archdsl does not unpickle (it reads "
+            f"tensors and plain containers only, so that no code from the file runs); save "
+            f"the state_dict alone: torch.save(model.state_dict(), path)"
+        )
+    first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+    return f"cannot read it as a state_dict ({first[0] if first else type(e).__name__})"
+
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def _naturals(value: Any) -> bool:
+    """Whether a JSON value is a list of non-negative integers."""
+    return isinstance(value, list) and all(type(v) is int and v >= 0 for v in value)
+
+
+def _is_safetensors(path: str | os.PathLike[str]) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian),
+    then the header's ``{``."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+        size = os.fstat(f.fileno()).st_size
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
+
+
+def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file: a JSON header naming each tensor's dtype, shape
+    and byte range, then the data (memory-mapped, and copied into each tensor)."""
+    where = f"weights file {os.fspath(path)}"
+
+    def bad(why: str) -> WeightsError:
+        return WeightsError(f"{where}: not a valid safetensors file ({why})", span)
+
+    with open(path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8 : 8 + size])  # an object: the file starts with "{"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("its header is not JSON") from None
+    start = 8 + size
+    raw = torch.frombuffer(data, dtype=torch.uint8) if len(data) > start else torch.empty(0, dtype=torch.uint8)
+    state: dict[str, torch.Tensor] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise bad(f"tensor {name!r}: malformed entry")
+        for key in ("dtype", "shape", "data_offsets"):
+            if key not in entry:
+                raise bad(f"tensor {name!r}: no {key!r}")
+        dtype = SAFETENSORS_DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+        if dtype is None:
+            raise bad(f"tensor {name!r}: dtype {entry['dtype']!r} is not supported")
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not (_naturals(shape) and _naturals(offsets) and len(offsets) == 2):
+            raise bad(f"tensor {name!r}: malformed entry")
+        begin, end = offsets
+        if not begin <= end <= len(data) - start or end - begin != math.prod(shape) * dtype.itemsize:
+            raise bad(f"tensor {name!r}: its bytes {begin}..{end} do not hold a {shape} {entry['dtype']} tensor")
+        # A copy: the format aligns data to 8 bytes only, and oneDNN's kernels round
+        # differently on weights that are not 64-byte aligned (as a fresh tensor is), so
+        # a network would compute other last bits than with the same weights from a .pth.
+        state[name] = raw[start + begin : start + end].clone().view(dtype).reshape(shape)
+    return state
 
 
 def load_weights(

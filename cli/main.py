@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument(
         "--weights",
         metavar="FILE",
-        help="load a state_dict file (e.g. torchvision's .pth) into the network, strictly",
+        help="load a state_dict file (torchvision's .pth, timm's .safetensors) into the network, strictly",
     )
     compile_.add_argument(
         "--optimize",

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import archdsl
-from archdsl.weights import WeightsError, compare, load_weights
+from archdsl.weights import SAFETENSORS_DTYPES, WeightsError, compare, load_weights, read_state_dict
 from archdsl_cli.main import main as cli
 
 SPEC = """
@@ -153,7 +153,7 @@ def test_data_parallel_prefix_is_explained(net: nn.Module, tmp_path: Path) -> No
     "content, message",
     [
         (None, "no such file"),
-        (b"not a checkpoint", "cannot read it as a state_dict"),
+        (b"not a checkpoint", "not a file torch.save wrote, nor a safetensors file"),
         ([1, 2, 3], "not a state_dict"),
     ],
 )
@@ -164,6 +164,102 @@ def test_unreadable_files(content: object, message: str, tmp_path: Path) -> None
     elif content is not None:
         torch.save(content, path)
     with pytest.raises(WeightsError, match=message):
+        archdsl.compile(SPEC, weights=path)
+
+
+def test_a_pickled_object_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """A whole pickled module (or a checkpoint holding other objects) is refused by
+    ``weights_only``; the message names the class and the fix, not torch's advice to unpickle
+    with ``weights_only=False``."""
+    path = tmp_path / "model.pt"
+    torch.save(nn.Linear(2, 2), path)
+    with pytest.raises(WeightsError) as info:
+        archdsl.compile(SPEC, weights=path)
+    message = info.value.message
+    assert "holds an object of class torch.nn.modules.linear.Linear" in message
+    assert "torch.save(model.state_dict(), path)" in message
+    assert "weights_only" not in message and "\x1b" not in message
+
+
+def test_a_folder_is_not_read(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=r"weights file \S+: cannot read it \("):
+        archdsl.compile(SPEC, weights=tmp_path)
+
+
+# ---- safetensors ----------------------------------------------------------------------
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+
+def test_safetensors_weights_load_and_compute_what_the_pth_does(net: nn.Module, tmp_path: Path) -> None:
+    """timm publishes safetensors; written by the reference library, read by archdsl's own
+    reader, the network computes bit for bit what it computes from the same weights in a
+    .pth (the reader copies the 8-byte-aligned data, so kernels see aligned weights)."""
+    state = net.state_dict()
+    safetensors_torch.save_file(dict(state), tmp_path / "w.safetensors", metadata={"format": "pt"})
+    torch.save(state, tmp_path / "w.pth")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        from_pth = archdsl.compile(SPEC, weights=tmp_path / "w.pth").eval()(x)
+        from_st = archdsl.compile(SPEC, weights=tmp_path / "w.safetensors").eval()(x)
+    assert torch.equal(from_st, from_pth)
+    assert torch.equal(from_st, net.eval()(x))
+
+
+def test_safetensors_reader_matches_the_reference_for_every_dtype(tmp_path: Path) -> None:
+    """Odd sizes put most tensors at offsets that are not multiples of their item size."""
+    torch.manual_seed(0)
+    tensors = {}
+    for i, (name, dtype) in enumerate(SAFETENSORS_DTYPES.items()):
+        shape = (3, i + 1) if i % 2 else (i + 2,)
+        if dtype.is_floating_point:
+            t = torch.randn(shape).to(dtype)
+        elif dtype == torch.bool:
+            t = torch.rand(shape) > 0.5
+        else:
+            t = torch.randint(0, 100, shape, dtype=dtype)
+        tensors[f"t.{name}"] = t
+    tensors["empty"] = torch.zeros(0, 4)
+    tensors["scalar"] = torch.tensor(2.5)
+    path = tmp_path / "all.safetensors"
+    safetensors_torch.save_file(tensors, path)
+    got = read_state_dict(path)
+    expected = safetensors_torch.load_file(path)
+    assert got.keys() == expected.keys()
+    for k, t in expected.items():
+        assert got[k].dtype == t.dtype and got[k].shape == t.shape, k
+        assert torch.equal(got[k].reshape(-1).view(torch.uint8), t.reshape(-1).view(torch.uint8)), k
+
+
+def _safetensors_file(header: bytes, data: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header + data
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (_safetensors_file(b"{not json", b""), "its header is not JSON"),
+        (_safetensors_file(b'{"w": {"dtype": "F32", "shape": [2]}}', b"\0" * 8), "tensor 'w': no 'data_offsets'"),
+        (_safetensors_file(b'{"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}', b"\0" * 8),
+         "tensor 'w': dtype 'C64' is not supported"),
+        (_safetensors_file(b'{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', b"\0" * 8),
+         r"tensor 'w': its bytes 0\.\.8 do not hold a \[3\] F32 tensor"),
+        (_safetensors_file(b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', b"\0" * 8),
+         r"tensor 'w': its bytes 0\.\.16 do not hold"),
+        (_safetensors_file(b'{"w": {"dtype": "F32", "shape": ["a"], "data_offsets": [0, 4]}}', b"\0" * 4),
+         "tensor 'w': malformed entry"),
+        (_safetensors_file(b'{"w": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}}', b"\0" * 4),
+         "tensor 'w': malformed entry"),
+        (_safetensors_file(b'{"w": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}', b"\0" * 4),
+         "tensor 'w': dtype \\['F32'\\] is not supported"),
+        (_safetensors_file(b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}', b"\0" * 4),
+         "tensor 'w': its bytes 4..0 do not hold"),
+        (_safetensors_file(b'{"w": [1]}', b""), "tensor 'w': malformed entry"),
+    ],
+)
+def test_malformed_safetensors(content: bytes, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="not a valid safetensors file.*" + message):
         archdsl.compile(SPEC, weights=path)
 
 
