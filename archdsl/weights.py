@@ -175,6 +175,31 @@ SAFETENSORS_DTYPES = {
 }
 
 
+def write_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Write a state_dict as a safetensors file: each tensor contiguous, on the CPU, in
+    the order given; ``{"format": "pt"}`` as the metadata, as torch's writers put it."""
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    blobs: list[bytes] = []
+    offset = 0
+    codes = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
+    for name, tensor in state.items():
+        if tensor.dtype not in codes:
+            raise ValueError(f"{name}: safetensors has no code for {tensor.dtype}")
+        t = tensor.detach().to("cpu").contiguous()
+        blob = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": codes[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
 def _naturals(value: Any) -> bool:
     """Whether a JSON value is a list of non-negative integers."""
     return isinstance(value, list) and all(type(v) is int and v >= 0 for v in value)

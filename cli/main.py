@@ -17,9 +17,9 @@ Exit codes:
   or too large to process (torch cannot allocate its weights), or an unwritable ``-o``;
   and ``check --strict`` of a spec with warnings.
 - 2: the command line is wrong: argparse errors, a bad ``--set``, an ``-o`` extension
-  other than ``.py``, ``.pt2``, ``.onnx`` and ``.pt``, a missing ``--weights`` file, and a
-  SPEC that names neither a file nor a bundled spec (nothing was read, so this is a usage
-  error, not a spec error). A weights file that does not fit the network is a spec error.
+  other than ``.py``, ``.pt2``, ``.onnx``, ``.pt``, ``.pth`` and ``.safetensors``, a missing
+  ``--weights`` file, and a SPEC that names neither a file nor a bundled spec (nothing was
+  read, so this is a usage error, not a spec error). A weights file that does not fit the network is a spec error.
 - 3: an internal error (a bug in archdsl): one line; set ``ARCHDSL_DEBUG=1`` for the
   traceback.
 
@@ -54,7 +54,10 @@ SAVE_EXTENSIONS = {
     ".pt2": "torch.export program",
     ".onnx": "ONNX",
     ".pt": "state_dict",
+    ".pth": "state_dict",
+    ".safetensors": "state_dict, safetensors",
 }
+STATE_DICT_EXTENSIONS = (".pt", ".pth", ".safetensors")
 OPTIMIZE_LEVELS = ("inference",)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -210,7 +213,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"-o {out}: unsupported extension; supported: "
             + ", ".join(f"{e} ({what})" for e, what in SAVE_EXTENSIONS.items())
         )
-    if args.optimize and ext in (".py", ".pt"):
+    if args.optimize and (ext == ".py" or ext in STATE_DICT_EXTENSIONS):
         raise UsageError(
             f"--optimize {args.optimize} changes the module, not the network: it applies to"
             f" .pt2 and .onnx outputs; -o {out} writes the network itself"
@@ -431,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="FILE",
         help="write the network; the extension picks the format: .py (standalone PyTorch "
-        "source), .pt2 (torch.export), .onnx, .pt (state_dict)",
+        "source), .pt2 (torch.export), .onnx, .pt or .pth (state_dict), .safetensors",
     )
     compile_.add_argument(
         "--weights",

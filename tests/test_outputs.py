@@ -1,5 +1,6 @@
 """The outputs of ``archdsl compile -o``: standalone ``.py`` source, ``.pt2`` (torch.export),
-``.onnx`` (checked with onnxruntime) and ``.pt`` (the state_dict).
+``.onnx`` (checked with onnxruntime), and the state_dict as ``.pt``, ``.pth`` or
+``.safetensors``.
 
 Each emitted file is loaded back the way a user would (``importlib`` for the source,
 ``torch.export.load``, an onnxruntime session) and must compute what the compiled module
@@ -385,10 +386,10 @@ def test_py_state_dict_of_every_bundled_spec(name: str) -> None:
 
 
 def test_format_of() -> None:
-    assert set(FORMATS) == {".py", ".pt2", ".onnx", ".pt"}
+    assert set(FORMATS) == {".py", ".pt2", ".onnx", ".pt", ".pth", ".safetensors"}
     assert format_of("a/B.ONNX") == ".onnx"
-    with pytest.raises(ValueError, match="supported: .py, .pt2, .onnx, .pt"):
-        format_of("model.pth")
+    with pytest.raises(ValueError, match="supported: .py, .pt2, .onnx, .pt, .pth, .safetensors"):
+        format_of("model.pkl")
 
 
 def test_pt2_round_trip_with_a_dynamic_batch(mixed: nn.Module, tmp_path: Path) -> None:
@@ -450,10 +451,18 @@ def test_onnx_resnet18_optimised(tmp_path: Path, ort: ModuleType) -> None:
             torch.testing.assert_close(run_onnx(ort, path, x), net(x), rtol=1e-4, atol=1e-4)
 
 
-def test_pt_is_the_state_dict(mixed: nn.Module, tmp_path: Path) -> None:
-    path = export(mixed, tmp_path / "mixed.pt")
-    state = torch.load(path, weights_only=True)
+@pytest.mark.parametrize("ext", [".pt", ".pth", ".safetensors"])
+def test_state_dict_outputs_load_back(ext: str, mixed: nn.Module, tmp_path: Path) -> None:
+    """Read by the reference readers (``torch.load``; the safetensors package), every key in
+    order and every tensor exact; and loaded back by ``weights=``."""
+    path = export(mixed, tmp_path / f"mixed{ext}")
+    if ext == ".safetensors":
+        state = pytest.importorskip("safetensors.torch").load_file(path)
+    else:
+        state = torch.load(path, weights_only=True)
     assert list(state) == list(mixed.state_dict())
+    for k, v in mixed.state_dict().items():
+        assert state[k].dtype == v.dtype and torch.equal(state[k], v), k
     again = archdsl.compile(MIXED, weights=path)
     for k, v in again.state_dict().items():
         torch.testing.assert_close(v, mixed.state_dict()[k], rtol=0, atol=0)
@@ -469,7 +478,7 @@ def spec_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("ext", [".py", ".pt2", ".pt"])
+@pytest.mark.parametrize("ext", [".py", ".pt2", ".pt", ".safetensors"])
 def test_cli_compile_writes_each_format(
     ext: str, spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -510,7 +519,8 @@ def test_cli_weights_and_optimize(
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["-o", "m.pth"], "unsupported extension; supported: .py (standalone PyTorch source)"),
+        (["-o", "m.pkl"], "unsupported extension; supported: .py (standalone PyTorch source)"),
+        (["--optimize", "inference", "-o", "m.safetensors"], "applies to .pt2 and .onnx outputs"),
         (["--optimize", "inference", "-o", "m.py"], "applies to .pt2 and .onnx outputs"),
         (["--weights", "no/such/file.pth"], "--weights no/such/file.pth: no such file"),
         (["--optimize", "training"], "invalid choice"),

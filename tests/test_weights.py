@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 import archdsl
-from archdsl.weights import SAFETENSORS_DTYPES, WeightsError, compare, load_weights, read_state_dict
+from archdsl.weights import (
+    SAFETENSORS_DTYPES,
+    WeightsError,
+    compare,
+    load_weights,
+    read_state_dict,
+    write_safetensors,
+)
 from archdsl_cli.main import main as cli
 
 SPEC = """
@@ -205,7 +212,7 @@ def test_safetensors_weights_load_and_compute_what_the_pth_does(net: nn.Module, 
     assert torch.equal(from_st, net.eval()(x))
 
 
-def test_safetensors_reader_matches_the_reference_for_every_dtype(tmp_path: Path) -> None:
+def test_safetensors_reader_and_writer_agree_with_the_reference_for_every_dtype(tmp_path: Path) -> None:
     """Odd sizes put most tensors at offsets that are not multiples of their item size."""
     torch.manual_seed(0)
     tensors = {}
@@ -222,12 +229,16 @@ def test_safetensors_reader_matches_the_reference_for_every_dtype(tmp_path: Path
     tensors["scalar"] = torch.tensor(2.5)
     path = tmp_path / "all.safetensors"
     safetensors_torch.save_file(tensors, path)
-    got = read_state_dict(path)
-    expected = safetensors_torch.load_file(path)
-    assert got.keys() == expected.keys()
-    for k, t in expected.items():
-        assert got[k].dtype == t.dtype and got[k].shape == t.shape, k
-        assert torch.equal(got[k].reshape(-1).view(torch.uint8), t.reshape(-1).view(torch.uint8)), k
+    ours = tmp_path / "ours.safetensors"
+    write_safetensors(tensors, ours)
+    for got, expected in (
+        (read_state_dict(path), tensors),  # the reference's file, read by archdsl
+        (safetensors_torch.load_file(ours), tensors),  # archdsl's file, read by the reference
+    ):
+        assert sorted(got) == sorted(expected)  # (the reference writes them in its own order)
+        for k, t in expected.items():
+            assert got[k].dtype == t.dtype and got[k].shape == t.shape, k
+            assert torch.equal(got[k].reshape(-1).view(torch.uint8), t.reshape(-1).view(torch.uint8)), k
 
 
 def _safetensors_file(header: bytes, data: bytes) -> bytes:

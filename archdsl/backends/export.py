@@ -6,7 +6,9 @@
 * ``.onnx``: torch's ONNX exporter (the ``torch.export``-based one, which needs the
   ``onnx`` and ``onnxscript`` packages: ``pip install archdsl[onnx]``), weights inside the
   file, a dynamic batch dimension;
-* ``.pt``: the state_dict (``torch.save``), what ``weights=`` / ``--weights`` load.
+* ``.pt`` or ``.pth``: the state_dict (``torch.save``), what ``weights=`` / ``--weights``
+  load;
+* ``.safetensors``: the state_dict as a safetensors file, which they load too.
 
 Exports trace the module in eval mode, so training-only side outputs are not part of a
 ``.pt2`` or ``.onnx`` graph.
@@ -28,12 +30,15 @@ from torch import nn
 
 from archdsl.backends.python_source import emit_python
 from archdsl.ir import Graph
+from archdsl.weights import write_safetensors
 
 FORMATS: dict[str, str] = {
     ".py": "standalone PyTorch source",
     ".pt2": "torch.export program",
     ".onnx": "ONNX",
     ".pt": "state_dict",
+    ".pth": "state_dict",
+    ".safetensors": "state_dict, safetensors",
 }
 
 MAX_BATCH = 4096  # upper bound of the dynamic batch dimension of .pt2 and .onnx files
@@ -130,11 +135,17 @@ def _write_pt(module: nn.Module, path: Path, example: torch.Tensor | None) -> No
     torch.save(module.state_dict(), str(path))
 
 
+def _write_safetensors(module: nn.Module, path: Path, example: torch.Tensor | None) -> None:
+    write_safetensors(module.state_dict(), path)
+
+
 WRITERS: dict[str, Callable[[nn.Module, Path, torch.Tensor | None], None]] = {
     ".py": _write_py,
     ".pt2": _write_pt2,
     ".onnx": _write_onnx,
     ".pt": _write_pt,
+    ".pth": _write_pt,
+    ".safetensors": _write_safetensors,
 }
 
 
