@@ -102,12 +102,7 @@ def check(source: str, *, network: str | None = None, path: str = "<string>",
     params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
     with gc_paused():
-        try:
-            module = loader.load_source(source, path)
-        except ArchError as e:
-            _attach_source(e, loader)
-            raise
-        return _elaborate(loader, module, network, params)
+        return _elaborate(loader, _load_source(loader, source, path), network, params)
 
 
 def check_file(path: PathLike, *, network: str | None = None,
@@ -118,6 +113,14 @@ def check_file(path: PathLike, *, network: str | None = None,
     loader = Loader([Path(p) for p in search_path or []])
     with gc_paused():
         return _elaborate(loader, _load_file(loader, path), network, params)
+
+
+def _load_source(loader: Loader, source: str, path: str) -> SpecModule:
+    try:
+        return loader.load_source(source, path)
+    except ArchError as e:
+        _attach_source(e, loader)
+        raise
 
 
 def _load_file(loader: Loader, path: PathLike) -> SpecModule:
@@ -347,14 +350,15 @@ def _lint(
 
 def check_and_lint(
     path: PathLike, *, network: str | None = None, search_path: list[PathLike] | None = None,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None, source: str | None = None,
 ) -> tuple[Graph, list[LintWarning]]:
     """:func:`check_file` and :func:`lint` of one spec file, parsing it once and elaborating
-    each network once (``archdsl check``)."""
+    each network once (``archdsl check``). With ``source``, that is the spec's text, and
+    ``path`` only its name (``<stdin>``)."""
     params = dict(params or {})
     loader = Loader([Path(p) for p in search_path or []])
     with gc_paused():
-        module = _load_file(loader, path)
+        module = _load_file(loader, path) if source is None else _load_source(loader, source, str(path))
         graph = _elaborate(loader, module, network, params)
         return graph, _lint(loader, module, network, params, checked=graph)
 

@@ -164,6 +164,22 @@ def report(
 # ---- commands ---------------------------------------------------------------------
 
 
+STDIN = "-"  # SPEC (and fmt's FILE) naming standard input, as editors and pipes pass a spec
+STDIN_PATH = "<stdin>"  # the file name errors give it
+
+
+def read_stdin() -> str:
+    """The spec text on standard input; its imports are read relative to the current folder."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream (a test's, say)
+        return sys.stdin.read()
+    try:
+        return stream.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise archdsl.ArchImportError(f"standard input is not UTF-8 text ({e.reason})",
+                                      archdsl.errors.Span(STDIN_PATH, 0, 0)) from None
+
+
 def resolve_spec(spec: str) -> str:
     """A spec file path, or the file of the bundled spec so named (a file wins)."""
     if os.path.isfile(spec):
@@ -181,22 +197,34 @@ def resolve_spec(spec: str) -> str:
     )
 
 
+def _spec_source(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The spec's path, and its text when it comes from standard input (``-``)."""
+    if args.spec == STDIN:
+        return STDIN_PATH, read_stdin()
+    return resolve_spec(args.spec), None
+
+
 def _check(args: argparse.Namespace) -> tuple[Graph, str, float]:
-    path = resolve_spec(args.spec)
+    path, source = _spec_source(args)
     params = dict(parse_set(item) for item in args.set)
     start = time.perf_counter()
-    graph = archdsl.check_file(
-        path, network=args.network, params=params, search_path=args.search_path
-    )
+    if source is not None:
+        graph = archdsl.check(
+            source, path=path, network=args.network, params=params, search_path=args.search_path
+        )
+    else:
+        graph = archdsl.check_file(
+            path, network=args.network, params=params, search_path=args.search_path
+        )
     return graph, path, time.perf_counter() - start
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    path = resolve_spec(args.spec)
+    path, source = _spec_source(args)
     params = dict(parse_set(item) for item in args.set)
     start = time.perf_counter()
     graph, warnings = check_and_lint(
-        path, network=args.network, params=params, search_path=args.search_path
+        path, network=args.network, params=params, search_path=args.search_path, source=source
     )
     t_check = time.perf_counter() - start
     print(report(graph, path, count_params(graph), [("check", t_check)]))
@@ -328,16 +356,23 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
     status = EXIT_OK
     for path in args.files:
+        stdin = path == STDIN
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            if stdin:
+                text = read_stdin()
+            else:
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
         try:
-            formatted = format_source(text, path=path)
+            formatted = format_source(text, path=STDIN_PATH if stdin else path)
         except archdsl.ArchError as e:
             _error(e.render())
             status = EXIT_SPEC
+            continue
+        if stdin and not args.check:  # a filter: the text out, changed or not
+            sys.stdout.write(formatted)
             continue
         if formatted == text:
             continue
@@ -392,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "spec",
             metavar="SPEC",
-            help="a spec file, or the name of a bundled spec (see 'archdsl list')",
+            help="a spec file, the name of a bundled spec (see 'archdsl list'), or - to read "
+            "the spec from standard input",
         )
         sub.add_argument(
             "--set",
@@ -495,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite spec files in the canonical layout (comments kept)",
         description="rewrite spec files in the canonical layout (comments kept)",
     )
-    fmt.add_argument("files", nargs="+", metavar="FILE", help="spec files")
+    fmt.add_argument("files", nargs="+", metavar="FILE",
+                     help="spec files; - formats standard input to standard output")
     fmt.add_argument("--check", action="store_true",
                      help="change nothing; exit 1 when a file would be reformatted")
     fmt.set_defaults(func=cmd_fmt, parser=fmt)

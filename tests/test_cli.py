@@ -7,6 +7,7 @@ Most tests call :func:`archdsl_cli.main.main` in-process; a few run the installe
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -176,6 +177,60 @@ def test_network_picks_one_of_several(capsys: pytest.CaptureFixture[str], tmp_pa
     assert code == 0 and "[N, 16] -> [N, 2]" in out
     code, out, _ = run(capsys, "check", str(spec), "--network", "first")
     assert code == 0 and "[N, 3, 8, 8] -> [N, 4, 6, 6]" in out
+
+
+# ---- standard input ---------------------------------------------------------------
+
+
+def feed(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def test_check_reads_the_spec_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-`` is standard input, named ``<stdin>``; its imports are read from the current
+    folder, as for spec text given to the API."""
+    (tmp_path / "blocks.arch").write_text("block unit(c) { conv(c, 3, padding=1) -> relu }\n")
+    monkeypatch.chdir(tmp_path)
+    feed(monkeypatch, b'import "blocks.arch"\nnetwork n {\n  input [3, 8, 8]\n  unit(4) x 2\n}\n')
+    code, out, err = run(capsys, "check", "-")
+    assert (code, err) == (0, "")
+    assert re.search(r"^network +n +\(<stdin>\)$", out, re.M)
+    assert "[N, 3, 8, 8] -> [N, 4, 8, 8]" in out
+
+
+def test_an_error_on_stdin_has_its_location_and_source_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed(monkeypatch, BAD_SPEC.encode())
+    code, _, err = run(capsys, "summary", "-")
+    assert code == 1
+    assert LOCATION.match(err).group("path", "line") == ("<stdin>", "3")
+    assert "  conv(4, 3) -> flatten -> linear(10, true, 5)" in err and CARET.search(err)
+
+
+def test_stdin_that_is_not_utf8_is_a_spec_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed(monkeypatch, b"network n { input [3, 8, 8] } # \xff\xfe")
+    code, _, err = run(capsys, "check", "-")
+    assert code == 1
+    assert err.startswith("<stdin>: error: standard input is not UTF-8 text")
+
+
+def test_fmt_filters_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``fmt -`` writes the formatted text (an editor's format-on-save); ``--check -`` only
+    says whether it would change."""
+    text = "network n(k=3) {\n  input [3, 8, 8]\n  conv(4,k)\n}\n"
+    feed(monkeypatch, text.encode())
+    code, out, err = run(capsys, "fmt", "-")
+    assert (code, err) == (0, "")
+    assert out == "network n(k = 3) {\n  input [3, 8, 8]\n  conv(4, k)\n}\n"
+    feed(monkeypatch, out.encode())
+    assert run(capsys, "fmt", "-")[1] == out  # formatted text passes through unchanged
+    feed(monkeypatch, text.encode())
+    assert run(capsys, "fmt", "--check", "-") == (1, "would reformat -\n", "")
 
 
 # ---- --set values -----------------------------------------------------------------
