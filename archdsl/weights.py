@@ -229,6 +229,8 @@ def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) ->
         header = json.loads(data[8 : 8 + size])  # an object: the file starts with "{"
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise bad("its header is not JSON") from None
+    except RecursionError:
+        raise bad("its header is nested too deeply") from None
     start = 8 + size
     raw = torch.frombuffer(data, dtype=torch.uint8) if len(data) > start else torch.empty(0, dtype=torch.uint8)
     state: dict[str, torch.Tensor] = {}

@@ -265,6 +265,7 @@ def _safetensors_file(header: bytes, data: bytes) -> bytes:
         (_safetensors_file(b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}', b"\0" * 4),
          "tensor 'w': its bytes 4..0 do not hold"),
         (_safetensors_file(b'{"w": [1]}', b""), "tensor 'w': malformed entry"),
+        (_safetensors_file(b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b""), "nested too deeply"),
     ],
 )
 def test_malformed_safetensors(content: bytes, message: str, tmp_path: Path) -> None:
