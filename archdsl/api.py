@@ -227,8 +227,12 @@ def spec_path(name: str) -> Path:
     if not path.is_file():
         from archdsl.elaborate.values import did_you_mean
 
-        raise ArchNameError(f"no bundled spec '{name}'{did_you_mean(name, list_specs())}",
-                            Span(name, 0, 0))
+        if name.endswith(".arch") or "/" in name or os.sep in name:  # a file meant
+            hint = (f"; for a spec file, archdsl.compile_file({name!r}) builds its network"
+                    f" and archdsl.check_file({name!r}) checks it")
+        else:
+            hint = did_you_mean(name, list_specs())
+        raise ArchNameError(f"no bundled spec '{name}'{hint}", Span(name, 0, 0))
     return path
 
 

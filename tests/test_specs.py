@@ -64,6 +64,21 @@ def test_the_classic_networks_are_bundled():
     assert "lenet5" not in REFERENCED  # tested on its own below
 
 
+@pytest.mark.parametrize(
+    "name, hint",
+    [
+        ("resnet5", "no bundled spec 'resnet5'; did you mean 'resnet50'?"),
+        ("my_net.arch", "for a spec file, archdsl.compile_file('my_net.arch') builds its network"),
+        ("nets/resnet50", "archdsl.check_file('nets/resnet50') checks it"),
+    ],
+)
+def test_an_unknown_bundled_name_says_what_was_meant(name: str, hint: str):
+    """``load`` takes bundled names; a file name gets pointed at the functions for files."""
+    with pytest.raises(archdsl.ArchNameError) as info:
+        archdsl.load_graph(name)
+    assert hint in info.value.message
+
+
 # --- against the reference records -----------------------------------------------------
 
 
