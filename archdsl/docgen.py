@@ -35,18 +35,21 @@ _EXAMPLES = {
     "dropout": "dropout(0.5)",
     "drop_path": "drop_path(0.1)",
     "scale": "scale(0.2)",
+    "channel_affine": "channel_affine([1 / 0.229, 1 / 0.224, 1 / 0.225], "
+    "[-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])",
     "add": "add { (); conv(16, 3, padding=1) }",
     "concat": "concat { (); conv(8, 1) }",
     "mul": "mul { (); global_avgpool -> sigmoid }",
 }
 _FLAT = {"linear"}
+_INPUT_SHAPES = {"channel_affine": (3, 224, 224)}  # an image, normalized
 
 
 def _example(opdef: OpDef) -> str:
     from archdsl import ArchError, check
 
     call = _EXAMPLES.get(opdef.name, opdef.name)
-    shape = (64,) if opdef.name in _FLAT else (16, 32, 32)
+    shape = (64,) if opdef.name in _FLAT else _INPUT_SHAPES.get(opdef.name, (16, 32, 32))
     try:
         graph = check(f"network example {{ input {format_shape(shape)}; {call} }}")
     except ArchError:

@@ -182,6 +182,18 @@ CASES: dict[str, Any] = {
     ),
     "identity": no_args(),
     "scale": case(st.fixed_dictionaries({"factor": small_float}), any_shape),
+    # one constant per channel (a wrong count is an error test_channel_affine_... checks)
+    "channel_affine": channels.flatmap(
+        lambda c: case(
+            st.fixed_dictionaries(
+                {
+                    "scale": st.lists(small_float, min_size=c, max_size=c),
+                    "shift": st.lists(small_float, min_size=c, max_size=c),
+                }
+            ),
+            st.one_of(st.tuples(st.just(c), size, size), st.just((c,))),
+        )
+    ),
 }
 
 

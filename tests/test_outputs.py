@@ -50,6 +50,7 @@ block unit(c, stride = 1) {
 
 network mixed(num_classes = 5) {
   input [3, 20, 20]
+  norm: channel_affine([2, 0.5, 1], [0.1, -0.2, 0])
   stem: seq { conv(8, 3, padding=1, bias=false); bn; relu }
   -> mix: concat { conv(4, 1); (maxpool(3, stride=1, padding=1) -> conv(6, 1)); identity }
   -> side early: (global_avgpool(flatten=true) -> linear(3))

@@ -203,6 +203,42 @@ def test_num_classes_and_dropout_are_parameters(name: str):
     assert len(drops) == 2 and all(m.p == 0.25 for m in drops)
 
 
+def torchvision_transform_input(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``GoogLeNet._transform_input`` (and ``Inception3``'s), written out."""
+    x_ch0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+    x_ch1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+    x_ch2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+    return torch.cat((x_ch0, x_ch1, x_ch2), 1)
+
+
+@pytest.mark.parametrize(("name", "resolution"), [("googlenet", 64), ("inception_v3", 299)])
+def test_transform_input_is_torchvisions(name: str, resolution: int):
+    """With their published weights torchvision turns transform_input on; so does
+    ``transform_input=true``: the same state_dict, and the network computes, to the bit,
+    what the plain one computes on torchvision's transformed input."""
+    torch.manual_seed(0)
+    plain = archdsl.load(name, resolution=resolution).eval()
+    transformed = archdsl.load(name, resolution=resolution, transform_input=True).eval()
+    assert list(transformed.state_dict()) == list(plain.state_dict())
+    transformed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, resolution, resolution)
+    with torch.no_grad():
+        assert torch.equal(transformed(x), plain(torchvision_transform_input(x)))
+        assert not torch.equal(transformed(x), plain(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_channel_affine_is_transform_input_to_the_bit(dtype: torch.dtype):
+    graph = archdsl.check(
+        'import "lib/inception.arch"\n'
+        "network t { input [3, 16, 16]; channel_affine(transform_scale, transform_shift) }",
+        search_path=[archdsl.spec_path("googlenet").parent],
+    )
+    module = archdsl.build(graph)
+    x = torch.randn(4, 3, 16, 16).to(dtype)
+    assert torch.equal(module(x), torchvision_transform_input(x))
+
+
 # --- init ------------------------------------------------------------------------------
 
 

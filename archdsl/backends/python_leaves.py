@@ -66,6 +66,7 @@ POSITIONAL: dict[type, int] = {
                      nn.Tanh, nn.Identity, nn.LeakyReLU, nn.GELU, nn.Softmax, nn.MaxPool2d,
                      nn.AvgPool2d, nn.Flatten, nn.Dropout, torch_modules.GlobalPool2d,
                      torch_modules.StochasticDepth), 0),
+    torch_modules.ChannelAffine: 2,
 }
 # fmt: on
 

@@ -107,6 +107,29 @@ class Scale(nn.Module):
         return f"factor={self.factor}"
 
 
+class ChannelAffine(nn.Module):
+    """Per-channel constants, ``x[:, c] * scale[c] + shift[c]`` (dimension 1 is the
+    channel), computed as torchvision's ``transform_input`` of GoogLeNet and Inception v3
+    computes it: each channel sliced, multiplied and shifted by Python floats, then
+    concatenated, so the result is torchvision's to the bit in every dtype. No parameters,
+    no buffers; a few small operations per channel (meant for an input's channels)."""
+
+    def __init__(self, scale: tuple[float, ...], shift: tuple[float, ...]) -> None:
+        super().__init__()
+        self.scale = tuple(float(v) for v in scale)
+        self.shift = tuple(float(v) for v in shift)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = [
+            torch.unsqueeze(x[:, c], 1) * a + b
+            for c, (a, b) in enumerate(zip(self.scale, self.shift, strict=True))
+        ]
+        return torch.cat(channels, 1)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, shift={self.shift}"
+
+
 def _compact(pair: Any) -> Any:
     """``(3, 3) -> 3``: pooling modules keep what they are given, and torchvision gives ints."""
     if isinstance(pair, tuple) and len(pair) == 2 and pair[0] == pair[1]:
@@ -226,6 +249,7 @@ BUILDERS: dict[str, Builder] = {
     "drop_path": lambda a, s: StochasticDepth(a["p"], a["mode"]),
     "identity": _simple(nn.Identity),
     "scale": lambda a, s: Scale(a["factor"]),
+    "channel_affine": lambda a, s: ChannelAffine(a["scale"], a["shift"]),
 }
 
 

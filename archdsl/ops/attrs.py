@@ -50,6 +50,13 @@ def _float_at_least(low: float | None, high: float | None = None) -> Callable[[A
     return check
 
 
+def _floats(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _Bad
+    check = _float_at_least(None)
+    return tuple(check(v) for v in value)
+
+
 def _pair_at_least(low: int) -> Callable[[Any], tuple[int, int]]:
     def check(value: Any) -> tuple[int, int]:
         if value.__class__ is int:  # the common case, a plain int: no list
@@ -105,6 +112,7 @@ KINDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         _padding,
     ),
     "size": ("a positive integer or a list of two", _pair_at_least(1)),
+    "floats": ("a non-empty list of numbers", _floats),
     "any": ("any value", _any),
 }
 

@@ -59,7 +59,7 @@ class Param:
     ``bool``, ``str``, ``pair`` (an int or a list of two ints, each >= 1),
     ``nonneg_pair`` (same, >= 0), ``padding`` (``nonneg_pair`` or "same" / "valid"),
     ``size`` (an int or a list of two ints >= 1, for adaptive pooling),
-    ``nonneg_float`` (a number >= 0), ``any``.
+    ``nonneg_float`` (a number >= 0), ``floats`` (a non-empty list of numbers), ``any``.
 
     ``choices`` restricts a value to a fixed set (e.g. GELU's ``approximate``);
     ``nullable`` additionally accepts ``none`` (Python ``None``), e.g. pooling's ``stride``.
