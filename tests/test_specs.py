@@ -258,6 +258,20 @@ def test_resnet50_conv_init_is_he_fan_out():
         assert _within(std, expected), f"{key}: std {std:.4g}, expected {expected:.4g}"
 
 
+def test_inception_v3_init_is_torchvisions():
+    """Truncated normal, std 0.1, for every convolution and linear layer but the auxiliary
+    head's fc, std 0.001 (torchvision's ``stddev`` attributes: the one it sets on the head's
+    conv1, a BasicConv2d, its init loop never reads)."""
+    torch.manual_seed(0)
+    model = archdsl.load("inception_v3", resolution=299)
+    layers = {k: m for k, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert _within(layers.pop("AuxLogits.fc").weight.std().item(), 0.001)
+    assert _within(layers["AuxLogits.conv1.conv"].weight.std().item(), 0.1)
+    for key, layer in layers.items():
+        std = layer.weight.std().item()
+        assert _within(std, 0.1, rel=0.25 if layer.weight.numel() < 5000 else 0.1), (key, std)
+
+
 @pytest.mark.slow
 def test_vgg16_init():
     torch.manual_seed(0)
