@@ -155,6 +155,29 @@ def test_alexnet_paper_parameter_count():
     assert n_params(on_meta("alexnet_paper")) == ALEXNET_PAPER_PARAMS
 
 
+def test_alexnet_paper_init_is_the_papers():
+    """Section 5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden fully
+    connected layers, 0 in the others."""
+    torch.manual_seed(0)
+    model = archdsl.load("alexnet_paper")
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    layers = {k: m for k, m in model.named_children() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert len(layers) == 8
+    for key, layer in layers.items():
+        assert torch.all(layer.bias == (1.0 if key in ones else 0.0)), key
+        assert abs(layer.weight.std().item() - 0.01) < 0.001, key
+
+
+def test_seresnet50_zero_inits_the_last_batch_norm_of_each_branch():
+    """timm's zero_init_last: bn3.weight of every bottleneck is 0, the other batch norms 1."""
+    model = archdsl.load("seresnet50")
+    norms = {k: m for k, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    last = [k for k in norms if k.endswith(".bn3")]
+    assert len(last) == 16
+    for key, norm in norms.items():
+        assert torch.all(norm.weight == (0.0 if key in last else 1.0)), key
+
+
 def test_alexnet_paper_features():
     graph = archdsl.load_graph("alexnet_paper")
     assert graph.input_shape == (3, 227, 227)
