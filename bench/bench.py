@@ -572,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (resnet50 only)")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run these sections")
     parser.add_argument("--networks", nargs="+", help=f"default: {' '.join(NETWORKS)}")
-    parser.add_argument("--compile-networks", nargs="+", default=["resnet50"])
+    parser.add_argument("--compile-networks", nargs="+",
+                        help="default: the --networks (resnet50 alone with --quick)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results.json"))
     parser.add_argument("--keep-memory", action="store_true",
                         help="glibc keeps freed memory for reuse (see keep_freed_memory)")
@@ -593,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "compiled",
             "torch.compile",
-            lambda: compiled(tvm, tuple(args.compile_networks), args.quick),
+            lambda: compiled(tvm, tuple(args.compile_networks or nets), args.quick),
         ),
         ("scaling", "Scaling", lambda: scaling(args.quick)),
     ]
