@@ -133,6 +133,8 @@ def test_a_long_chain_is_linear_too() -> None:
 def test_build_generates_the_code_of_each_distinct_scope_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from torch import fx
 
+    import archdsl.backends.fx_scopes  # noqa: F401 - its import makes one probe GraphModule
+
     graph = archdsl.load_graph("efficientnet_b0")
     generated: Counter[str] = Counter()
     original = fx.graph.CodeGen._gen_python_code
