@@ -7,6 +7,9 @@ parameters  11,181,642
 check       ...
 0
 
+SPEC is a spec file, a bundled spec's name, or ``-`` for standard input (named ``<stdin>``
+in messages, its imports read from the current folder); ``fmt -`` is a filter.
+
 Exit codes:
 
 - 0: success. ``check`` also prints lint warnings (``file:line:col: warning: message``)
@@ -19,7 +22,8 @@ Exit codes:
 - 2: the command line is wrong: argparse errors, a bad ``--set``, an ``-o`` extension
   other than ``.py``, ``.pt2``, ``.onnx``, ``.pt``, ``.pth`` and ``.safetensors``, a missing
   ``--weights`` file, and a SPEC that names neither a file nor a bundled spec (nothing was
-  read, so this is a usage error, not a spec error). A weights file that does not fit the network is a spec error.
+  read, so this is a usage error, not a spec error). A weights file that does not fit the
+  network is a spec error.
 - 3: an internal error (a bug in archdsl): one line; set ``ARCHDSL_DEBUG=1`` for the
   traceback.
 
