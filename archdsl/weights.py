@@ -18,7 +18,6 @@ import json
 import math
 import mmap
 import os
-import pickle
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -133,7 +132,9 @@ def read_state_dict(
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"{where}: no such file", span) from None
-    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file makes torch.load raise KeyError, IndexError ...
         raise WeightsError(f"{where}: {_unreadable(path, e)}", span) from None
     if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key in WRAPPER_KEYS:
@@ -152,8 +153,11 @@ def _unreadable(path: str | os.PathLike[str], e: BaseException) -> str:
     """Why ``torch.load`` could not read a file, in the user's terms."""
     if isinstance(e, OSError):  # a folder, a file we may not read, ...
         return f"cannot read it ({e.strerror or type(e).__name__})"
-    with open(path, "rb") as f:
-        head = f.read(2)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        head = b"PK"  # (gone since torch.load read it) say what torch said
     if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save's zip format, or a pickle
         return "not a file torch.save wrote, nor a safetensors file"
     refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
