@@ -257,6 +257,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise RunError(
             f"cannot write {out}: no such directory {os.path.dirname(os.path.abspath(out))}"
         )
+    if out is not None and os.path.isdir(out):
+        raise RunError(f"cannot write {out}: it is a directory")
     graph, path, t_check = _check(args)
     times = [("check", t_check), *_import_torch()]
     start = time.perf_counter()

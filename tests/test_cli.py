@@ -374,6 +374,15 @@ def test_unwritable_output_is_one_line(capsys: pytest.CaptureFixture[str], tmp_p
     )
 
 
+def test_an_output_that_is_a_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "model.pt"
+    target.mkdir()
+    code, _, err = run(capsys, "compile", "resnet18", "-o", str(target))
+    assert (code, err.strip()) == (1, f"archdsl compile: error: cannot write {target}: it is a directory")
+
+
 @pytest.mark.parametrize(
     ("exc", "code", "message"),
     [
