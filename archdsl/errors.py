@@ -28,7 +28,7 @@ class Span:
 UNKNOWN_SPAN = Span("<unknown>", 0, 0)
 MAX_SHOWN = 160  # characters of a source line shown under an error
 MAX_ERRORS = 20  # independent errors reported together (the first raised, the rest attached)
-MAX_CALLS_SHOWN = 8  # block calls listed under an error; the middle of a deeper chain is elided
+MAX_CALLS_SHOWN = 8  # calls listed under an error; the middle of a longer chain is elided
 
 
 def source_lines(text: str) -> list[str]:

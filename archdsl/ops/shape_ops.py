@@ -66,7 +66,6 @@ SCALE = OpDef(
 )
 
 
-
 def _channel_affine_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     shape = need_rank("channel_affine", single_input("channel_affine", inputs), (3, 1))
     for name in ("scale", "shift"):
