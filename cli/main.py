@@ -33,6 +33,7 @@ torch is imported only by ``compile``, the one command that builds a module.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
@@ -45,6 +46,7 @@ from archdsl.api import check_and_lint
 from archdsl.elaborate.evaluate import Env, evaluate
 from archdsl.elaborate.values import did_you_mean
 from archdsl.frontend import ast, parse
+from archdsl.frontend.parser import MAX_SOURCE_BYTES
 from archdsl.ir import Graph
 
 EXIT_OK = 0
@@ -173,15 +175,20 @@ STDIN_PATH = "<stdin>"  # the file name errors give it
 
 
 def read_stdin() -> str:
-    """The spec text on standard input; its imports are read relative to the current folder."""
+    """The spec text on standard input, as UTF-8, and no more of it than a spec may hold
+    (``archdsl check - < /dev/zero`` ends); its imports are read from the current folder."""
+    limit = MAX_SOURCE_BYTES + 1  # parse() refuses anything longer, as for a file
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream (a test's, say)
-        return sys.stdin.read()
+        return sys.stdin.read(limit)
+    text = io.TextIOWrapper(stream, encoding="utf-8")
     try:
-        return stream.read().decode("utf-8")
+        return text.read(limit)
     except UnicodeDecodeError as e:
         raise archdsl.ArchImportError(f"standard input is not UTF-8 text ({e.reason})",
                                       archdsl.errors.Span(STDIN_PATH, 0, 0)) from None
+    finally:
+        text.detach()  # leave sys.stdin's buffer open
 
 
 def resolve_spec(spec: str) -> str:

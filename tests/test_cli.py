@@ -219,6 +219,26 @@ def test_stdin_that_is_not_utf8_is_a_spec_error(
     assert err.startswith("<stdin>: error: standard input is not UTF-8 text")
 
 
+class Endless(io.RawIOBase):
+    """A stream that never ends, like /dev/zero."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        buffer[:] = b"a" * len(buffer)
+        return len(buffer)
+
+
+def test_endless_stdin_is_read_no_further_than_a_spec_may_be(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless()), encoding="utf-8"))
+    code, _, err = run(capsys, "check", "-")
+    assert code == 1
+    assert err.startswith("<stdin>:1:1: error: spec file is 1000001 characters; the limit is 1000000")
+
+
 def test_fmt_filters_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """``fmt -`` writes the formatted text (an editor's format-on-save); ``--check -`` only
     says whether it would change."""
