@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from timelimit import TimeLimit
 
 import archdsl
 from archdsl.elaborate.loader import Loader
@@ -234,7 +235,8 @@ def test_endless_stdin_is_read_no_further_than_a_spec_may_be(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless()), encoding="utf-8"))
-    code, _, err = run(capsys, "check", "-")
+    with TimeLimit(10):  # reading to the end would never return
+        code, _, err = run(capsys, "check", "-")
     assert code == 1
     assert err.startswith("<stdin>:1:1: error: spec file is 1000001 characters; the limit is 1000000")
 
