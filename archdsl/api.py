@@ -177,9 +177,10 @@ def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS,
     return build_torch(graph, device=device, outputs=wanted)
 
 
-def build_with_weights(graph: Graph, weights: PathLike, *, device: Any = None,
+def build_with_weights(graph: Graph, weights: PathLike | Mapping[str, Any], *, device: Any = None,
                        outputs: Sequence[str] | None = None) -> nn.Module:
-    """The module for a checked graph, its tensors read from a state_dict file, strictly.
+    """The module for a checked graph, its tensors read from a state_dict file (or taken,
+    copied, from a state_dict), strictly.
 
     Built on the meta device, so nothing is allocated or initialised before the file's
     tensors take their places; a mismatch raises ``archdsl.weights.WeightsError`` (an
@@ -200,9 +201,10 @@ def build_with_weights(graph: Graph, weights: PathLike, *, device: Any = None,
 def compile(source: str, *, network: str | None = None, path: str = "<string>",
             search_path: list[PathLike] | None = None, device: Any = None,
             params: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
-            weights: PathLike | None = None, **kwargs: Any) -> nn.Module:
+            weights: PathLike | Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """Spec text -> ``torch.nn.Module`` (a backbone with ``outputs``: see :func:`build`);
-    ``weights`` names a state_dict file to load (see :func:`build_with_weights`)."""
+    ``weights`` names a state_dict file to load, or is a state_dict (see
+    :func:`build_with_weights`)."""
     graph = check(source, network=network, path=path, search_path=search_path, params=params, **kwargs)
     if weights is not None:
         return build_with_weights(graph, weights, device=device, outputs=outputs)
@@ -212,9 +214,10 @@ def compile(source: str, *, network: str | None = None, path: str = "<string>",
 def compile_file(path: PathLike, *, network: str | None = None,
                  search_path: list[PathLike] | None = None, device: Any = None,
                  params: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
-                 weights: PathLike | None = None, **kwargs: Any) -> nn.Module:
+                 weights: PathLike | Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
     """Spec file -> ``torch.nn.Module`` (a backbone with ``outputs``: see :func:`build`);
-    ``weights`` names a state_dict file to load (see :func:`build_with_weights`)."""
+    ``weights`` names a state_dict file to load, or is a state_dict (see
+    :func:`build_with_weights`)."""
     graph = check_file(path, network=network, search_path=search_path, params=params, **kwargs)
     if weights is not None:
         return build_with_weights(graph, weights, device=device, outputs=outputs)
@@ -243,11 +246,12 @@ def list_specs() -> list[str]:
 
 
 def load(name: str, *, device: Any = None, params: Mapping[str, Any] | None = None,
-         outputs: Sequence[str] | None = None, weights: PathLike | None = None,
+         outputs: Sequence[str] | None = None, weights: PathLike | Mapping[str, Any] | None = None,
          **kwargs: Any) -> nn.Module:
     """A bundled network by name: ``archdsl.load("resnet50", num_classes=10)``; with
     ``outputs=["layer2", "layer3", "layer4"]`` a backbone returning those feature maps;
-    ``weights="resnet50-11ad3fa6.pth"`` loads a state_dict file into it."""
+    ``weights="resnet50-11ad3fa6.pth"`` loads a state_dict file into it (or
+    ``weights=torchvision_model.state_dict()``, copied)."""
     return compile_file(spec_path(name), device=device, params=params, outputs=outputs,
                         weights=weights, **kwargs)
 

@@ -263,28 +263,37 @@ def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) ->
 
 
 def load_weights(
-    module: nn.Module, path: str | os.PathLike[str], *, ignore: Collection[str] = ()
+    module: nn.Module, path: str | os.PathLike[str] | Mapping[str, torch.Tensor], *,
+    ignore: Collection[str] = (),
 ) -> nn.Module:
     """Load the state_dict in ``path`` into ``module`` strictly and return the module.
 
     ``module`` is best built on the meta device (``archdsl.build(graph, device="meta")``):
     the file's tensors then become its parameters and buffers, with no initialisation and
-    no copy. Floating tensors keep the module's dtype. On any mismatch, a
-    :class:`WeightsError` at the network's span lists what is missing, unexpected and of
-    the wrong shape. Keys in ``ignore`` are dropped from the file first (a backbone ignores
-    the layers it pruned).
+    no copy. ``path`` may also be a state_dict itself (``torchvision_model.state_dict()``):
+    its tensors are copied, so the two modules do not share weights. Floating tensors keep
+    the module's dtype. On any mismatch, a :class:`WeightsError` at the network's span lists
+    what is missing, unexpected and of the wrong shape. Keys in ``ignore`` are dropped from
+    the file first (a backbone ignores the layers it pruned).
     """
     graph: Graph | None = getattr(module, "archdsl_graph", None)
     span = graph.span if graph is not None else None
     name = graph.name if graph is not None else type(module).__name__
-    state = read_state_dict(path, span)
+    if isinstance(path, Mapping):
+        if not all(isinstance(v, torch.Tensor) for v in path.values()):
+            raise WeightsError("weights: not a state_dict (a mapping of names to tensors)", span)
+        state = {k: v.detach().clone() for k, v in path.items()}
+        source = "the state_dict given"
+    else:
+        state = read_state_dict(path, span)
+        source = f"weights file {os.fspath(path)}"
     for key in ignore:
         state.pop(key, None)
     expected = module.state_dict()
     mismatch = compare(expected, state)
     if mismatch:
         e = WeightsError(
-            f"weights file {os.fspath(path)} does not fit network '{name}' ({mismatch.counts()})",
+            f"{source} does not fit network '{name}' ({mismatch.counts()})",
             span,
             missing=mismatch.missing,
             unexpected=mismatch.unexpected,

@@ -376,3 +376,20 @@ def test_every_byte_of_a_weights_file_zeroed_is_a_weights_error_or_loads(fmt: st
             read_state_dict(damaged)
         except WeightsError:
             pass
+
+
+def test_a_state_dict_object_loads_as_a_copy(net: nn.Module) -> None:
+    """``weights=`` also takes a state_dict (a torchvision model's, say): strictly, and
+    copied, so the two networks do not share tensors."""
+    state = net.state_dict()
+    loaded = archdsl.compile(SPEC, weights=state).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net.eval()(x))
+        loaded.stem.weight.add_(1.0)
+    assert not torch.equal(loaded.stem.weight, net.stem.weight)
+    partial = {k: v for k, v in state.items() if k != "fc.bias"}
+    with pytest.raises(WeightsError, match=r"error: the state_dict given does not fit network 'small' \(1 missing"):
+        archdsl.compile(SPEC, weights=partial)
+    with pytest.raises(WeightsError, match="not a state_dict"):
+        archdsl.compile(SPEC, weights={"fc.bias": [1, 2]})
