@@ -90,6 +90,7 @@ def prune(graph: Graph, outputs: Sequence[str]) -> tuple[Graph, dict[str, str]]:
     pruned.nx = graph.nx.subgraph([nid for nid in order if nid in keep]).copy()
     pruned.output = max(wanted.values(), key=order.index)
     pruned.side_outputs = {}
+    pruned.output_fields = {}
     pruned.scopes = {
         path: copy.copy(scope)
         for path, scope in graph.scopes.items()

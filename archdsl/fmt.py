@@ -233,7 +233,7 @@ class _Formatter:
         if tok.value == "[":
             return "list"
         p = self.prev
-        if p is not None and (p.type == "NAME" or p.value == "scaled"):
+        if p is not None and (p.type == "NAME" or p.value in ("scaled", "outputs")):
             before = self._prev_code(i, 2)
             if before is not None and _is_word(before) and before.value in ("block", "network"):
                 return "params"
@@ -271,7 +271,7 @@ class _Formatter:
         if w and v == "=" or pw and pv == "=":
             return 0 if top is not None and top.kind in ("call", "list", "group") else 1
         if w and v == "(":
-            return 0 if p.type == "NAME" or pv == "scaled" else 1
+            return 0 if p.type == "NAME" or pv in ("scaled", "outputs") else 1
         if w and v == "[":
             return 0 if p.type in ("NAME", "STRING") or (pw and pv in (")", "]")) else 1
         if w and v == "{":

@@ -35,6 +35,7 @@ KEYWORDS = (
     "network",
     "input",
     "init",
+    "outputs",
     "side",
     "seq",
     "if",

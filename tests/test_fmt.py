@@ -64,6 +64,11 @@ CASES = [
         "network n=resnet(layers=[2,2] )scaled( width=2 )",
         "network n = resnet(layers=[2, 2]) scaled(width=2)\n",
     ),
+    # a network's training-mode fields are written as keyword arguments
+    (
+        "network n{input [4]\noutputs ( logits = out,aux )\nlinear(3)->side aux:linear(2)}",
+        "network n {\n  input [4]\n  outputs(logits=out, aux)\n  linear(3) -> side aux: linear(2)\n}\n",
+    ),
     # block parameters keep ' = ', keyword arguments do not
     ("block b(p,q=1){conv(p,3,stride=q)}", "block b(p, q = 1) {\n  conv(p, 3, stride=q)\n}\n"),
     # labels, interpolation, repetition, one-line bodies, merges

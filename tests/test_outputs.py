@@ -115,6 +115,23 @@ def test_py_matches_the_compiled_network(name: str, tmp_path: Path) -> None:
     torch.testing.assert_close(yb, ya, rtol=0, atol=0)
 
 
+def test_py_training_outputs_in_the_order_of_the_fields(tmp_path: Path) -> None:
+    """googlenet's outputs(logits=out, aux_logits2=aux2, aux_logits1=aux1): the emitted
+    file returns the three tensors in that order, as the compiled module does."""
+    torch.manual_seed(0)
+    net = archdsl.load("googlenet", resolution=RES)
+    source = archdsl.emit_python(net)
+    assert "return x, aux2, aux1  # (logits, aux_logits2, aux_logits1)" in source
+    emitted = import_source(source, tmp_path / "googlenet_py.py").Googlenet()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, RES, RES)
+    ya, yb = run_both(net, emitted, x, training=True)  # same seed: same dropout masks
+    assert ya.names == ("logits", "aux_logits2", "aux_logits1") and len(yb) == 3
+    for a, b in zip(ya, yb):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    assert not torch.equal(ya.aux_logits1, ya.aux_logits2)
+
+
 def test_py_side_outputs_merges_and_training_mode(mixed: nn.Module, tmp_path: Path) -> None:
     emitted = emitted_class(mixed, tmp_path)()
     emitted.load_state_dict(mixed.state_dict(), strict=True)

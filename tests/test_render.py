@@ -110,6 +110,17 @@ def test_op_labels_show_their_defining_argument() -> None:
     assert labels == ["conv 3×3 /2", "scale ×0.17", "dropout 0.2", "flatten", "linear 10"]
 
 
+def test_output_boxes_show_the_fields_in_order() -> None:
+    graph = archdsl.load_graph("googlenet")
+    source = to_dot(graph).source
+    boxes = _boxes(source)
+    assert "<b>output (logits)</b>" in boxes["out_output"]
+    assert "<b>aux_logits2 (training only)</b>" in boxes["out_aux_logits2"]
+    assert "<b>aux_logits1 (training only)</b>" in boxes["out_aux_logits1"]
+    # in the order training mode returns them
+    assert list(boxes).index("out_aux_logits2") < list(boxes).index("out_aux_logits1")
+
+
 def test_multi_path_layout() -> None:
     graph = archdsl.check(MULTI_PATH)
     source = to_dot(graph).source

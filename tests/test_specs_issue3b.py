@@ -92,6 +92,14 @@ SIDE_OUTPUTS = {
     "googlenet_paper": ("aux1", "aux2"),
     "inception_v3": ("AuxLogits",),
 }
+# What training mode returns, field by field: the module computing each (None: the main
+# output). torchvision's GoogLeNetOutputs(logits, aux_logits2, aux_logits1) and
+# InceptionOutputs(logits, aux_logits); the paper's GoogLeNet has no such reference.
+TRAINING_OUTPUTS = {
+    "googlenet": {"logits": None, "aux_logits2": "aux2", "aux_logits1": "aux1"},
+    "googlenet_paper": {"out": None, "aux1": "aux1", "aux2": "aux2"},
+    "inception_v3": {"logits": None, "aux_logits": "AuxLogits"},
+}
 
 
 @pytest.mark.parametrize("name", sorted(SIDE_OUTPUTS))
@@ -102,14 +110,26 @@ def test_side_outputs_only_in_training(name: str):
     model = archdsl.build(graph, device="meta")
     x = torch.empty(2, *graph.input_shape, device="meta")  # batch norm trains on > 1 value
     ran: list[str] = []
-    for side in sides:
-        model.get_submodule(side).register_forward_hook(lambda m, a, o, s=side: ran.append(s))
+    computed: dict[str | None, torch.Tensor] = {}
+    last = graph.node(graph.output).path  # the module computing the main output
 
+    def hook(path: str | None) -> None:
+        def record(m: nn.Module, args: object, out: torch.Tensor) -> None:
+            computed[path] = out
+            if path is not None:
+                ran.append(path)
+        model.get_submodule(path or last).register_forward_hook(record)
+
+    for side in (None, *sides):
+        hook(side)
     out = model.train()(x)
+    fields = TRAINING_OUTPUTS[name]
     assert isinstance(out, tuple) and len(out) == 1 + len(sides)
-    assert out.names == ("out", *sides)
+    assert out.names == tuple(fields)
     assert all(t.shape == (2, 10) for t in out)
-    assert ran == list(sides)
+    assert ran == list(sides)  # computed in the spec's order, whatever the fields' order
+    for k, (field, source) in enumerate(fields.items()):
+        assert out[k] is getattr(out, field) is computed[source]
 
     ran.clear()
     out = model.eval()(x)

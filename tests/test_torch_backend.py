@@ -814,6 +814,41 @@ def test_side_outputs_in_training_mode_only():
     torch.testing.assert_close(ep.module()(x), plain)
 
 
+NAMED_OUTPUTS = """
+network named {
+  input [3, 8, 8]
+  outputs(logits=out, late, early_head=early)
+  stem: conv(4, 3, padding=1) -> relu
+  -> side early: (global_avgpool(flatten=true) -> linear(2))
+  -> conv(4, 1) -> relu
+  -> side late: (global_avgpool(flatten=true) -> linear(5))
+  -> global_avgpool(flatten=true) -> fc: linear(3)
+}
+"""
+
+
+def test_outputs_statement_names_and_orders_training_outputs(tmp_path):
+    model = fresh(NAMED_OUTPUTS)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        out = model.train()(x)
+        assert out.names == ("logits", "late", "early_head")
+        assert [t.shape[1] for t in out] == [3, 5, 2]  # fc, late, early: the fields' order
+        assert out[0] is out.logits and out[1] is out.late and out[2] is out.early_head
+        torch.testing.assert_close(out.early_head, model.early(torch.relu(model.stem(x))))
+        assert not hasattr(out, "out") and not hasattr(out, "early")
+        plain = model.eval()(x)
+        torch.testing.assert_close(plain, out.logits)
+        path = tmp_path / "named.pt"
+        torch.save(model, path)
+        loaded = torch.load(path, weights_only=False).train()
+        assert loaded(x).names == out.names
+        torch.testing.assert_close(loaded(x).early_head, out.early_head)
+        # optimised for inference: the main output alone, whatever field names it
+        fast = archdsl.optimize_for_inference(fresh(NAMED_OUTPUTS).eval())
+        assert fast(x).shape == (2, 3) and not hasattr(fast, "early")
+
+
 # ---- persistence -------------------------------------------------------------------------
 
 

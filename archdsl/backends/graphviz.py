@@ -349,10 +349,13 @@ def to_dot(
                 continue  # between repeats of a run drawn once
             drawn.add((a, b))
             dot.edge(a, b, label=" " + _shape(graph.node(src).shape))
-    outputs = {"output": graph.output, **getattr(graph, "side_outputs", {})}
-    for name, node_id in outputs.items():
-        what = name if name == "output" else f"{name} (training only)"
-        out_id = f"out_{name}"
+    # the outputs in the order training mode returns them, by their field names
+    fields = getattr(graph, "output_fields", None) or {"out": graph.output}
+    for name, node_id in fields.items():
+        if node_id != graph.output:
+            what, out_id = f"{name} (training only)", f"out_{name}"
+        else:
+            what, out_id = ("output" if name == "out" else f"output ({name})"), "out_output"
         dot.node(
             out_id,
             _html([("b", what), ("", _shape(graph.node(node_id).shape))]),

@@ -138,6 +138,7 @@ class Analysis:
             input_id,
             output_id,
             self.graph.side_outputs if scope == ROOT else {},
+            self.graph.output_fields if scope == ROOT else None,
         )
         signature = (
             "root" if scope == ROOT else self.graph.scopes[scope].kind,

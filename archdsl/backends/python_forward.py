@@ -28,9 +28,12 @@ def identifier(name: str) -> bool:
 
 
 def forward_body(
-    members: list[Member], input_id: str, output_id: str, sides: dict[str, str]
+    members: list[Member], input_id: str, output_id: str, sides: dict[str, str],
+    fields: dict[str, str] | None = None,
 ) -> tuple[list[tuple[str, str | Group]], list[str]]:
-    """The forward body (without shape comments) and, per line, the value it computes."""
+    """The forward body (without shape comments) and, per line, the value it computes.
+    ``sides``: the side outputs (label -> node id), returned in training mode as the
+    ``fields`` (name -> node id) in order."""
     alias: dict[str, str] = {}
 
     def resolve(v: str) -> str:
@@ -113,8 +116,12 @@ def forward_body(
         lines.append((f"{target} = ", expr))
         values.append(m.output)
     if sides:
-        outs = ", ".join([names[final], *(names[sides[n]] for n in sides)])
-        lines += [("", "if self.training:"), ("", f"{INDENT}return {outs}")]
+        default = {"out": output_id, **sides}
+        fields = fields or default
+        ret = f"{INDENT}return {', '.join(names[resolve(node_id)] for node_id in fields.values())}"
+        if fields != default:  # an outputs(...) statement's fields, as the compiled module's
+            ret += f"  # ({', '.join(fields)})"
+        lines += [("", "if self.training:"), ("", ret)]
         values += ["", ""]
     lines.append(("return ", names[final]))
     values.append("")

@@ -227,8 +227,9 @@ def _rebuild(graph: Graph, state: dict[str, torch.Tensor], training: bool) -> fx
 
 class Outputs(tuple):  # noqa: SLOT001 - instances carry their field names
     """What a network with side outputs returns in training mode: the main output, then
-    each side output in declaration order; also by name (``outputs.aux1``, ``outputs.out``).
-    In eval mode such a network returns the main output alone."""
+    each side output in declaration order, or the fields its ``outputs(...)`` statement
+    names, in that order; also by name (``outputs.aux1``, ``outputs.out``). In eval mode
+    such a network returns the main output alone."""
 
     names: tuple[str, ...]
 
@@ -249,11 +250,13 @@ def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return module(x) if module.training else None
 
 
-def pack_outputs(main: torch.Tensor, sides: tuple[torch.Tensor | None, ...],
+def pack_outputs(main: torch.Tensor, values: tuple[torch.Tensor | None, ...],
                  names: tuple[str, ...]) -> torch.Tensor | Outputs:
-    if sides[0] is None:
+    """``main`` alone in eval mode (the side outputs, None, were skipped), else the
+    outputs ``values`` (``main`` among them) by their field ``names``."""
+    if any(v is None for v in values):
         return main
-    return Outputs((main, *sides), ("out", *names))  # type: ignore[arg-type]
+    return Outputs(values, names)  # type: ignore[arg-type]
 
 
 def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_name: str,
@@ -343,12 +346,13 @@ def _scope_graph(b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_
             node = step[1]
             env[node.id] = _emit_merge(g, node, args, b.inplace.get(node.id))
         elif step[3] in sides:
-            side_values[sides[step[3]]] = g.call_function(side_output, (g.get_attr(step[1]), *args))
+            side_values[step[3]] = g.call_function(side_output, (g.get_attr(step[1]), *args))
         else:
             env[step[3]] = g.call_module(step[1], args)
     if side_values:
-        names = tuple(b.graph.side_outputs)
-        g.output(g.call_function(pack_outputs, (env[output_id], tuple(side_values[n] for n in names), names)))
+        fields = b.graph.output_fields
+        values = tuple(side_values[i] if i in side_values else env[i] for i in fields.values())
+        g.output(g.call_function(pack_outputs, (env[output_id], values, tuple(fields))))
     elif outputs:
         g.output({name: env[node_id] for name, node_id in outputs.items()})
     else:

@@ -19,7 +19,13 @@ from typing import Any
 
 from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate, from_python
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
-from archdsl.elaborate.network_rules import InitRule, compound_scaling, init_rule, rule_matches
+from archdsl.elaborate.network_rules import (
+    InitRule,
+    compound_scaling,
+    init_rule,
+    output_fields,
+    rule_matches,
+)
 from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name
 from archdsl.errors import (
     ArchError,
@@ -64,6 +70,7 @@ class Elaborator:
         self.scaling = Scaling()
         self.budget = Budget()  # evaluation steps: every Env of this network shares it
         self.depth = 0  # chains being elaborated, one inside the other
+        self.side_spans: dict[str, Span] = {}  # side output -> its label, for errors
         self._plain_labels: dict[int, tuple[ast.Label, str]] = {}  # id -> (label, its name)
 
     # ---- networks -------------------------------------------------------------------
@@ -94,6 +101,7 @@ class Elaborator:
         self.ns = [_Namespace("")]
         cur: str | None = None
         inits: list[InitRule] = []
+        outputs: ast.OutputsStmt | None = None
         for stmt in defn.body.stmts:
             if isinstance(stmt, ast.InputStmt):
                 if cur is not None:
@@ -114,6 +122,12 @@ class Elaborator:
                 env.set(stmt.name, evaluate(stmt.value, env))
             elif isinstance(stmt, ast.InitStmt):
                 inits.append(self._init_rule(stmt, env))
+            elif isinstance(stmt, ast.OutputsStmt):
+                if outputs is not None:
+                    raise ArchTypeError(
+                        f"a network has one outputs statement; the first is at {outputs.span}", stmt.span
+                    )
+                outputs = stmt
             else:
                 if cur is None:
                     raise ArchTypeError(
@@ -124,6 +138,10 @@ class Elaborator:
         if cur is None:
             raise ArchTypeError(f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span)
         graph.output = cur
+        if outputs is not None or graph.side_outputs:
+            graph.output_fields = output_fields(
+                outputs, cur, graph.side_outputs, self.side_spans, defn.name, defn.span
+            )
         for rule in inits:
             if rule.path is not None and not any(rule_matches(rule, n) for n in graph.nodes()):
                 paths = [n.path for n in graph.nodes() if n.path]
@@ -245,7 +263,7 @@ class Elaborator:
             finally:
                 self.depth -= 1
             return cur
-        what = {ast.InputStmt: "input", ast.InitStmt: "init"}.get(type(stmt), "this")
+        what = {ast.InputStmt: "input", ast.InitStmt: "init", ast.OutputsStmt: "outputs"}.get(type(stmt), "this")
         raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
 
     def _item(self, item: ast.Item, env: Env, cur: str) -> str:
@@ -305,6 +323,7 @@ class Elaborator:
         if out == cur:
             raise ArchTypeError(f"side output '{name}' computes nothing", item.span)
         self.graph.side_outputs[name] = out
+        self.side_spans[name] = item.label.span
 
     def _label(self, label: ast.Label, env: Env) -> str:
         if len(label.parts) == 1 and isinstance(label.parts[0], str):

@@ -112,3 +112,74 @@ def compound_scaling(
         if not 1e-3 <= v <= 1e3:
             raise ArchLimitError(f"scaled(): {k} multiplier {v:g} is out of range", clauses[-1].span)
     return Scaling(width, depth, resolution)
+
+
+MAIN_OUTPUT = "out"  # the main output's name, in Outputs and in ``outputs(...)``
+
+
+def output_fields(
+    stmt: ast.OutputsStmt | None, main: str, sides: dict[str, str], side_spans: dict[str, Span],
+    network: str, span: Span,
+) -> dict[str, str]:
+    """The fields of a network's training-mode outputs, in order: field name -> node id.
+    Without an ``outputs`` statement the main output (``out``), then each side output by
+    its label; with one, the fields it names: every output exactly once, the main output
+    first."""
+    if stmt is None:
+        fields = {MAIN_OUTPUT: main, **sides}
+        for name in sides:
+            _check_field_name(name, side_spans[name], "side output")
+        return fields
+    if not sides:
+        raise ArchTypeError(
+            f"outputs(...) names the training-mode outputs of a network with side outputs; "
+            f"network '{network}' has none", stmt.span,
+        )
+    sources = {MAIN_OUTPUT: main, **sides}
+    fields = {}
+    listed: dict[str, Span] = {}
+    for f in stmt.fields:
+        if f.source not in sources:
+            raise ArchNameError(
+                f"outputs: network '{network}' has no output named '{f.source}'"
+                f"{did_you_mean(f.source, sources)}; it has {_listing(sides)}", f.source_span,
+            )
+        if f.source in listed:
+            raise ArchNameError(f"outputs: '{f.source}' is listed twice; the first at {listed[f.source]}",
+                                f.source_span)
+        if f.name in fields:
+            raise ArchNameError(f"outputs: two fields named '{f.name}'", f.span)
+        _check_field_name(f.name, f.span, "outputs: field")
+        listed[f.source] = f.source_span
+        fields[f.name] = sources[f.source]
+    first = stmt.fields[0]
+    if first.source != MAIN_OUTPUT:
+        raise ArchNameError(
+            f"outputs: list the main output '{MAIN_OUTPUT}' first, as in "
+            f"outputs(logits={MAIN_OUTPUT}, ...): training code reads outputs[0] as the result",
+            first.span,
+        )
+    missing = [name for name in sources if name not in listed]
+    if missing:
+        which = ", ".join(f"'{m}'" for m in missing)
+        raise ArchNameError(
+            f"outputs: {which} not listed; list every output of network '{network}' once: "
+            f"{_listing(sides)}", stmt.span,
+        )
+    return fields
+
+
+def _listing(sides: dict[str, str]) -> str:
+    return f"'{MAIN_OUTPUT}' (the main output), " + ", ".join(f"'{s}'" for s in sides)
+
+
+def _check_field_name(name: str, span: Span, what: str) -> None:
+    """A field name must not hide what the outputs tuple has already (``outputs.count``)."""
+    if name == MAIN_OUTPUT and what == "side output":
+        raise ArchNameError(
+            f"a side output cannot be labelled '{MAIN_OUTPUT}': that names the main output", span
+        )
+    if name == "names" or hasattr(tuple, name):
+        raise ArchNameError(
+            f"{what} '{name}' would hide the outputs tuple's own '{name}'; choose another name", span
+        )

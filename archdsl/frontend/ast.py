@@ -199,6 +199,25 @@ class InitStmt(Node):
     args: tuple[Arg, ...]
 
 
+@dataclass(frozen=True)
+class OutputField(Node):
+    """``logits = out`` in an ``outputs`` statement: the field ``logits`` holds the output
+    ``out`` (the main output, or a side output by its label); ``aux1`` alone is
+    ``aux1 = aux1``."""
+
+    name: str
+    source: str
+    source_span: Span
+
+
+@dataclass(frozen=True)
+class OutputsStmt(Node):
+    """``outputs(logits = out, aux_logits2 = aux2, aux_logits1 = aux1)``: the fields of
+    what a network with side outputs returns in training mode, in order."""
+
+    fields: tuple[OutputField, ...]
+
+
 # ---- definitions ------------------------------------------------------------------
 
 

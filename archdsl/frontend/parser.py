@@ -463,6 +463,14 @@ class _ToAst:
         *target, tensor, fn = names
         return ast.InitStmt(self._s(ext), tuple(target), tensor, fn, _args(children))
 
+    def outputs_stmt(self, ext, children):
+        return ast.OutputsStmt(self._s(ext), tuple(c for c in children if c is not None))
+
+    def output_field(self, ext, children):
+        name, source = children
+        source = name if source is None else source
+        return ast.OutputField(self._s(ext), str(name), str(source), self._t(source))
+
     def chain(self, ext, children):
         items = tuple(c for c in children if isinstance(c, (ast.Item, ast.SideItem)))
         return ast.Chain(self._s(ext), items)

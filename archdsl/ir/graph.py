@@ -70,6 +70,9 @@ class Graph:
     input_shape: Shape
     output: str = ""
     side_outputs: dict[str, str] = field(default_factory=dict)  # training-only: name -> node id
+    # what training mode returns with side outputs, in order: field name -> node id (the
+    # main output and every side output once); empty without side outputs
+    output_fields: dict[str, str] = field(default_factory=dict)
     scaling: Mapping[str, float] = field(default_factory=dict)  # width, depth, resolution
     scopes: dict[str, Scope] = field(default_factory=dict)
     init: tuple[InitRule, ...] = ()  # the network's `init` statements, in order
