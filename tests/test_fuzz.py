@@ -5,7 +5,8 @@ A spec is untrusted input. Hypothesis throws four kinds of text at :func:`archds
 - grammatical specs built from the grammar's constructs (imports, constants, blocks with
   defaults, networks with ``input``/``init``, aliases with ``scaled``, chains, labels and
   label templates, repetition, groups, ``seq``, merges, ``if``/``else``, ``for``, side
-  outputs, every builtin and operator), mostly meaningless but well-formed;
+  outputs and ``outputs(...)``, every builtin and operator), mostly meaningless but
+  well-formed;
 - ungrammatical token soup from the language's vocabulary plus stray characters;
 - mutations of every bundled spec, as written and with its imports inlined (token
   deletion, duplication and swaps, numbers replaced by 0, -1, huge values and floats,
@@ -230,7 +231,7 @@ STRAYS = [
     *["\r\n", "->", "**"],
 ]
 KEYWORDS = (
-    "import block network input init side seq add concat mul if else for in x scaled true "
+    "import block network input init outputs side seq add concat mul if else for in x scaled true "
     "false none and or not"
 ).split()
 NAMES = sorted({*KEYWORDS, *OPS, *BUILTINS, *SCALING_BUILTINS, "__import__", "eval", "self",
@@ -350,6 +351,7 @@ SENSIBLE = st.one_of(
 
 ARG_NAMES = "out kernel stride padding groups bias p eps size flatten planes zz".split()
 LABEL_WORDS = "conv1 bn layer stage fc block input x1 training forward _x side".split()
+FIELD_NAMES = "logits aux out count names _x".split()  # outputs(...) fields
 IMPORTS = ["lib/resnet.arch", "lib/vgg.arch", "resnet18.arch", "missing.arch",
            "../specs/lib/vgg.arch", "/etc/hostname", ".", "lib", ""]  # fmt: skip
 INIT_FUNCTIONS = ['kaiming_normal(mode="fan_out")', "zeros", "normal(0, 0.01)", "constant(1)",
@@ -471,6 +473,11 @@ def spec_files(draw: st.DrawFn) -> str:
             tensor = draw(st.sampled_from(["weight", "bias", "zz"]))
             fn = draw(st.sampled_from(INIT_FUNCTIONS))
             body.append(f"init {target}.{tensor} = {fn}")
+        if draw(st.integers(0, 3)) == 0:  # usually naming outputs the network lacks
+            sources = draw(st.lists(st.sampled_from(["out", *LABEL_WORDS, "zz"]), min_size=1, max_size=3))
+            fields = [f"{draw(st.sampled_from(FIELD_NAMES))}={s}" if draw(st.booleans()) else s
+                      for s in sources]
+            body.append(f"outputs({', '.join(fields)})")
         body.append(draw(bodies(blocks, 2)))
         lines.append(f"network {name}{draw(params())} {{\n  " + "\n  ".join(body) + "\n}")
         nets.append(name)
