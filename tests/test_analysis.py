@@ -386,7 +386,17 @@ def test_side_outputs_count_params_not_macs() -> None:
     assert s.layer("aux").macs == linear
     assert s.params == 8 * 27 + 2 * 90
     assert s.side_outputs == ("aux",)
+    assert s.training_outputs == (("out", "out"), ("aux", "aux"))
     assert "Side outputs" in s.to_text()
+
+
+def test_training_outputs_follow_the_outputs_statement() -> None:
+    s = summary(archdsl.load_graph("googlenet"))
+    assert s.training_outputs == (("logits", "out"), ("aux_logits2", "aux2"), ("aux_logits1", "aux1"))
+    assert "training mode returns (logits=out, aux_logits2=aux2, aux_logits1=aux1)" in s.to_text()
+    assert s.to_dict()["training_outputs"] == [["logits", "out"], ["aux_logits2", "aux2"],
+                                                ["aux_logits1", "aux1"]]
+    assert summary(archdsl.load_graph("resnet18")).training_outputs == ()
 
 
 # ---- renderers -------------------------------------------------------------------------------

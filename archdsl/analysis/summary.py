@@ -163,6 +163,9 @@ class Summary:
     training_bytes: int
     layers: tuple[Layer, ...]
     side_outputs: tuple[str, ...] = ()
+    # what training mode returns, in order: (field name, output) with output "out" for the
+    # main output or a side output's label
+    training_outputs: tuple[tuple[str, str], ...] = ()
     depth: int | None = None
     expand: bool = False
     outputs: tuple[Output, ...] = ()
@@ -206,6 +209,7 @@ class Summary:
             "saved_activation_bytes": self.saved_activation_bytes,
             "training_bytes": self.training_bytes,
             "side_outputs": list(self.side_outputs),
+            "training_outputs": [list(field) for field in self.training_outputs],
             "depth": self.depth,
             "expand": self.expand,
             "layers": [row.to_dict() for row in self.layers],
@@ -282,7 +286,9 @@ class Summary:
         side: list[tuple[str, str]] = []
         if self.side_outputs:
             names = ", ".join(self.side_outputs)
-            side = [("Side outputs", f"{names}: training only, counted in params, not in MACs")]
+            fields = ", ".join(f if f == source else f"{f}={source}" for f, source in self.training_outputs)
+            side = [("Side outputs", f"{names}: training only, counted in params, not in MACs; "
+                                     f"training mode returns ({fields})")]
         return [
             (
                 "Network",
@@ -459,6 +465,12 @@ def as_graph(
     return api.check_file(Path(text), network=network, **params)
 
 
+def _training_outputs(graph: Graph) -> tuple[tuple[str, str], ...]:
+    label = {node_id: name for name, node_id in getattr(graph, "side_outputs", {}).items()}
+    label[graph.output] = "out"
+    return tuple((field, label[node_id]) for field, node_id in getattr(graph, "output_fields", {}).items())
+
+
 def summary(
     spec: Graph | str | os.PathLike[str],
     depth: int | None = None,
@@ -513,6 +525,7 @@ def summary(
         training_bytes=2 * param_bytes + buffer_bytes + saved,
         layers=layers,
         side_outputs=tuple(getattr(graph, "side_outputs", {})),
+        training_outputs=_training_outputs(graph),
         depth=depth,
         expand=expand,
         outputs=outs,
