@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archdsl.elaborate.elaborator import Elaborator
+from archdsl.elaborate.elaborator import Elaborator, unset_parameters
 from archdsl.elaborate.loader import Loader, NetworkRef, SpecModule, bundled_spec_root
 from archdsl.errors import (
     MAX_ERRORS,
@@ -340,15 +340,11 @@ def _lint(
     that ``network`` and ``params`` pick, which is then not elaborated again."""
     from archdsl.passes.lint import lint as lint_module
 
-    picked = _pick_network(module, network) if checked is not None else None
     graphs = []
     if network is not None or params:
         graphs.append(checked or _elaborate(loader, module, network, params))
     else:
         for name in module.local_networks:
-            if checked is not None and module.names[name] is picked:
-                graphs.append(checked)
-                continue
             try:
                 graphs.append(_elaborate(loader, module, name, {}))
             except ArchError:
@@ -362,13 +358,57 @@ def check_and_lint(
 ) -> tuple[Graph, list[LintWarning]]:
     """:func:`check_file` and :func:`lint` of one spec file, parsing it once and elaborating
     each network once (``archdsl check``). With ``source``, that is the spec's text, and
-    ``path`` only its name (``<stdin>``)."""
+    ``path`` only its name (``<stdin>``). Without ``network`` and ``params`` every network
+    the file defines is checked (but one whose parameters need values from a caller): an
+    error in any raises, the others' errors attached; the graph returned is the file's
+    last network's."""
     params = dict(params or {})
     loader = Loader([Path(p) for p in search_path or []])
     with gc_paused():
         module = _load_file(loader, path) if source is None else _load_source(loader, source, str(path))
-        graph = _elaborate(loader, module, network, params)
-        return graph, _lint(loader, module, network, params, checked=graph)
+        if network is not None or params:
+            graph = _elaborate(loader, module, network, params)
+            return graph, _lint(loader, module, network, params, checked=graph)
+        return _check_every_network(loader, module)
+
+
+def _check_every_network(loader: Loader, module: SpecModule) -> tuple[Graph, list[LintWarning]]:
+    from archdsl.passes.lint import lint as lint_module
+
+    picked = _pick_network(module, None)
+    graphs: list[Graph] = []
+    errors: list[ArchError] = []
+    for name in module.local_networks:
+        ref = module.names[name]
+        if ref is not picked and unset_parameters(ref):
+            continue  # a network for others to call with values (resnet(layers))
+        try:
+            graphs.append(_elaborate(loader, module, name, {}))
+        except ArchError as e:
+            errors.append(e)
+    if errors:
+        raise _together(errors)
+    return graphs[-1], lint_module(module, graphs)
+
+
+def _together(errors: list[ArchError]) -> ArchError:
+    """The first error, carrying every other one (each once) as its ``others``."""
+    flat: list[ArchError] = []
+    seen: set[tuple[Any, ...]] = set()
+    omitted = 0
+    for e in errors:
+        omitted += e.omitted
+        for err in (e, *e.others):
+            key = (type(err), err.span, err.message)
+            if key not in seen:
+                seen.add(key)
+                flat.append(err)
+    first = flat[0]
+    for err in flat:
+        err.others, err.omitted = [], 0
+    first.others = flat[1:MAX_ERRORS]
+    first.omitted = omitted + max(0, len(flat) - MAX_ERRORS)
+    return first
 
 
 def parse_value(text: str) -> Any:

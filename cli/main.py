@@ -495,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=OPTIMIZE_LEVELS,
         help="inference: eval mode, batch norm folded, channels_last (for .pt2/.onnx output)",
     )
-    check_ = spec_command("check", "shape-check a spec without building it (no torch)", cmd_check)
+    check_ = spec_command(
+        "check", "shape-check a spec's networks without building them (no torch)", cmd_check
+    )
     check_.add_argument(
         "--strict",
         action="store_true",

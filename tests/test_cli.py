@@ -92,6 +92,65 @@ def test_check_prints_the_report_without_building(capsys: pytest.CaptureFixture[
     assert "build" not in out
 
 
+SEVERAL_NETWORKS = """
+block head(n) { global_avgpool(flatten=true) -> linear(n) }
+network tiny {
+  input [3, 8, 8]
+  conv(4, 11) -> head(10)
+}
+network family(width) {
+  input [3, 32, 32]
+  conv(width, 3) -> head(10)
+}
+network narrow = family(width=8)
+network flat {
+  input [3, 8, 8]
+  conv(4, 3) -> linear(3)
+}
+"""
+
+
+def test_check_checks_every_network_of_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`archdsl check FILE` checks each network the file defines, not only the last one
+    (compile's): an error in any fails it, all reported; a network whose parameters need
+    values (family(width)) is checked through the networks that give them."""
+    path = tmp_path / "several.arch"
+    path.write_text(SEVERAL_NETWORKS, encoding="utf-8")
+    code, out, err = run(capsys, "check", str(path))
+    assert code == 1 and out == ""
+    assert err.count(": error: ") == 2 and err.rstrip().endswith("2 errors")
+    assert f"{path}:5:3: error: conv (module '0'): output height -2" in err
+    assert f"{path}:14:17: error: linear (module '1'): expects flat features" in err
+    assert "width" not in err  # family needs a value for width: not checked on its own
+    # the last network alone checks; so does another picked by name
+    path.write_text(SEVERAL_NETWORKS.replace("conv(4, 3) -> linear(3)", "conv(4, 3) -> flatten -> linear(3)"))
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 1 and err.count(": error: ") == 1 and ":5:3: error:" in err
+    assert run(capsys, "check", str(path), "--network", "flat")[0] == 0
+    assert run(capsys, "check", str(path), "--network", "narrow")[0] == 0
+    # a file whose last network needs values still says so
+    code, _, err = run(capsys, "check", str(path), "--network", "family")
+    assert code == 1 and "needs a value for parameter 'width'" in err
+
+
+def test_check_reports_an_error_in_a_shared_block_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "shared.arch"
+    path.write_text(
+        "block head(n) { linear(n) }\n"
+        "network a { input [3, 8, 8]; h: head(10) }\n"
+        "network b { input [3, 8, 8]; h: head(10) }\n",
+        encoding="utf-8",
+    )
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 1
+    assert err.count(": error: ") == 1 and "2 errors" not in err
+    assert "called at " + f"{path}:2:" in err  # the first network's call
+
+
 def test_several_sets_and_lists(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys,

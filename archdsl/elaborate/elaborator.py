@@ -60,6 +60,30 @@ class _Namespace:
         return f"{self.path}.{segment}" if self.path else segment
 
 
+def unset_parameters(ref: NetworkRef) -> list[str]:
+    """The parameters of a network (through its aliases) that have neither a default nor
+    a value from an alias: a network meant to be called with values, which cannot be
+    checked on its own. ``[]`` where the aliases do not lead to a network definition (an
+    error that elaborating it reports)."""
+    given: set[str] = set()
+    seen: set[int] = set()
+    aliases: list[ast.NetworkAlias] = []
+    while isinstance(ref.defn, ast.NetworkAlias):
+        if id(ref.defn) in seen:
+            return []
+        seen.add(id(ref.defn))
+        aliases.append(ref.defn)
+        target = ref.module.names.get(ref.defn.base)
+        if not isinstance(target, NetworkRef):
+            return []
+        ref = target
+    names = [p.name for p in ref.defn.params]
+    for alias in aliases:
+        positional = [a for a in alias.args if a.name is None]
+        given |= set(names[: len(positional)]) | {a.name for a in alias.args if a.name is not None}
+    return [p.name for p in ref.defn.params if p.default is None and p.name not in given]
+
+
 class Elaborator:
     """Builds one network's graph. Not reusable: make one per network instance."""
 
