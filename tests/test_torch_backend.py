@@ -837,6 +837,11 @@ def test_outputs_statement_names_and_orders_training_outputs(tmp_path):
         assert out[0] is out.logits and out[1] is out.late and out[2] is out.early_head
         torch.testing.assert_close(out.early_head, model.early(torch.relu(model.stem(x))))
         assert not hasattr(out, "out") and not hasattr(out, "early")
+        assert list(out._asdict()) == list(out.names) and out._asdict()["late"] is out.late
+        for copied in (pickle.loads(pickle.dumps(out)), copy.deepcopy(out), copy.copy(out)):
+            assert type(copied) is type(out) and copied.names == out.names
+            assert torch.equal(copied.early_head, out.early_head)
+        assert repr(out).startswith("Outputs(logits=tensor(") and ", early_head=tensor(" in repr(out)
         plain = model.eval()(x)
         torch.testing.assert_close(plain, out.logits)
         path = tmp_path / "named.pt"

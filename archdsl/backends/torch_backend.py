@@ -244,6 +244,17 @@ class Outputs(tuple):  # noqa: SLOT001 - instances carry their field names
         except ValueError:
             raise AttributeError(name) from None
 
+    def __getnewargs__(self) -> tuple[tuple[torch.Tensor, ...], tuple[str, ...]]:
+        return tuple(self), self.names  # for pickle and copy
+
+    # No namedtuple `_fields`: torch.utils._pytree would take it for a namedtuple and
+    # rebuild it as type(x)(*values), without the names. `_asdict` alone is safe.
+    def _asdict(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self))
+
+    def __repr__(self) -> str:
+        return f"Outputs({', '.join(f'{n}={v!r}' for n, v in zip(self.names, self))})"
+
 
 def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """A training-only output: computed in training mode, skipped (None) in eval mode."""
