@@ -838,6 +838,14 @@ def test_outputs_statement_names_and_orders_training_outputs(tmp_path):
         torch.testing.assert_close(out.early_head, model.early(torch.relu(model.stem(x))))
         assert not hasattr(out, "out") and not hasattr(out, "early")
         assert list(out._asdict()) == list(out.names) and out._asdict()["late"] is out.late
+        # a namedtuple, as torchvision's GoogLeNetOutputs: torch's pytree and DataParallel's
+        # gather (type(out)._make) rebuild it with its fields
+        assert out._fields == out.names
+        leaves, spec = torch.utils._pytree.tree_flatten(out)
+        assert len(leaves) == 3 and leaves[1] is out.late
+        rebuilt = torch.utils._pytree.tree_unflatten(leaves, spec)
+        assert type(rebuilt) is type(out) and rebuilt.early_head is out.early_head
+        assert type(out)._make(iter(out)).late is out.late
         for copied in (pickle.loads(pickle.dumps(out)), copy.deepcopy(out), copy.copy(out)):
             assert type(copied) is type(out) and copied.names == out.names
             assert torch.equal(copied.early_head, out.early_head)

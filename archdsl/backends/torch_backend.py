@@ -7,6 +7,7 @@ callable submodules (``model.layer3(x)``) and nothing interprets the graph at ru
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import operator
@@ -225,35 +226,41 @@ def _rebuild(graph: Graph, state: dict[str, torch.Tensor], training: bool) -> fx
     return module.train(training)
 
 
-class Outputs(tuple):  # noqa: SLOT001 - instances carry their field names
+class Outputs(tuple):
     """What a network with side outputs returns in training mode: the main output, then
     each side output in declaration order, or the fields its ``outputs(...)`` statement
-    names, in that order; also by name (``outputs.aux1``, ``outputs.out``). In eval mode
-    such a network returns the main output alone."""
+    names, in that order. In eval mode such a network returns the main output alone.
 
-    names: tuple[str, ...]
+    Each set of field names has its own class, a namedtuple (``outputs.aux1``,
+    ``outputs._asdict()``), as torchvision's GoogLeNetOutputs is: so torch's pytree,
+    DataParallel's gather and pickle rebuild it (see :func:`outputs_type`)."""
 
-    def __new__(cls, values: tuple[torch.Tensor, ...], names: tuple[str, ...]) -> Outputs:
-        self = super().__new__(cls, values)
-        self.names = names
-        return self
+    __slots__ = ()
+    _fields: tuple[str, ...]
 
-    def __getattr__(self, name: str) -> torch.Tensor:
-        try:
-            return self[self.names.index(name)]
-        except ValueError:
-            raise AttributeError(name) from None
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._fields
 
-    def __getnewargs__(self) -> tuple[tuple[torch.Tensor, ...], tuple[str, ...]]:
-        return tuple(self), self.names  # for pickle and copy
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_outputs, (self._fields, tuple(self)))
 
-    # No namedtuple `_fields`: torch.utils._pytree would take it for a namedtuple and
-    # rebuild it as type(x)(*values), without the names. `_asdict` alone is safe.
-    def _asdict(self) -> dict[str, torch.Tensor]:
-        return dict(zip(self.names, self))
 
-    def __repr__(self) -> str:
-        return f"Outputs({', '.join(f'{n}={v!r}' for n, v in zip(self.names, self))})"
+_OUTPUTS_TYPES: dict[tuple[str, ...], type[Outputs]] = {}
+
+
+def outputs_type(names: tuple[str, ...]) -> type[Outputs]:
+    """The Outputs namedtuple with these fields (one class per set of names)."""
+    cls = _OUTPUTS_TYPES.get(names)
+    if cls is None:
+        base = collections.namedtuple("Outputs", names)  # type: ignore[misc]
+        cls = type("Outputs", (Outputs, base), {"__slots__": (), "__module__": __name__})
+        _OUTPUTS_TYPES[names] = cls
+    return cls
+
+
+def _rebuild_outputs(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> Outputs:
+    return outputs_type(names)(*values)
 
 
 def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
@@ -267,7 +274,7 @@ def pack_outputs(main: torch.Tensor, values: tuple[torch.Tensor | None, ...],
     outputs ``values`` (``main`` among them) by their field ``names``."""
     if any(v is None for v in values):
         return main
-    return Outputs(values, names)  # type: ignore[arg-type]
+    return _OUTPUTS_TYPES[names](*values)
 
 
 def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_name: str,
@@ -362,6 +369,7 @@ def _scope_graph(b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_
             env[step[3]] = g.call_module(step[1], args)
     if side_values:
         fields = b.graph.output_fields
+        outputs_type(tuple(fields))  # made here, so that tracing the forward finds it
         values = tuple(side_values[i] if i in side_values else env[i] for i in fields.values())
         g.output(g.call_function(pack_outputs, (env[output_id], values, tuple(fields))))
     elif outputs:

@@ -7,6 +7,7 @@ so they take positional and keyword arguments, and report errors, as every call 
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -149,7 +150,7 @@ def output_fields(
                                 f.source_span)
         if f.name in fields:
             raise ArchNameError(f"outputs: two fields named '{f.name}'", f.span)
-        _check_field_name(f.name, f.span, "outputs: field")
+        _check_field_name(f.name, f.span, "outputs:")
         listed[f.source] = f.source_span
         fields[f.name] = sources[f.source]
     first = stmt.fields[0]
@@ -174,12 +175,18 @@ def _listing(sides: dict[str, str]) -> str:
 
 
 def _check_field_name(name: str, span: Span, what: str) -> None:
-    """A field name must not hide what the outputs tuple has already (``outputs.count``)."""
+    """A field of the training-mode Outputs, a namedtuple: no leading ``_``, no Python
+    keyword, and not ``names`` (its property)."""
     if name == MAIN_OUTPUT and what == "side output":
         raise ArchNameError(
             f"a side output cannot be labelled '{MAIN_OUTPUT}': that names the main output", span
         )
-    if name == "names" or hasattr(tuple, name):
+    if name.startswith("_") or keyword.iskeyword(name) or name == "names":
+        why = ("it is a Python keyword" if keyword.iskeyword(name)
+               else "'names' is its property" if name == "names" else "no field starts with '_'")
+        fix = (f"; name its field with outputs({MAIN_OUTPUT}, ..., other={name})"
+               if what == "side output" else "")
         raise ArchNameError(
-            f"{what} '{name}' would hide the outputs tuple's own '{name}'; choose another name", span
+            f"{what} '{name}' cannot name a field: training mode returns a namedtuple, and "
+            f"{why}{fix}", span,
         )
