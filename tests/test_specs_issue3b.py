@@ -137,6 +137,23 @@ def test_side_outputs_only_in_training(name: str):
     assert ran == []  # the heads are not computed at all in eval mode
 
 
+@pytest.mark.parametrize(("name", "heads"), [("googlenet", ("aux1.", "aux2.")), ("inception_v3", ("AuxLogits.",))])
+def test_aux_logits_false_drops_the_heads(name: str, heads: tuple[str, ...]):
+    """torchvision's aux_logits=False (its default for googlenet's published weights): the
+    reference state_dict without the heads' tensors, and training mode returns the logits
+    alone. inception_v3's init rule for AuxLogits.fc then applies to nothing."""
+    ref = load_reference(name)["state_dict"]
+    graph = archdsl.load_graph(name, aux_logits=False)
+    assert graph.side_outputs == {} and graph.output_fields == {}
+    model = archdsl.build(graph, device="meta")
+    sd = model.state_dict()
+    assert {k: list(t.shape) for k, t in sd.items()} == {
+        k: shape for k, shape in ref.items() if not k.startswith(heads)
+    }
+    out = model.train()(torch.empty(2, *graph.input_shape, device="meta"))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 1000)
+
+
 def test_googlenet_state_dict_is_torchvisions_but_for_the_place_of_the_aux_heads():
     # torchvision registers aux1 and aux2 after inception5b; a side output's module sits
     # where the spec computes it (after inception4a and 4d). Keys and shapes are equal, so

@@ -827,6 +827,24 @@ network named {
 """
 
 
+def test_outputs_statement_leaves_out_side_outputs_not_made() -> None:
+    """A field for a side output under an if that was false is left out; with none made,
+    training mode returns the main output alone. A field naming no side output the body
+    writes is still an error."""
+    src = NAMED_OUTPUTS.replace("network named {", "network named(early = true, late = true) {")
+    src = src.replace("-> side early: (global_avgpool(flatten=true) -> linear(2))",
+                      "-> if early { side early: (global_avgpool(flatten=true) -> linear(2)) }")
+    src = src.replace("-> side late: (global_avgpool(flatten=true) -> linear(5))",
+                      "-> if late { side late: (global_avgpool(flatten=true) -> linear(5)) }")
+    x = torch.randn(2, 3, 8, 8)
+    assert fresh(src).train()(x)._fields == ("logits", "late", "early_head")
+    assert fresh(src, early=False).train()(x)._fields == ("logits", "late")
+    out = fresh(src, early=False, late=False).train()(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 3)
+    with pytest.raises(archdsl.ArchNameError, match="no output named 'lates'"):
+        archdsl.check(src.replace("outputs(logits=out, late,", "outputs(logits=out, lates,"))
+
+
 def test_outputs_statement_names_and_orders_training_outputs(tmp_path):
     model = fresh(NAMED_OUTPUTS)
     x = torch.randn(2, 3, 8, 8)

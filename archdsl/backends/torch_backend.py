@@ -226,40 +226,31 @@ def _rebuild(graph: Graph, state: dict[str, torch.Tensor], training: bool) -> fx
     return module.train(training)
 
 
-class Outputs(tuple):
-    """What a network with side outputs returns in training mode: the main output, then
-    each side output in declaration order, or the fields its ``outputs(...)`` statement
-    names, in that order. In eval mode such a network returns the main output alone.
-
-    Each set of field names has its own class, a namedtuple (``outputs.aux1``,
-    ``outputs._asdict()``), as torchvision's GoogLeNetOutputs is: so torch's pytree,
-    DataParallel's gather and pickle rebuild it (see :func:`outputs_type`)."""
-
-    __slots__ = ()
-    _fields: tuple[str, ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self._fields
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_outputs, (self._fields, tuple(self)))
+_OUTPUTS_TYPES: dict[tuple[str, ...], type[tuple]] = {}
 
 
-_OUTPUTS_TYPES: dict[tuple[str, ...], type[Outputs]] = {}
-
-
-def outputs_type(names: tuple[str, ...]) -> type[Outputs]:
-    """The Outputs namedtuple with these fields (one class per set of names)."""
+def outputs_type(names: tuple[str, ...]) -> type[tuple]:
+    """``Outputs``, what a network with side outputs returns in training mode: the main
+    output, then each side output in declaration order, or the fields its
+    ``outputs(...)`` statement names, in that order (in eval mode such a network returns
+    the main output alone). A namedtuple, one class per set of names, as torchvision's
+    GoogLeNetOutputs is (``out.aux1``, ``out._asdict()``), so torch's pytree and
+    DataParallel's gather rebuild it; it pickles by its names (the class is made here, not
+    importable); ``out.names`` is ``out._fields``."""
     cls = _OUTPUTS_TYPES.get(names)
     if cls is None:
-        base = collections.namedtuple("Outputs", names)  # type: ignore[misc]
-        cls = type("Outputs", (Outputs, base), {"__slots__": (), "__module__": __name__})
+        cls = collections.namedtuple("Outputs", names, module=__name__)  # type: ignore[misc]
+        cls.names = property(operator.attrgetter("_fields"))  # type: ignore[attr-defined]
+        cls.__reduce__ = _reduce_outputs  # type: ignore[method-assign,assignment]
         _OUTPUTS_TYPES[names] = cls
     return cls
 
 
-def _rebuild_outputs(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> Outputs:
+def _reduce_outputs(self: tuple) -> tuple[Any, ...]:
+    return (_rebuild_outputs, (self._fields, tuple(self)))  # type: ignore[attr-defined]
+
+
+def _rebuild_outputs(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -> tuple:
     return outputs_type(names)(*values)
 
 
@@ -269,7 +260,7 @@ def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 
 def pack_outputs(main: torch.Tensor, values: tuple[torch.Tensor | None, ...],
-                 names: tuple[str, ...]) -> torch.Tensor | Outputs:
+                 names: tuple[str, ...]) -> torch.Tensor | tuple:
     """``main`` alone in eval mode (the side outputs, None, were skipped), else the
     outputs ``values`` (``main`` among them) by their field ``names``."""
     if any(v is None for v in values):

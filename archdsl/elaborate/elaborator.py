@@ -25,6 +25,7 @@ from archdsl.elaborate.network_rules import (
     init_rule,
     output_fields,
     rule_matches,
+    written_labels,
 )
 from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name
 from archdsl.errors import (
@@ -163,11 +164,14 @@ class Elaborator:
             raise ArchTypeError(f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span)
         graph.output = cur
         if outputs is not None or graph.side_outputs:
-            graph.output_fields = output_fields(
-                outputs, cur, graph.side_outputs, self.side_spans, defn.name, defn.span
-            )
+            graph.output_fields = output_fields(outputs, cur, graph.side_outputs, self.side_spans, defn)
+        unmade: set[str] | None = None
         for rule in inits:
             if rule.path is not None and not any(rule_matches(rule, n) for n in graph.nodes()):
+                if unmade is None:  # labels the body writes under an if that was false
+                    unmade = written_labels(defn) - {n.path.split(".")[0] for n in graph.nodes() if n.path}
+                if rule.path.split(".")[0] in unmade:
+                    continue  # a rule for a module this instance does not have
                 paths = [n.path for n in graph.nodes() if n.path]
                 raise ArchNameError(
                     f"init: no module named '{rule.path}'{did_you_mean(rule.path, paths)}", rule.span

@@ -8,7 +8,7 @@ so they take positional and keyword arguments, and report errors, as every call 
 from __future__ import annotations
 
 import keyword
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,30 +120,34 @@ MAIN_OUTPUT = "out"  # the main output's name, in Outputs and in ``outputs(...)`
 
 def output_fields(
     stmt: ast.OutputsStmt | None, main: str, sides: dict[str, str], side_spans: dict[str, Span],
-    network: str, span: Span,
+    network: ast.NetworkDef,
 ) -> dict[str, str]:
     """The fields of a network's training-mode outputs, in order: field name -> node id.
     Without an ``outputs`` statement the main output (``out``), then each side output by
     its label; with one, the fields it names: every output exactly once, the main output
-    first."""
+    first. A field for a side output the network writes but did not make (under an ``if``
+    that was false: ``googlenet(aux_logits=false)``) is left out; without any side output
+    the network returns its main output alone, in training mode too."""
     if stmt is None:
         fields = {MAIN_OUTPUT: main, **sides}
         for name in sides:
             _check_field_name(name, side_spans[name], "side output")
         return fields
-    if not sides:
+    written = _side_labels(network)
+    if not written:
         raise ArchTypeError(
             f"outputs(...) names the training-mode outputs of a network with side outputs; "
-            f"network '{network}' has none", stmt.span,
+            f"network '{network.name}' has none", stmt.span,
         )
     sources = {MAIN_OUTPUT: main, **sides}
     fields = {}
     listed: dict[str, Span] = {}
     for f in stmt.fields:
-        if f.source not in sources:
+        if f.source not in sources and f.source not in written:
             raise ArchNameError(
-                f"outputs: network '{network}' has no output named '{f.source}'"
-                f"{did_you_mean(f.source, sources)}; it has {_listing(sides)}", f.source_span,
+                f"outputs: network '{network.name}' has no output named '{f.source}'"
+                f"{did_you_mean(f.source, [*sources, *written])}; it has "
+                f"{_listing([*sides, *(w for w in written if w and w not in sides)])}", f.source_span,
             )
         if f.source in listed:
             raise ArchNameError(f"outputs: '{f.source}' is listed twice; the first at {listed[f.source]}",
@@ -152,7 +156,8 @@ def output_fields(
             raise ArchNameError(f"outputs: two fields named '{f.name}'", f.span)
         _check_field_name(f.name, f.span, "outputs:")
         listed[f.source] = f.source_span
-        fields[f.name] = sources[f.source]
+        if f.source in sources:
+            fields[f.name] = sources[f.source]
     first = stmt.fields[0]
     if first.source != MAIN_OUTPUT:
         raise ArchNameError(
@@ -164,13 +169,36 @@ def output_fields(
     if missing:
         which = ", ".join(f"'{m}'" for m in missing)
         raise ArchNameError(
-            f"outputs: {which} not listed; list every output of network '{network}' once: "
+            f"outputs: {which} not listed; list every output of network '{network.name}' once: "
             f"{_listing(sides)}", stmt.span,
         )
-    return fields
+    return fields if sides else {}
 
 
-def _listing(sides: dict[str, str]) -> str:
+def _side_labels(network: ast.NetworkDef) -> set[str]:
+    """The labels of the side outputs a network's body writes, made or not (a label
+    computed by an expression counts as a side output whose name is not known here)."""
+    labels = set()
+    for node in ast.walk(network.body):
+        if isinstance(node, ast.SideItem):
+            parts = node.label.parts
+            labels.add(parts[0] if len(parts) == 1 and isinstance(parts[0], str) else "")
+    return labels
+
+
+def written_labels(network: ast.NetworkDef) -> set[str]:
+    """The plain labels a network's own body writes, whether or not elaboration made the
+    layers (one under an ``if`` that was false is not made)."""
+    labels = set()
+    for node in ast.walk(network.body):
+        if isinstance(node, (ast.Item, ast.SideItem)) and node.label is not None:
+            parts = node.label.parts
+            if len(parts) == 1 and isinstance(parts[0], str):
+                labels.add(parts[0])
+    return labels
+
+
+def _listing(sides: Iterable[str]) -> str:
     return f"'{MAIN_OUTPUT}' (the main output), " + ", ".join(f"'{s}'" for s in sides)
 
 
