@@ -80,11 +80,12 @@ class Mismatch:
         total = len(self.missing) + len(self.unexpected) + len(self.wrong_shape)
         return ", ".join(parts) + f" {_tensors(total)}"
 
-    def report(self) -> list[str]:
-        """One line per kind of mismatch: the count and the first few names."""
+    def report(self, given: str = "the file") -> list[str]:
+        """One line per kind of mismatch: the count and the first few names (``given``
+        names where the tensors come from)."""
         lines = []
         for what, names in (
-            ("missing from the file", self.missing),
+            (f"missing from {given}", self.missing),
             ("unexpected (not in the network)", self.unexpected),
         ):
             if names:
@@ -299,7 +300,16 @@ def load_weights(
             unexpected=mismatch.unexpected,
             wrong_shape=mismatch.wrong_shape,
         )
-        e.notes.extend(mismatch.report())
+        e.notes.extend(mismatch.report("the state_dict" if isinstance(path, Mapping) else "the file"))
+        heads = [h for h in getattr(graph, "side_outputs", {}) if any(k.startswith(f"{h}.") for k in mismatch.missing)]
+        if heads and not mismatch.unexpected and not mismatch.wrong_shape and all(
+            k.startswith(tuple(f"{h}." for h in heads)) for k in mismatch.missing
+        ):
+            fix = "; build it with aux_logits=false" if "aux_logits" in getattr(graph, "params", {}) else ""
+            e.notes.append(
+                f"every missing tensor is in the training-only side outputs ({', '.join(heads)}): "
+                f"these weights are for the network without them{fix}"
+            )
         if mismatch.unexpected and all(k.startswith("module.") for k in mismatch.unexpected):
             e.notes.append(
                 "every unexpected key starts with 'module.': the file was saved "

@@ -389,7 +389,25 @@ def test_a_state_dict_object_loads_as_a_copy(net: nn.Module) -> None:
         loaded.stem.weight.add_(1.0)
     assert not torch.equal(loaded.stem.weight, net.stem.weight)
     partial = {k: v for k, v in state.items() if k != "fc.bias"}
-    with pytest.raises(WeightsError, match=r"error: the state_dict given does not fit network 'small' \(1 missing"):
+    with pytest.raises(WeightsError, match=r"error: the state_dict given does not fit network 'small' \(1 missing") as info:
         archdsl.compile(SPEC, weights=partial)
+    assert "missing from the state_dict: fc.bias" in info.value.render()
+
+
+def test_weights_without_the_side_outputs_say_which_network_they_fit() -> None:
+    """torchvision's googlenet(weights=...) drops the auxiliary heads: its state_dict fits
+    googlenet(aux_logits=false), and the error for the network with heads says so."""
+    state = archdsl.load("googlenet", aux_logits=False, device="meta").state_dict()
+    with pytest.raises(WeightsError, match=r"\(18 missing tensors\)") as info:
+        archdsl.load("googlenet", weights=state)
+    assert info.value.notes[-1] == (
+        "every missing tensor is in the training-only side outputs (aux1, aux2): these weights "
+        "are for the network without them; build it with aux_logits=false"
+    )
+    # a missing tensor elsewhere too: no such note
+    del state["fc.bias"]
+    with pytest.raises(WeightsError) as info:
+        archdsl.load("googlenet", weights=state)
+    assert not any("side outputs" in note for note in info.value.notes)
     with pytest.raises(WeightsError, match="not a state_dict"):
         archdsl.compile(SPEC, weights={"fc.bias": [1, 2]})
