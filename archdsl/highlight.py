@@ -31,6 +31,7 @@ from archdsl.ops.registry import OPS
 
 KEYWORDS = (
     "import",
+    "assert",
     "block",
     "network",
     "input",

@@ -5,8 +5,8 @@ A spec is untrusted input. Hypothesis throws four kinds of text at :func:`archds
 - grammatical specs built from the grammar's constructs (imports, constants, blocks with
   defaults, networks with ``input``/``init``, aliases with ``scaled``, chains, labels and
   label templates, repetition, groups, ``seq``, merges, ``if``/``else``, ``for``, side
-  outputs and ``outputs(...)``, every builtin and operator), mostly meaningless but
-  well-formed;
+  outputs and ``outputs(...)``, ``assert``, every builtin and operator), mostly
+  meaningless but well-formed;
 - ungrammatical token soup from the language's vocabulary plus stray characters;
 - mutations of every bundled spec, as written and with its imports inlined (token
   deletion, duplication and swaps, numbers replaced by 0, -1, huge values and floats,
@@ -231,7 +231,7 @@ STRAYS = [
     *["\r\n", "->", "**"],
 ]
 KEYWORDS = (
-    "import block network input init outputs side seq add concat mul if else for in x scaled true "
+    "import assert block network input init outputs side seq add concat mul if else for in x scaled true "
     "false none and or not"
 ).split()
 NAMES = sorted({*KEYWORDS, *OPS, *BUILTINS, *SCALING_BUILTINS, "__import__", "eval", "self",
@@ -429,8 +429,12 @@ def chains(draw: st.DrawFn, blocks: list[str], depth: int) -> str:
 def bodies(draw: st.DrawFn, blocks: list[str], depth: int) -> str:
     stmts = []
     for _ in range(draw(st.integers(0, 2))):
-        if draw(st.integers(0, 4)) == 0:
+        kind = draw(st.integers(0, 9))
+        if kind < 2:
             stmts.append(f"{draw(st.sampled_from(VARS))} = {draw(EXPRS)}")
+        elif kind == 2:
+            message = draw(st.sampled_from(["", ', "why"', ", 3"]))
+            stmts.append(f"assert {draw(SMALL_EXPRS)}{message}")
         else:
             stmts.append(draw(chains(blocks, depth)))
     return draw(st.sampled_from(["\n", "; "])).join(stmts)

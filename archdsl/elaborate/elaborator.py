@@ -85,6 +85,27 @@ def unset_parameters(ref: NetworkRef) -> list[str]:
     return [p.name for p in ref.defn.params if p.default is None and p.name not in given]
 
 
+def _check_assert(stmt: ast.AssertStmt, env: Env) -> None:
+    """``assert cond, "message"``: nothing when ``cond`` is true, else an error at it."""
+    value = evaluate(stmt.cond, env)
+    if not isinstance(value, bool):
+        raise ArchTypeError(f"assert needs a condition (true or false), got {show(value)}", stmt.cond.span)
+    if not value:
+        e = ArchTypeError(
+            f"assertion failed: {stmt.message}" if stmt.message else "assertion failed", stmt.cond.span
+        )
+        seen: dict[str, str] = {}  # the values the condition read, for the reader
+        for node in ast.walk(stmt.cond):
+            if isinstance(node, ast.InRef):
+                seen.setdefault("in", show(evaluate(node, env)).removeprefix("in"))
+            elif isinstance(node, ast.Name) and node.id not in seen:
+                with contextlib.suppress(ArchError):  # a comprehension's variable, unbound here
+                    seen[node.id] = show(evaluate(node, env))
+        if seen:
+            e.notes.append("where " + ", ".join(f"{k} = {v}" for k, v in seen.items()))
+        raise e
+
+
 class Elaborator:
     """Builds one network's graph. Not reusable: make one per network instance."""
 
@@ -145,6 +166,8 @@ class Elaborator:
                     cur = self._stmt(stmt.chain, env, cur)
             elif isinstance(stmt, ast.Assign):
                 env.set(stmt.name, evaluate(stmt.value, env))
+            elif isinstance(stmt, ast.AssertStmt):
+                _check_assert(stmt, env)
             elif isinstance(stmt, ast.InitStmt):
                 inits.append(self._init_rule(stmt, env))
             elif isinstance(stmt, ast.OutputsStmt):
@@ -273,6 +296,9 @@ class Elaborator:
         self.budget.spend(1, stmt.span)
         if isinstance(stmt, ast.Assign):
             env.set(stmt.name, evaluate(stmt.value, env))
+            return cur
+        if isinstance(stmt, ast.AssertStmt):
+            _check_assert(stmt, env)
             return cur
         if isinstance(stmt, ast.Chain):
             if self.depth >= MAX_CHAIN_DEPTH:

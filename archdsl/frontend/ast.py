@@ -200,6 +200,15 @@ class InitStmt(Node):
 
 
 @dataclass(frozen=True)
+class AssertStmt(Node):
+    """``assert in.c % groups == 0, "groups must divide the channels"``: an error with the
+    message (at the condition) when the condition is false."""
+
+    cond: Expr
+    message: str | None
+
+
+@dataclass(frozen=True)
 class OutputField(Node):
     """``logits = out`` in an ``outputs`` statement: the field ``logits`` holds the output
     ``out`` (the main output, or a side output by its label); ``aux1`` alone is

@@ -463,6 +463,10 @@ class _ToAst:
         *target, tensor, fn = names
         return ast.InitStmt(self._s(ext), tuple(target), tensor, fn, _args(children))
 
+    def assert_stmt(self, ext, children):
+        cond, message = children
+        return ast.AssertStmt(self._s(ext), cond, None if message is None else _unquote(message))
+
     def outputs_stmt(self, ext, children):
         return ast.OutputsStmt(self._s(ext), tuple(c for c in children if c is not None))
 

@@ -274,6 +274,8 @@ class _Walker:
             self._bind(scope, stmt.name, _name_span(stmt.span, stmt.name), "local")
         elif isinstance(stmt, ast.Chain):
             self.chain(stmt, scope, module)
+        elif isinstance(stmt, ast.AssertStmt):
+            self.expr(stmt.cond, scope, module)
         # 'input' and 'init' out of place: the elaborator refuses the statement itself
 
     def chain(self, chain: ast.Chain, scope: _Scope, module: SpecModule) -> None:
