@@ -239,6 +239,39 @@ def test_channel_affine_is_transform_input_to_the_bit(dtype: torch.dtype):
     assert torch.equal(module(x), torchvision_transform_input(x))
 
 
+@pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d"])
+def test_replace_stride_with_dilation_is_torchvisions(name: str):
+    """torchvision's replace_stride_with_dilation=[False, True, True] (DeepLabV3's
+    backbone): the same state_dict; in a dilated stage the first block's 3x3 conv keeps the
+    dilation before the stage, and stride 1 (its downsample too), the others take the
+    dilation times 2; layer4 ends at 1/8 of the input."""
+    plain = on_meta(name)
+    dilated = on_meta(name, replace_stride_with_dilation=[False, True, True])
+    assert {k: v.shape for k, v in dilated.state_dict().items()} == {
+        k: v.shape for k, v in plain.state_dict().items()
+    }
+    expected = {"layer2": (2, [1, 1, 1, 1]), "layer3": (1, [1, 2, 2, 2, 2, 2]), "layer4": (1, [2, 4, 4])}
+    for stage, (stride, dilations) in expected.items():
+        blocks = dilated.get_submodule(stage)
+        convs = [blocks.get_submodule(f"{i}.conv2") for i in range(len(dilations))]
+        assert [c.dilation[0] for c in convs] == dilations
+        assert [c.padding[0] for c in convs] == dilations  # the map keeps its size
+        assert [c.stride[0] for c in convs] == [stride] + [1] * (len(dilations) - 1)
+        assert blocks.get_submodule("0.downsample.0").stride == (stride, stride)
+    graph = archdsl.load_graph(name, replace_stride_with_dilation=[False, True, True])
+    layer4 = graph.node(graph.scopes["layer4"].output)
+    assert layer4.shape == (2048, 28, 28)  # 224 / 8
+
+
+def test_replace_stride_with_dilation_needs_bottlenecks():
+    # torchvision raises NotImplementedError for BasicBlock with a dilation above 1
+    with pytest.raises(archdsl.ArchTypeError, match="BasicBlock has no dilation") as info:
+        archdsl.load_graph("resnet18", replace_stride_with_dilation=[False, True, True])
+    assert info.value.line > 0 and "where dilation = 2" in info.value.render()
+    with pytest.raises(archdsl.ArchTypeError, match="a flag for each of layer2, layer3, layer4"):
+        archdsl.load_graph("resnet50", replace_stride_with_dilation=[True, True])
+
+
 # --- init ------------------------------------------------------------------------------
 
 
