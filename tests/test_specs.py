@@ -263,6 +263,16 @@ def test_replace_stride_with_dilation_is_torchvisions(name: str):
     assert layer4.shape == (2048, 28, 28)  # 224 / 8
 
 
+def test_densenet_bn_size_is_torchvisions():
+    """torchvision's DenseNet(bn_size=...): the bottleneck's 1x1 conv makes bn_size * k maps."""
+    for bn_size in (4, 2):
+        model = on_meta("densenet121", bn_size=bn_size)
+        for layer in ("features.denseblock1.denselayer1", "features.denseblock4.denselayer16"):
+            conv1, norm2 = model.get_submodule(f"{layer}.conv1"), model.get_submodule(f"{layer}.norm2")
+            assert conv1.out_channels == norm2.num_features == bn_size * 32
+            assert model.get_submodule(f"{layer}.conv2").in_channels == bn_size * 32
+
+
 def test_replace_stride_with_dilation_needs_bottlenecks():
     # torchvision raises NotImplementedError for BasicBlock with a dilation above 1
     with pytest.raises(archdsl.ArchTypeError, match="BasicBlock has no dilation") as info:
