@@ -316,6 +316,23 @@ def test_inception_v3_init_is_torchvisions():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("name", "last_bn"), [("resnet18", "bn2"), ("resnet50", "bn3")])
+def test_zero_init_residual_is_torchvisions(name: str, last_bn: str):
+    """torchvision's zero_init_residual: the last batch norm of every residual branch
+    (BasicBlock.bn2, Bottleneck.bn3) starts with zero scale; nothing else changes."""
+    torch.manual_seed(0)
+    plain = archdsl.load(name).state_dict()
+    torch.manual_seed(0)
+    zeroed = archdsl.load(name, zero_init_residual=True).state_dict()
+    branch_ends = [k for k in zeroed if k.startswith("layer") and k.endswith(f".{last_bn}.weight")]
+    assert len(branch_ends) == (8 if name == "resnet18" else 16)
+    for key, value in zeroed.items():
+        if key in branch_ends:
+            assert torch.equal(value, torch.zeros_like(value)) and torch.equal(plain[key], torch.ones_like(value))
+        else:
+            assert torch.equal(value, plain[key]), key
+
+
 def test_vgg16_init():
     torch.manual_seed(0)
     model = archdsl.load("vgg16")

@@ -117,6 +117,7 @@ class Elaborator:
         self.budget = Budget()  # evaluation steps: every Env of this network shares it
         self.depth = 0  # chains being elaborated, one inside the other
         self.side_spans: dict[str, Span] = {}  # side output -> its label, for errors
+        self.inits: list[InitRule] = []  # the network's init rules, in order
         self._plain_labels: dict[int, tuple[ast.Label, str]] = {}  # id -> (label, its name)
 
     # ---- networks -------------------------------------------------------------------
@@ -146,7 +147,7 @@ class Elaborator:
         self.graph = graph
         self.ns = [_Namespace("")]
         cur: str | None = None
-        inits: list[InitRule] = []
+        inits = self.inits = []
         outputs: ast.OutputsStmt | None = None
         for stmt in defn.body.stmts:
             if isinstance(stmt, ast.InputStmt):
@@ -300,6 +301,9 @@ class Elaborator:
         if isinstance(stmt, ast.AssertStmt):
             _check_assert(stmt, env)
             return cur
+        if isinstance(stmt, ast.InitStmt) and len(self.ns) == 1 and not self.block_stack:
+            self.inits.append(self._init_rule(stmt, env))  # under an if of the network's body
+            return cur
         if isinstance(stmt, ast.Chain):
             if self.depth >= MAX_CHAIN_DEPTH:
                 raise ArchLimitError(
@@ -317,7 +321,12 @@ class Elaborator:
             finally:
                 self.depth -= 1
             return cur
-        what = {ast.InputStmt: "input", ast.InitStmt: "init", ast.OutputsStmt: "outputs"}.get(type(stmt), "this")
+        if isinstance(stmt, ast.InitStmt):
+            raise ArchTypeError(
+                "'init' statements belong in a network's body (at its top, or under an if or for "
+                "there), not in a block or seq", stmt.span,
+            )
+        what = {ast.InputStmt: "input", ast.OutputsStmt: "outputs"}.get(type(stmt), "this")
         raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
 
     def _item(self, item: ast.Item, env: Env, cur: str) -> str:

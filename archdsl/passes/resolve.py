@@ -276,7 +276,9 @@ class _Walker:
             self.chain(stmt, scope, module)
         elif isinstance(stmt, ast.AssertStmt):
             self.expr(stmt.cond, scope, module)
-        # 'input' and 'init' out of place: the elaborator refuses the statement itself
+        elif isinstance(stmt, ast.InitStmt):
+            self.init(stmt, scope, module)
+        # 'input' out of place (and 'init' inside a block): the elaborator refuses it
 
     def chain(self, chain: ast.Chain, scope: _Scope, module: SpecModule) -> None:
         for item in chain.items:
