@@ -288,7 +288,9 @@ def compile_for_inference(module: nn.Module, *, cpp_wrapper: bool = True) -> nn.
     ``torch.compile`` with inductor freezing (and ``cpp_wrapper``) at every input shape.
     Compiling happens at the first call with each shape (a minute or more for a large
     network on two cores); each shape compiles once, up to dynamo's recompile limit (8).
-    Outputs equal the module's in eval mode up to float rounding.
+    Outputs equal the module's in eval mode up to float rounding. On Linux,
+    :func:`archdsl.keep_freed_memory` spares each call the page faults of activations
+    glibc would otherwise hand back to the OS (docs/performance.md).
     """
     return CompiledForInference(
         optimize_for_inference(module), {**FROZEN_COMPILE, "cpp_wrapper": cpp_wrapper}

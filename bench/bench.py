@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import platform
@@ -133,21 +132,6 @@ def machine() -> dict[str, Any]:
         with contextlib.suppress(Exception):
             info[pkg] = __import__(pkg).__version__
     return info
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse, as onnxruntime's arena does: by
-    default it returns each large block (an activation) to the OS when freed, and eager
-    PyTorch page-faults it back, zeroed, at the next allocation (17,500 faults per batch-8
-    resnet50 forward). Process-wide, for the rest of the process; False where the C library
-    is not glibc. The environment can do the same before Python starts:
-    ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824``."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def faults_per_call(fn: Callable[[], Any], calls: int = 3) -> float:
@@ -576,9 +560,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the --networks (resnet50 alone with --quick)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results.json"))
     parser.add_argument("--keep-memory", action="store_true",
-                        help="glibc keeps freed memory for reuse (see keep_freed_memory)")
+                        help="glibc keeps freed memory for reuse (archdsl.keep_freed_memory)")
     args = parser.parse_args(argv)
-    kept = keep_freed_memory() if args.keep_memory else False
+    kept = archdsl.keep_freed_memory() if args.keep_memory else False
     torch.set_num_threads(THREADS)
     nets = tuple(args.networks or (("resnet50",) if args.quick else NETWORKS))
     nets = tuple(n for n in nets if n in archdsl.list_specs())
