@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from archdsl.ir import Graph
-
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
@@ -102,10 +100,9 @@ def tensor_shapes(
         return {k: tuple(v.shape) for k, v in side.items()}
     if hasattr(side, "state_dict"):
         return {k: tuple(v.shape) for k, v in side.state_dict().items()}
-    if not isinstance(side, Graph):
-        from archdsl.analysis.summary import as_graph
+    from archdsl.analysis.summary import as_graph
 
-        side = as_graph(side, network, params)
+    side = as_graph(side, network, params)  # a graph stays as it is, and takes no parameters
     from archdsl.api import build
 
     module = build(side, device="meta")

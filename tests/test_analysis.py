@@ -464,6 +464,12 @@ def test_accepts_graph_path_name_and_text() -> None:
     a, b, c = summary(archdsl.load_graph("resnet18")), summary(path), summary(str(path))
     assert a.to_dict() == b.to_dict() == c.to_dict() == summary("resnet18").to_dict()
     assert summary("resnet18", params={"num_classes": 10}).output_shape == (10,)
+    # parameters as keywords, as archdsl.load takes them; both ways together
+    assert summary("resnet18", num_classes=10).to_dict() == summary("resnet18", params={"num_classes": 10}).to_dict()
+    assert summary("resnet18", params={"num_classes": 10}, resolution=64).input_shape == (3, 64, 64)
+    # a checked graph has its parameters set: giving more is an error, not ignored
+    with pytest.raises(ValueError, match="parameters apply to a spec"):
+        summary(archdsl.load_graph("resnet18"), num_classes=10)
 
 
 def test_analysis_never_imports_torch(tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 import archdsl
@@ -39,6 +40,16 @@ def test_resnet50_to_ten_classes_keeps_all_but_fc():
         ("fc.bias", (1000,), (10,)),
     ]
     assert report.new == [] and report.dropped == [] and len(report.unchanged) == 318
+
+
+def test_shapes_of_a_graph_take_no_parameters():
+    from archdsl.transfer import tensor_shapes
+
+    graph = archdsl.load_graph("resnet18", num_classes=10)
+    assert tensor_shapes(graph)["fc.weight"] == (10, 512)
+    assert tensor_shapes("resnet18", params={"num_classes": 7})["fc.weight"] == (7, 512)
+    with pytest.raises(ValueError, match="parameters apply to a spec"):  # not ignored
+        tensor_shapes(graph, params={"num_classes": 7})
 
 
 def test_transfer_copies_matching_tensors_only():

@@ -447,6 +447,9 @@ def as_graph(
     """A checked graph from a graph, a spec file, a bundled spec's name (``"resnet50"``),
     or spec text (a string holding ``{`` or a newline)."""
     if isinstance(spec, Graph):
+        if network is not None or params:
+            raise ValueError("a checked graph is one network with its parameters set; "
+                             "network= and parameters apply to a spec")
         return spec
     from archdsl import api
 
@@ -481,6 +484,7 @@ def summary(
     network: str | None = None,
     params: Mapping[str, Any] | None = None,
     outputs: Sequence[str] | None = None,
+    **kwargs: Any,
 ) -> Summary:
     """The summary of a network: a checked :class:`~archdsl.ir.Graph`, a spec file, the
     name of a bundled spec (``"resnet50"``) or spec text.
@@ -489,7 +493,8 @@ def summary(
     None: all); ``expand`` lists repeated identical blocks one by one instead of as one
     ``name x N`` row; ``batch`` and ``dtype`` scale the memory figures. ``network`` and
     ``params`` pick a network of the file and override its parameters, as in
-    :func:`archdsl.check_file`. ``outputs`` names feature maps by module path, as
+    :func:`archdsl.check_file`; other keywords are parameters too, as in
+    :func:`archdsl.load` (``summary("resnet50", num_classes=10)``). ``outputs`` names feature maps by module path, as
     ``archdsl.load(..., outputs=)`` does (``["layer2", "layer3", "layer4"]``); each gets
     an :class:`Output` row with its channels, size and stride; the totals stay those of
     the whole network. Spec errors, and an output that is not a module path (with a
@@ -501,7 +506,7 @@ def summary(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     itemsize = dtype_bytes(dtype)
-    graph = as_graph(spec, network, params)
+    graph = as_graph(spec, network, {**(params or {}), **kwargs})
     root = block_tree(graph)
     rf = receptive_fields(graph)
     layers = tuple(_rows(root.children, depth, expand, rf, graph))
