@@ -36,7 +36,7 @@ from archdsl.errors import (
     ArchSyntaxError,
     ArchTypeError,
 )
-from archdsl.memory import keep_freed_memory
+from archdsl.memory import grad_checkpointing, keep_freed_memory
 from archdsl.ops.custom import OpRegistrationError, register_op, unregister_op
 from archdsl.transfer import TransferReport, diff, transfer
 
@@ -96,6 +96,7 @@ __all__ = [
     "emit_python",
     "export",
     "feature_info",
+    "grad_checkpointing",
     "keep_freed_memory",
     "lint",
     "list_specs",

@@ -1,4 +1,6 @@
-"""The process's memory allocator, for fast CPU inference on Linux.
+"""Memory: the process's allocator, for fast CPU inference on Linux
+(:func:`keep_freed_memory`), and what training keeps for the backward pass
+(:func:`grad_checkpointing`).
 
 glibc's ``malloc`` serves a large block (an activation at batch 8: tens of megabytes) with
 ``mmap`` when no free chunk of its heap is large enough, and hands it back to the OS when
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+from typing import Any
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 """``mallopt``'s parameters, from glibc's ``<malloc.h>``."""
@@ -42,3 +45,81 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mallopt returns 1 on success
     return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, KEEP_AT_MOST) == 1
+
+
+class Recomputed:
+    """A module's ``forward`` that, in training mode with autograd recording, keeps none of
+    the module's activations: the backward pass runs the module again to get them
+    (``torch.utils.checkpoint``, non-reentrant, with the RNG state of the first run, so
+    dropout draws the same masks). Elsewhere it is the module's own ``forward``."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import torch
+        from torch.utils.checkpoint import checkpoint
+
+        module = self.module
+        forward = type(module).forward.__get__(module)
+        if module.training and torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+
+def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[str]:
+    """Recompute in the backward pass, instead of keeping, the activations of the
+    submodules at ``paths``: module paths as in the state_dict, with ``*`` and ``?``
+    wildcards (``"layer*.*"``: every block of a ResNet's stages;
+    ``"features.denseblock*.denselayer*"``: every dense layer, as torchvision's
+    ``memory_efficient=True`` DenseNet). Where a path matches a module inside another
+    match, the outer one is taken. Training then holds only each recomputed module's input
+    and output, and the backward pass runs the module's forward once more; gradients are
+    the same. Batch norm in a recomputed module updates its running statistics on both
+    runs, as in torchvision's memory-efficient DenseNet. Eval mode, or calls under
+    ``torch.no_grad()``, run as before. A deepcopy keeps the setting, pickling the whole
+    module does not (the state_dict is unchanged). ``enabled=False`` undoes it for the
+    modules at or under ``paths``.
+
+    Returns the paths of the modules it changed. A path that matches no module is a
+    ValueError, naming the module paths there are at that depth.
+
+    >>> import torch, archdsl
+    >>> net = archdsl.load("resnet18", resolution=32, num_classes=10)
+    >>> grad_checkpointing(net, "layer*.*")
+    ['layer1.0', 'layer1.1', 'layer2.0', 'layer2.1', 'layer3.0', 'layer3.1', 'layer4.0', 'layer4.1']
+    >>> net(torch.randn(2, 3, 32, 32)).sum().backward()
+    """
+    import fnmatch
+
+    named = dict(module.named_modules())
+    chosen: list[str] = []
+    for pattern in paths:
+        found = [name for name in named if fnmatch.fnmatchcase(name, pattern)]
+        if not found:
+            depth = pattern.count(".")
+            there = sorted({".".join(n.split(".")[: depth + 1]) for n in named if n.count(".") >= depth})
+            listed = ", ".join(there[:12]) + (", ..." if len(there) > 12 else "")
+            raise ValueError(f"no module at {pattern!r}; module paths at that depth: {listed}")
+        chosen.extend(found)
+    if not enabled:  # every recomputed module at or under the paths
+        undone = [
+            name for name, m in named.items()
+            if isinstance(m.__dict__.get("forward"), Recomputed)
+            and any(_within(name, other) for other in chosen)
+        ]
+        for name in undone:
+            del named[name].forward
+        return undone
+    outermost = [
+        name for name in dict.fromkeys(chosen)
+        if not any(_within(name, other) and name != other for other in chosen)
+    ]
+    for name in outermost:
+        named[name].forward = Recomputed(named[name])
+    return outermost
+
+
+def _within(name: str, outer: str) -> bool:
+    """Whether module path ``name`` is ``outer`` or inside it ("" is the root)."""
+    return name == outer or outer == "" or name.startswith(f"{outer}.")

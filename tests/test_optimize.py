@@ -6,10 +6,6 @@ realistic batch-norm statistics (the reference fill rule, not PyTorch's identity
 from __future__ import annotations
 
 import doctest
-import platform
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -166,41 +162,3 @@ def test_compile_for_inference_freezes_at_every_input_shape() -> None:
         assert got.grad_fn is None and torch.is_grad_enabled()
     assert not net.training and fast.module is not net  # the network itself is left alone
 
-
-# ---- keep_freed_memory: the allocator keeps what a forward pass frees -------------------
-
-FAULTS = """
-import resource, torch, archdsl
-
-def faults_per_cycle():
-    def cycle():  # 48 MB: over glibc's 32 MB ceiling, so mapped afresh each time by default
-        torch.empty(12 * 2**20).fill_(1.0)
-    for _ in range(10):  # glibc's heap settles after a few
-        cycle()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(3):
-        cycle()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3
-
-print(faults_per_cycle(), archdsl.keep_freed_memory(), faults_per_cycle())
-"""
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
-def test_keep_freed_memory_stops_page_faults_from_freed_activations() -> None:
-    # process-wide and for good: in a process of its own
-    out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True)
-    before, kept, after = out.stdout.split()
-    assert kept == "True"
-    assert int(after) < 100  # the block is reused: no page is handed out again
-    # by default each cycle faults in all 12,288 pages (fewer where every block is a huge page)
-    huge_pages = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not (huge_pages.exists() and "[always]" in huge_pages.read_text()):
-        assert int(before) > 10_000
-
-
-def test_keep_freed_memory_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from archdsl import memory
-
-    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("musl", "1.2"))
-    assert memory.keep_freed_memory() is False
