@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import types
 from typing import Any
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -47,38 +48,43 @@ def keep_freed_memory() -> bool:
     return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, KEEP_AT_MOST) == 1
 
 
-class Recomputed:
+def recomputed_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
     """A module's ``forward`` that, in training mode with autograd recording, keeps none of
     the module's activations: the backward pass runs the module again to get them
     (``torch.utils.checkpoint``, non-reentrant, with the RNG state of the first run, so
-    dropout draws the same masks). Elsewhere it is the module's own ``forward``."""
+    dropout draws the same masks). Elsewhere it is the module's own ``forward``. Bound to
+    the module as its instance attribute ``forward`` (a method, as ``torch.compile``
+    needs; named ``forward`` so that unpickling finds it)."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
 
-    def __init__(self, module: Any) -> None:
-        self.module = module
+    forward = type(self).forward.__get__(self)
+    if self.training and torch.is_grad_enabled():
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import torch
-        from torch.utils.checkpoint import checkpoint
 
-        module = self.module
-        forward = type(module).forward.__get__(module)
-        if module.training and torch.is_grad_enabled():
-            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-        return forward(*args, **kwargs)
+recomputed_forward.__name__ = "forward"
+
+
+def recomputed(module: Any) -> bool:
+    """Whether :func:`grad_checkpointing` set ``module`` to be recomputed."""
+    return getattr(module.__dict__.get("forward"), "__func__", None) is recomputed_forward
 
 
 def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[str]:
     """Recompute in the backward pass, instead of keeping, the activations of the
-    submodules at ``paths``: module paths as in the state_dict, with ``*`` and ``?``
-    wildcards (``"layer*.*"``: every block of a ResNet's stages;
+    blocks and sequences at ``paths``: module paths as in the state_dict, with ``*``, ``?``
+    and ``[...]`` wildcards (``"layer*.*"``: every block of a ResNet's stages;
     ``"features.denseblock*.denselayer*"``: every dense layer, as torchvision's
     ``memory_efficient=True`` DenseNet). Where a path matches a module inside another
-    match, the outer one is taken. Training then holds only each recomputed module's input
+    match, the outer one is taken, and single layers are passed over (recomputing one
+    would keep as much as it saves). Training then holds only each recomputed module's input
     and output, and the backward pass runs the module's forward once more; gradients are
     the same. Batch norm in a recomputed module updates its running statistics on both
     runs, as in torchvision's memory-efficient DenseNet. Eval mode, or calls under
-    ``torch.no_grad()``, run as before. A deepcopy keeps the setting, pickling the whole
-    module does not (the state_dict is unchanged). ``enabled=False`` undoes it for the
+    ``torch.no_grad()``, run as before; ``torch.compile`` recomputes as well. Copies and
+    pickles keep the setting; the state_dict is unchanged. ``enabled=False`` undoes it for the
     modules at or under ``paths``.
 
     Returns the paths of the modules it changed. A path that matches no module is a
@@ -92,6 +98,8 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
     """
     import fnmatch
 
+    from archdsl.backends.fx_scopes import ScopeModule
+
     named = dict(module.named_modules())
     chosen: list[str] = []
     for pattern in paths:
@@ -101,12 +109,18 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
             there = sorted({".".join(n.split(".")[: depth + 1]) for n in named if n.count(".") >= depth})
             listed = ", ".join(there[:12]) + (", ..." if len(there) > 12 else "")
             raise ValueError(f"no module at {pattern!r}; module paths at that depth: {listed}")
-        chosen.extend(found)
+        scopes = [name for name in found if isinstance(named[name], ScopeModule)]
+        if enabled and not scopes:
+            raise ValueError(
+                f"{pattern!r} names single layers ({', '.join(found[:4])}"
+                f"{', ...' if len(found) > 4 else ''}): recomputing one keeps as much as it "
+                "saves; name the blocks or sequences around them"
+            )
+        chosen.extend(scopes)
     if not enabled:  # every recomputed module at or under the paths
         undone = [
             name for name, m in named.items()
-            if isinstance(m.__dict__.get("forward"), Recomputed)
-            and any(_within(name, other) for other in chosen)
+            if recomputed(m) and any(_within(name, other) for other in chosen)
         ]
         for name in undone:
             del named[name].forward
@@ -116,7 +130,7 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
         if not any(_within(name, other) and name != other for other in chosen)
     ]
     for name in outermost:
-        named[name].forward = Recomputed(named[name])
+        named[name].forward = types.MethodType(recomputed_forward, named[name])
     return outermost
 
 

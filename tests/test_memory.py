@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import doctest
+import io
 import platform
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import torch
 
 import archdsl
 from archdsl import memory
-from archdsl.memory import Recomputed, grad_checkpointing
+from archdsl.memory import grad_checkpointing, recomputed
 
 # ---- keep_freed_memory: the allocator keeps what a forward pass frees -------------------
 
@@ -114,18 +115,50 @@ def test_recomputed_modules_keep_less_and_give_the_same_gradients(name, paths, c
 
 def test_outermost_match_undo_and_copies() -> None:
     net = archdsl.load("resnet18", resolution=32, num_classes=10)
-    # layer1 holds the other matches: it alone is recomputed
+    # layer1 holds the other matches: it alone is recomputed; its layers are passed over
     assert grad_checkpointing(net, "layer1*", "layer1.0") == ["layer1"]
-    assert isinstance(net.layer1.__dict__["forward"], Recomputed)
+    assert recomputed(net.layer1) and not recomputed(net.get_submodule("layer1.0"))
     twin = copy.deepcopy(net)  # the copy recomputes its own module, not the original's
-    assert twin.layer1.forward.module is twin.layer1
+    assert recomputed(twin.layer1) and twin.layer1.forward.__self__ is twin.layer1
     assert grad_checkpointing(net, "*", enabled=False) == ["layer1"]
-    assert "forward" not in net.layer1.__dict__ and "forward" in twin.layer1.__dict__
+    assert "forward" not in net.layer1.__dict__ and recomputed(twin.layer1)
     assert grad_checkpointing(net, "layer2", enabled=False) == []
+    # pickling (torch.save of the module) keeps it; the state_dict has the same keys
+    grad_checkpointing(net, "layer2.*")
+    buffer = io.BytesIO()
+    torch.save(net, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert [n for n, m in loaded.named_modules() if recomputed(m)] == ["layer2.0", "layer2.1"]
+    assert list(loaded.state_dict()) == list(net.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    loaded.train()(x).sum().backward()  # recomputes in its backward pass
+
+
+def test_torch_compile_sees_the_recomputation() -> None:
+    torch.manual_seed(0)
+    net = archdsl.load("resnet18", resolution=64, num_classes=10).train()
+    reference = copy.deepcopy(net)
+    grad_checkpointing(net, "layer*.*")
+    codes = []
+    aot_eager = torch._dynamo.lookup_backend("aot_eager")  # autograd as inductor's, no codegen
+
+    def backend(gm: torch.fx.GraphModule, inputs: list) -> object:
+        codes.append(gm.code)  # dynamo's graph
+        return aot_eager(gm, inputs)
+
+    x = torch.randn(4, 3, 64, 64)
+    expected = grads(reference, x)
+    (torch.compile(net, backend=backend)(x) ** 2).mean().backward()
+    assert len(codes) == 1 and codes[0].count("tag_activation_checkpoint(") == 8  # a region per block
+    for key, value in expected.items():
+        torch.testing.assert_close(net.get_parameter(key).grad, value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_a_path_that_matches_nothing_names_what_is_there() -> None:
     net = archdsl.load("resnet18", resolution=32, num_classes=10)
     with pytest.raises(ValueError, match=r"no module at 'layr\*\.\*'; .*: layer1\.0, layer1\.1"):
         grad_checkpointing(net, "layr*.*")
-    assert not any(isinstance(m.__dict__.get("forward"), Recomputed) for m in net.modules())
+    with pytest.raises(ValueError, match=r"'layer1\.0\.conv\*' names single layers \(layer1\.0\.conv1, layer1\.0\.conv2\)"):
+        grad_checkpointing(net, "layer1.0.conv*")
+    assert not any(recomputed(m) for m in net.modules())

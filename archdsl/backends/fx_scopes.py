@@ -9,6 +9,7 @@ nn.Sequential costs".
 from __future__ import annotations
 
 import copy
+import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -174,7 +175,13 @@ class ScopeModule(fx.GraphModule):
         the module made from it is a scope like this one: its class name, its children read
         through the class, and one class for the unpickled scopes of one code and name."""
         self._graph  # noqa: B018
-        return (_unpickled, (*super().__reduce__(), type(self).__name__))
+        own_forward = self.__dict__.pop("forward", None)  # grad_checkpointing's, as a flag
+        try:
+            reduced = super().__reduce__()
+        finally:
+            if own_forward is not None:
+                self.__dict__["forward"] = own_forward
+        return (_unpickled, (*reduced, type(self).__name__, own_forward is not None))
 
     def __reduce_package__(self, exporter: Any) -> Any:
         self._graph  # noqa: B018
@@ -244,9 +251,18 @@ _UNPICKLED: weakref.WeakValueDictionary[tuple[str, str], type] = weakref.WeakVal
 
 
 def _unpickled(rebuild: Callable[..., fx.GraphModule], args: tuple[Any, ...],
-               class_name: str) -> fx.GraphModule:
-    """A scope unpickled: torch.fx's module, moved to a :class:`ScopeModule` class."""
-    gm = rebuild(*args)
+               class_name: str, recomputed: bool = False) -> fx.GraphModule:
+    """A scope unpickled: torch.fx's module, moved to a :class:`ScopeModule` class;
+    ``recomputed`` if :func:`archdsl.grad_checkpointing` had set it so."""
+    gm = _scope_unpickled(rebuild(*args), class_name)
+    if recomputed:
+        from archdsl.memory import recomputed_forward
+
+        gm.forward = types.MethodType(recomputed_forward, gm)
+    return gm
+
+
+def _scope_unpickled(gm: fx.GraphModule, class_name: str) -> fx.GraphModule:
     made = type(gm)  # torch.fx's class for this module alone, with its forward
     key = (class_name, gm.code)
     cls = _UNPICKLED.get(key)
