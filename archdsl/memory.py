@@ -14,8 +14,6 @@ it, for the whole process (docs/performance.md, "Memory the allocator gives back
 
 from __future__ import annotations
 
-import ctypes
-import platform
 import types
 from typing import Any
 
@@ -37,6 +35,9 @@ def keep_freed_memory() -> bool:
     starts, the environment does the same:
     ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``.
     """
+    import ctypes  # here, not at `import archdsl`: 5 ms of start-up with platform
+    import platform
+
     if platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -88,7 +89,8 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
     modules at or under ``paths``.
 
     Returns the paths of the modules it changed. A path that matches no module is a
-    ValueError, naming the module paths there are at that depth.
+    ValueError naming the module paths there are at that depth, and so is one that
+    matches single layers only.
 
     >>> import torch, archdsl
     >>> net = archdsl.load("resnet18", resolution=32, num_classes=10)

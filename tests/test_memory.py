@@ -52,7 +52,7 @@ def test_keep_freed_memory_stops_page_faults_from_freed_activations() -> None:
 
 
 def test_keep_freed_memory_does_nothing_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("musl", "1.2"))
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("musl", "1.2"))
     assert memory.keep_freed_memory() is False
 
 

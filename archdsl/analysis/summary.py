@@ -494,10 +494,10 @@ def summary(
     ``name x N`` row; ``batch`` and ``dtype`` scale the memory figures. ``network`` and
     ``params`` pick a network of the file and override its parameters, as in
     :func:`archdsl.check_file`; other keywords are parameters too, as in
-    :func:`archdsl.load` (``summary("resnet50", num_classes=10)``). ``outputs`` names feature maps by module path, as
-    ``archdsl.load(..., outputs=)`` does (``["layer2", "layer3", "layer4"]``); each gets
-    an :class:`Output` row with its channels, size and stride; the totals stay those of
-    the whole network. Spec errors, and an output that is not a module path (with a
+    :func:`archdsl.load` (``summary("resnet50", num_classes=10)``). ``outputs`` names
+    feature maps by module path, as ``archdsl.load(..., outputs=)`` does (``["layer2",
+    "layer3", "layer4"]``); each gets an :class:`Output` row with its channels, size and
+    stride; the totals stay those of the whole network. Spec errors, and an output that is not a module path (with a
     did-you-mean), raise :class:`~archdsl.ArchError`; a bad ``depth``, ``batch`` or
     ``dtype`` raises ValueError.
     """

@@ -175,13 +175,16 @@ class ScopeModule(fx.GraphModule):
         the module made from it is a scope like this one: its class name, its children read
         through the class, and one class for the unpickled scopes of one code and name."""
         self._graph  # noqa: B018
-        own_forward = self.__dict__.pop("forward", None)  # grad_checkpointing's, as a flag
+        from archdsl.memory import recomputed
+
+        flag = recomputed(self)  # grad_checkpointing's forward goes as a flag, not pickled
+        own_forward = self.__dict__.pop("forward") if flag else None
         try:
             reduced = super().__reduce__()
         finally:
-            if own_forward is not None:
+            if flag:
                 self.__dict__["forward"] = own_forward
-        return (_unpickled, (*reduced, type(self).__name__, own_forward is not None))
+        return (_unpickled, (*reduced, type(self).__name__, flag))
 
     def __reduce_package__(self, exporter: Any) -> Any:
         self._graph  # noqa: B018
