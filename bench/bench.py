@@ -312,6 +312,71 @@ def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, 
     return table(header, rows), raw
 
 
+# Recomputed in the backward pass by each network's grad_checkpointing paths: the blocks
+# of its stages (densenet121's dense layers are what torchvision's memory_efficient takes).
+RECOMPUTED = {
+    "resnet50": ("layer*.*",),
+    "densenet121": ("features.denseblock*.denselayer*",),
+    "efficientnet_b0": ("features.[1-7].*",),
+    "googlenet": ("inception*",),
+}
+
+
+def saved_for_backward(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of ``model(x)`` (each
+    save counted, as ``saved_tensors_hooks`` sees them), the forward's output dropped."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return total
+
+
+def training_memory(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
+    """A training step at batch 8 with :func:`archdsl.grad_checkpointing` of each network's
+    blocks, against the same network without it: what autograd keeps, and the step's time
+    (interleaved). densenet121 also against torchvision's ``memory_efficient=True``."""
+    reps = 3 if quick else 9
+    rows, raw = [], {}
+    for name in nets:
+        if name not in RECOMPUTED:
+            continue
+        tv, plain = pair(tvm, name)
+        recomputing = archdsl.load(name)
+        recomputing.load_state_dict(plain.state_dict())
+        paths = archdsl.grad_checkpointing(recomputing, *RECOMPUTED[name])
+        x = torch.randn(8, *archdsl.load_graph(name).input_shape)
+        sides = {"archdsl": plain.train(), "archdsl recomputing": recomputing.train()}
+        if name == "densenet121":
+            torch.manual_seed(0)
+            efficient = tvm.densenet121(memory_efficient=True).train()
+            sides["torchvision memory_efficient"] = efficient
+        kept = {side: saved_for_backward(m, x) for side, m in sides.items()}
+        r = interleaved(_train_step(recomputing, x), _train_step(plain, x), reps)
+        entry = {"recomputed": len(paths), "saved_bytes": kept, "step": r}
+        row = [name, f"{len(paths)}", f"{kept['archdsl'] / 2**20:,.0f}",
+               f"{kept['archdsl recomputing'] / 2**20:,.0f}", both(r, "b"), both(r, "a"),
+               f"{r['ratio']:.2f}"]
+        if "torchvision memory_efficient" in sides:
+            e = interleaved(_train_step(recomputing, x), _train_step(efficient, x), reps)
+            entry["vs_memory_efficient"] = e
+            row.append(f"{kept['torchvision memory_efficient'] / 2**20:,.0f} MB, "
+                       f"{both(e, 'b')} ms; archdsl recomputing / it {e['ratio']:.2f}")
+        else:
+            row.append("")
+        raw[name] = entry
+        rows.append(row)
+        del tv, plain, recomputing, sides
+    header = ["network (train, b8)", "modules recomputed", "kept MB", "kept MB recomputing",
+              "step ms", "step ms recomputing", "time ratio", "torchvision memory_efficient"]
+    return table(header, rows), raw
+
+
 def _onnx_session(model: nn.Module, x: torch.Tensor, path: Path) -> Callable[[], Any]:
     import onnxruntime as ort
 
@@ -539,7 +604,8 @@ def _have(module: str) -> bool:
     return True
 
 
-SECTIONS = ("frontend", "construction", "eager", "optimised", "compiled", "scaling")
+SECTIONS = ("frontend", "construction", "eager", "training_memory", "optimised", "compiled",
+            "scaling")
 
 
 @contextlib.contextmanager
@@ -574,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
         ("frontend", "Frontend", lambda: frontend(args.quick)),
         ("construction", "Construction", lambda: construction(tvm, nets, args.quick)),
         ("eager", "Eager", lambda: eager(tvm, nets, args.quick)),
+        ("training_memory", "Training memory",
+         lambda: training_memory(tvm, nets, args.quick)),
         ("optimised", "Optimised inference", lambda: optimised(tvm, nets, args.quick)),
         (
             "compiled",
