@@ -82,6 +82,7 @@ def test_tutorial_covers_its_topics() -> None:
         "Scaling a family",
         "torchvision weights",
         "Fast inference",
+        "grad_checkpointing",
         "Rendering",
     ):
         assert topic.lower() in text.lower()
