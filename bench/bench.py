@@ -454,7 +454,8 @@ def _optimised_one(tvm: Any, name: str, reps: int, tmp: Path) -> Iterator[tuple[
 def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
     """torch.compile (inductor) of torchvision's network and of archdsl's, plus archdsl's
     fastest path (:func:`archdsl.compile_for_inference`); and onnxruntime on the ONNX
-    export for reference. Batch 8, eval, no_grad."""
+    export for reference. Batch 8 (the fastest path against onnxruntime at batch 1 too),
+    eval, no_grad."""
     reps = 3 if quick else 7
     rows, raw = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -463,6 +464,7 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
             raw[name] = entry
             f, r = entry["frozen_vs_torchvision_eager"], entry["compiled_vs_compiled"]
             o = entry.get("frozen_vs_onnxruntime")
+            o1 = entry.get("frozen_vs_onnxruntime_b1")
             rows.append(
                 [
                     name,
@@ -472,6 +474,8 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
                     both(f, "a"),
                     f"{both(o, 'a')} / {both(o, 'b')}" if o else "n/a",
                     f"{o['ratio']:.2f} ({o['best_ratio']:.2f})" if o else "n/a",
+                    f"{both(o1, 'a')} / {both(o1, 'b')}" if o1 else "n/a",
+                    f"{o1['ratio']:.2f} ({o1['best_ratio']:.2f})" if o1 else "n/a",
                     f"{entry['compile_s_torchvision']:.0f} / {entry['compile_s_archdsl']:.0f}"
                     f" / {entry['compile_s_archdsl_optimised_frozen']:.0f}",
                 ]
@@ -484,6 +488,8 @@ def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[st
         "archdsl optimised + compiled (freezing, cpp_wrapper) ms",
         "the same / onnxruntime, side by side, ms",
         "fastest archdsl / onnxruntime",
+        "batch 1: the same / onnxruntime, ms",
+        "batch 1: fastest / onnxruntime",
         "compile s (tv / archdsl / frozen)",
     ]
     return table(header, rows), raw
@@ -536,6 +542,13 @@ def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
         if _have("onnxruntime") and _have("onnxscript"):
             ort_run = _onnx_session(fast, x, tmp / f"{name}.onnx")
             entry["frozen_vs_onnxruntime"] = interleaved(lambda: fast_c(x), ort_run, 2 * reps + 1)
+            # batch 1, where what runs around the kernels (guards, calls) weighs more
+            x1 = x[:1].clone()
+            fast_c(x1)  # compiles for this shape
+            ort_one = _onnx_session(fast, x1, tmp / f"{name}_b1.onnx")
+            entry["frozen_vs_onnxruntime_b1"] = interleaved(
+                lambda: fast_c(x1), ort_one, 4 * reps + 1
+            )
         torch._dynamo.reset()
     return entry
 

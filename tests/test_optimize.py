@@ -162,3 +162,43 @@ def test_compile_for_inference_freezes_at_every_input_shape() -> None:
         assert got.grad_fn is None and torch.is_grad_enabled()
     assert not net.training and fast.module is not net  # the network itself is left alone
 
+
+@pytest.mark.slow  # inductor compiles C++ twice: about 12 s
+def test_compile_for_inference_repeats_skip_dynamos_guards() -> None:
+    from torch._dynamo.utils import counters
+
+    net = fill(archdsl.compile(RESIDUAL)).eval()
+    fast = archdsl.compile_for_inference(net)
+    x2, x3 = (torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(n)) for n in (2, 3))
+    first = {2: fast(x2), 3: fast(x3)}
+    # Dynamo's guards would see a new weight object and compile again (reading it); calls
+    # like earlier ones skip them, run the graph frozen for their shape, and compile nothing.
+    conv = next(m for m in fast.module.modules() if isinstance(m, nn.Conv2d))
+    conv.weight = nn.Parameter(conv.weight.detach() * 2)
+    counters.clear()
+    for x in (x2, x3, x2, x3):
+        assert torch.equal(fast(x), first[len(x)])
+    assert counters["stats"]["unique_graphs"] == 0
+
+
+@pytest.mark.slow  # inductor compiles C++ twice: about 10 s
+def test_compile_for_inference_respects_a_change_of_global_state() -> None:
+    from torch._dynamo.utils import counters
+
+    net = fill(archdsl.compile(RESIDUAL)).eval()
+    fast = archdsl.compile_for_inference(net)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    plain = fast(x)
+    counters.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = fast(x)  # a signature seen, but not under autocast: compiles, and freezes
+    assert mixed.dtype == torch.bfloat16 and relative_error(plain, mixed.float()) < 0.05
+    assert counters["stats"]["unique_graphs"] == 1
+    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
+    # back to float32: dynamo now holds graphs for two global states, which skipping its
+    # guards would not tell apart; the call checks them and runs the first graph
+    counters.clear()
+    again = fast(x)
+    assert again.dtype == torch.float32 and torch.equal(again, plain)
+    assert counters["stats"]["unique_graphs"] == 0
+
