@@ -279,9 +279,7 @@ class CompiledForInference(nn.Module):
         portable = getattr(torch.compiler, "keep_portable_guards_unsafe", None)
         guards = {"guard_filter_fn": portable} if portable else None
         # not a submodule: its state is module's, and its state_dict would repeat it
-        object.__setattr__(
-            self, "compiled", torch.compile(module, dynamic=False, options=guards)
-        )
+        object.__setattr__(self, "compiled", torch.compile(module, dynamic=False, options=guards))
 
     def forward(self, *args: torch.Tensor) -> Any:  # a tensor, or a backbone's dict
         import torch._inductor.config as inductor_config
