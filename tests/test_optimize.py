@@ -163,6 +163,50 @@ def test_compile_for_inference_freezes_at_every_input_shape() -> None:
     assert not net.training and fast.module is not net  # the network itself is left alone
 
 
+SQUEEZE_EXCITE = """network t {
+  input [8, 6, 6]
+  mul { (); (global_avgpool -> down: conv(4, 1) -> silu -> up: conv(8, 1) -> sigmoid) }
+  -> after: conv(5, 1) -> side: conv(3, 1, stride=2)
+  -> mul { (); (global_maxpool -> wide: conv(3, 3, padding=1) -> sigmoid) }
+  -> global_avgpool -> head: conv(2, 1) -> flatten
+}"""
+
+
+def test_pooled_convs_become_sums_of_products() -> None:
+    """Only the 1x1 convolutions of a globally pooled map change (``down``, ``up`` and
+    ``head``); ``wide`` is 3x3 and ``after``, ``side`` see whole maps. The parameters and
+    the state_dict stay, and the outputs are equal up to the order of the sums."""
+    net = fill(archdsl.compile(SQUEEZE_EXCITE)).eval()
+    x = torch.randn(3, 8, 6, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(x)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        rewritten = optimize.pooled_convs_as_sums(net)
+        got = rewritten(x)
+    changed = {n for n, m in rewritten.named_modules() if type(m) is optimize.PooledConv2d}
+    assert changed == {"down", "up", "head"}
+    after = rewritten.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert relative_error(expected, got) < 1e-6
+
+
+@pytest.mark.slow  # inductor compiles C++ once: about 8 s
+def test_compile_for_inference_fuses_pooled_convs() -> None:
+    """Inductor hands oneDNN only the convolutions of whole maps; the pooled ones are
+    loops of its own."""
+    from torch._dynamo.utils import counters
+
+    net = fill(archdsl.compile(SQUEEZE_EXCITE)).eval()
+    fast = archdsl.compile_for_inference(net)
+    x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(1))
+    counters.clear()
+    got = fast(x)
+    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == 3  # after, side, wide
+    with torch.no_grad():
+        assert relative_error(net(x), got) < REL
+
+
 @pytest.mark.slow  # inductor compiles C++ twice: about 12 s
 @pytest.mark.skipif(
     not hasattr(torch.compiler, "keep_portable_guards_unsafe"),
