@@ -251,7 +251,8 @@ def _is_global_pool(module: nn.Module) -> bool:
 def pooled_convs_as_sums(module: nn.Module) -> nn.Module:
     """Turn each 1x1 convolution (groups 1) whose input is a global pooling's 1x1 map, or
     an elementwise function of one, into a :class:`PooledConv2d`. Not one of :data:`RULES`:
-    in eager mode it gains nothing, but :func:`compile_for_inference` applies it, so that
+    in eager mode it costs time (efficientnet_b0 at batch 1: 1.06 times as long), but
+    :func:`compile_for_inference` applies it, so that
     inductor fuses a squeeze-and-excitation gate into a few loops instead of calling oneDNN
     twice for products of a few thousand multiplications (efficientnet_b0 at batch 1: 6 to
     9% faster, docs/performance.md).
