@@ -252,10 +252,10 @@ def pooled_convs_as_sums(module: nn.Module) -> nn.Module:
     """Turn each 1x1 convolution (groups 1) whose input is a global pooling's 1x1 map, or
     an elementwise function of one, into a :class:`PooledConv2d`. Not one of :data:`RULES`:
     in eager mode it costs time (efficientnet_b0 at batch 1: 1.06 times as long), but
-    :func:`compile_for_inference` applies it, so that
-    inductor fuses a squeeze-and-excitation gate into a few loops instead of calling oneDNN
-    twice for products of a few thousand multiplications (efficientnet_b0 at batch 1: 6 to
-    9% faster, docs/performance.md).
+    :func:`compile_for_inference` applies it, so that inductor fuses a
+    squeeze-and-excitation gate into a few loops instead of calling oneDNN twice for
+    products of a few thousand multiplications (efficientnet_b0 at batch 1: 0.875 of the
+    time, docs/performance.md).
 
     >>> import archdsl
     >>> net = archdsl.compile("network t { input [3, 8, 8]; mul { (); (global_avgpool -> "
@@ -297,6 +297,139 @@ def pooled_convs_as_sums(module: nn.Module) -> nn.Module:
     return module
 
 
+class _ScopeTracer(fx.Tracer):
+    """Traces through scopes (GraphModules), keeping every other module a call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return not isinstance(m, fx.GraphModule)
+
+
+def inline_scopes(module: nn.Module) -> nn.Module:
+    """One GraphModule for the whole network: every scope's code inlined into its
+    caller's, every leaf module called by its full path (``inception3a.branch1.conv``), so
+    the state_dict is unchanged. A rewrite can then see across scopes: the first
+    convolutions of an inception block's branches are siblings only in the flat graph.
+
+    >>> import archdsl
+    >>> net = archdsl.compile("network t { input [3, 4, 4]; s: (c: conv(2, 1) -> relu) -> d: conv(3, 1) }")
+    >>> flat = inline_scopes(net)
+    >>> [n.target for n in flat.graph.nodes if n.op == "call_module"], list(flat.state_dict()) == list(net.state_dict())
+    (['s.c', 's.1', 'd'], True)
+    """
+    if not isinstance(module, fx.GraphModule):
+        return module
+    flat = fx.GraphModule(module, _ScopeTracer().trace(module), type(module).__name__)
+    flat.train(module.training)
+    if hasattr(module, "archdsl_graph"):
+        flat.archdsl_graph = module.archdsl_graph
+    return flat
+
+
+def _same_activation(a: nn.Module, b: nn.Module) -> bool:
+    return type(a) is type(b) and isinstance(a, ELEMENTWISE) and a.extra_repr() == b.extra_repr()
+
+
+def _mergeable(gm: fx.GraphModule, node: fx.Node) -> tuple | None:
+    """What a convolution must share with its siblings to merge with them (its input and
+    hyperparameters), or None when it cannot: it is not a plain ungrouped ``nn.Conv2d``,
+    or its output feeds anything but one elementwise activation."""
+    if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+        return None
+    conv = gm.get_submodule(node.target)
+    if type(conv) is not nn.Conv2d or conv.groups != 1 or len(node.users) != 1:
+        return None
+    (user,) = node.users
+    if user.op != "call_module" or not isinstance(gm.get_submodule(user.target), ELEMENTWISE):
+        return None
+    hyper = (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.padding_mode)
+    return (node.args[0], *hyper, conv.bias is not None, conv.weight.dtype, conv.weight.device)
+
+
+def merge_sibling_convs(module: nn.Module) -> nn.Module:
+    """Merge convolutions of the same input, with the same hyperparameters and the same
+    activation after them, into one convolution with their filters stacked, whose output
+    is sliced by channel: ``[relu(conv_a(x)), relu(conv_b(x))] == split(relu(conv_ab(x)))``,
+    channel for channel. An inception block's 1x1 branch and its 1x1 reductions become one
+    oneDNN call instead of three (googlenet at batch 1, compiled: 0.96 of the time; eager
+    PyTorch would copy each slice before the next convolution). Works on one graph (after :func:`inline_scopes`); each
+    merged convolution is named ``merged{i}`` after its members' common scope, and its
+    members leave the state_dict.
+
+    >>> import archdsl
+    >>> net = archdsl.compile("network t { input [3, 4, 4]; "
+    ...     "concat { (a: conv(2, 1) -> relu); (b: conv(3, 1) -> relu); (c: conv(4, 3, padding=1) -> relu) } }")
+    >>> [(n, m.out_channels) for n, m in merge_sibling_convs(net).named_children() if isinstance(m, nn.Conv2d)]
+    [('c', 4), ('merged0', 5)]
+    """
+    if not isinstance(module, fx.GraphModule):
+        return module
+    gm, graph = module, module.graph
+    groups: dict[tuple, list[fx.Node]] = {}
+    for node in graph.nodes:
+        key = _mergeable(gm, node)
+        if key is not None:
+            groups.setdefault(key, []).append(node)
+    merged = 0
+    for nodes in groups.values():
+        acts = [next(iter(n.users)) for n in nodes]
+        first_act = gm.get_submodule(acts[0].target)
+        nodes = [
+            n
+            for n, a in zip(nodes, acts)
+            if _same_activation(gm.get_submodule(a.target), first_act)
+        ]
+        if len(nodes) < 2:
+            continue
+        convs = [gm.get_submodule(n.target) for n in nodes]
+        conv = nn.Conv2d(
+            convs[0].in_channels, sum(c.out_channels for c in convs), convs[0].kernel_size,
+            convs[0].stride, convs[0].padding, convs[0].dilation, bias=convs[0].bias is not None,
+            padding_mode=convs[0].padding_mode, device="meta",
+        )  # fmt: skip
+        layout = (
+            torch.channels_last
+            if convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
+        weight = torch.cat([c.weight.detach() for c in convs]).contiguous(memory_format=layout)
+        conv.weight = nn.Parameter(weight, requires_grad=convs[0].weight.requires_grad)
+        if conv.bias is not None:
+            bias = torch.cat([c.bias.detach() for c in convs])
+            conv.bias = nn.Parameter(bias, requires_grad=convs[0].bias.requires_grad)
+        conv.train(convs[0].training)
+        scope = _common_scope([n.target for n in nodes])
+        while hasattr(gm.get_submodule(scope), f"merged{merged}"):
+            merged += 1
+        target = f"{scope}.merged{merged}" if scope else f"merged{merged}"
+        gm.add_submodule(target, conv)
+        merged += 1
+        with graph.inserting_before(nodes[0]):
+            out = graph.call_module(target, (nodes[0].args[0],))
+            out = graph.call_module(acts[0].target, (out,))
+        start = 0
+        for node, member in zip(nodes, convs):
+            with graph.inserting_before(nodes[0]):
+                piece = graph.call_function(torch.narrow, (out, 1, start, member.out_channels))
+            start += member.out_channels
+            next(iter(node.users)).replace_all_uses_with(piece)
+        for node in nodes:
+            graph.erase_node(next(iter(node.users)))
+            graph.erase_node(node)
+    if merged:
+        _finish(gm)
+    return module
+
+
+def _common_scope(targets: list[str]) -> str:
+    parts = [t.split(".")[:-1] for t in targets]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common)
+
+
 RULES: tuple[Rule, ...] = (
     freeze,
     drop_side_outputs,
@@ -304,6 +437,15 @@ RULES: tuple[Rule, ...] = (
     fold_batch_norm,
     channels_last,
 )
+
+COMPILE_RULES: tuple[Rule, ...] = (
+    *RULES,
+    inline_scopes,
+    pooled_convs_as_sums,
+    merge_sibling_convs,
+)
+"""What :func:`compile_for_inference` applies: :data:`RULES`, then rewrites that pay off
+once inductor compiles the network, not in eager mode."""
 
 
 def optimize_for_inference(
@@ -339,7 +481,9 @@ class CompiledForInference(nn.Module):
     (outside those settings it would compile without freezing, 10 to 15% slower, and
     silently). Setting them costs 37 us, so calls like earlier ones skip it.
 
-    ``module`` is the optimised network as it was when a call compiled: its weights are
+    ``module`` is the optimised network as it was when a call compiled (from
+    :func:`compile_for_inference`, one graph, some convolutions merged, so its state_dict
+    is not the network's): its weights are
     constants of the compiled code and its mode is eval, so later changes to either are not
     seen. Dynamo therefore guards only what can change the compiled code, the inputs and
     the global state (grad mode, autocast, threads), not the module's attributes
@@ -375,13 +519,15 @@ class CompiledForInference(nn.Module):
 
 
 def compile_for_inference(module: nn.Module, *, cpp_wrapper: bool = True) -> nn.Module:
-    """The fastest CPU path archdsl offers: :func:`optimize_for_inference`, then
-    ``torch.compile`` with inductor freezing (and ``cpp_wrapper``) at every input shape.
+    """The fastest CPU path archdsl offers: :func:`optimize_for_inference` with
+    :data:`COMPILE_RULES` (its rules, then the network inlined into one graph, pooled
+    convolutions as sums and sibling convolutions merged), then ``torch.compile`` with
+    inductor freezing (and ``cpp_wrapper``) at every input shape.
     Compiling happens at the first call with each shape (a minute or more for a large
     network on two cores); each shape compiles once, up to dynamo's recompile limit (8).
     Outputs equal the module's in eval mode up to float rounding. On Linux,
     :func:`archdsl.keep_freed_memory` spares each call the page faults of activations
     glibc would otherwise hand back to the OS (docs/performance.md).
     """
-    optimised = optimize_for_inference(module, rules=(*RULES, pooled_convs_as_sums))
+    optimised = optimize_for_inference(module, rules=COMPILE_RULES)
     return CompiledForInference(optimised, {**FROZEN_COMPILE, "cpp_wrapper": cpp_wrapper})

@@ -5,6 +5,7 @@ realistic batch-norm statistics (the reference fill rule, not PyTorch's identity
 
 from __future__ import annotations
 
+import copy
 import doctest
 
 import pytest
@@ -40,6 +41,12 @@ def test_rules_are_listed_in_order() -> None:
         "fold_batch_norm",
         "channels_last",
     ]
+    assert optimize.COMPILE_RULES == (
+        *optimize.RULES,
+        optimize.inline_scopes,
+        optimize.pooled_convs_as_sums,
+        optimize.merge_sibling_convs,
+    )
 
 
 def test_fold_needs_a_single_user() -> None:
@@ -191,18 +198,61 @@ def test_pooled_convs_become_sums_of_products() -> None:
     assert relative_error(expected, got) < 1e-6
 
 
-@pytest.mark.slow  # inductor compiles C++ once: about 8 s
-def test_compile_for_inference_fuses_pooled_convs() -> None:
-    """Inductor hands oneDNN only the convolutions of whole maps; the pooled ones are
-    loops of its own."""
+INCEPTION = """block unit(c, k=1) { conv(c, k, padding=k // 2) -> relu }
+network t {
+  input [6, 8, 8]
+  concat {
+    (one: unit(4));
+    (reduce3: unit(3) -> three: unit(5, k=3));
+    (reduce5: unit(2) -> five: unit(3, k=5));
+    (pool: maxpool(3, stride=1, padding=1) -> proj: unit(2));
+    (gate: conv(6, 1) -> sigmoid);
+    (wide: unit(2, k=3))
+  }
+}"""
+
+
+def test_sibling_convs_merge_across_scopes() -> None:
+    """The three 1x1 convolutions of the block's input, each followed by a ReLU, become one
+    of 9 filters; ``gate`` (a sigmoid after it), ``proj`` (another input) and ``wide``
+    (3x3) stay apart. Outputs are equal channel for channel."""
+    net = fill(archdsl.compile(INCEPTION)).eval()
+    x = torch.randn(2, 6, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(x)
+        flat = optimize.inline_scopes(copy.deepcopy(net))
+        assert list(flat.state_dict()) == list(net.state_dict())
+        merged = optimize.merge_sibling_convs(flat)
+        got = merged(x)
+    convs = {n: m for n, m in merged.named_modules() if isinstance(m, nn.Conv2d)}
+    assert sorted(convs) == ["five.0", "gate", "merged0", "proj.0", "three.0", "wide.0"]
+    stacked = torch.cat([net.get_submodule(f"{n}.0").weight for n in ("one", "reduce3", "reduce5")])
+    assert torch.equal(convs["merged0"].weight, stacked)
+    assert relative_error(expected, got) < 1e-6
+
+
+@pytest.mark.slow  # inductor compiles C++ twice: about 15 s
+@pytest.mark.parametrize(
+    ("spec", "shape", "packed"),
+    [
+        (SQUEEZE_EXCITE, (8, 6, 6), 3),  # after, side, wide: not down, up, head
+        (INCEPTION, (6, 8, 8), 6),  # one conv for one, reduce3 and reduce5
+    ],
+    ids=["pooled", "siblings"],
+)
+def test_compile_for_inference_hands_onednn_fewer_convs(
+    spec: str, shape: tuple[int, ...], packed: int
+) -> None:
+    """Inductor hands oneDNN the convolutions :data:`optimize.COMPILE_RULES` leave: pooled
+    ones become loops of its own, siblings one call."""
     from torch._dynamo.utils import counters
 
-    net = fill(archdsl.compile(SQUEEZE_EXCITE)).eval()
+    net = fill(archdsl.compile(spec)).eval()
     fast = archdsl.compile_for_inference(net)
-    x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
     counters.clear()
     got = fast(x)
-    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == 3  # after, side, wide
+    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] == packed
     with torch.no_grad():
         assert relative_error(net(x), got) < REL
 
