@@ -137,6 +137,30 @@ def test_optimised_outputs_equal_the_network(name: str) -> None:
         assert nn.BatchNorm2d not in leaf_types(fast)
 
 
+@pytest.mark.parametrize(
+    ("name", "rewritten"),
+    # googlenet: one merge per inception block (9); efficientnet_b0: the two
+    # squeeze-and-excitation convolutions of each of its 16 MBConv blocks
+    [("googlenet", 9), ("efficientnet_b0", 32)],
+)
+def test_compile_rules_keep_the_outputs(name: str, rewritten: int) -> None:
+    """What :func:`archdsl.compile_for_inference` compiles, run eagerly, against the
+    network."""
+    net = filled(name).eval()
+    x = torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(x)
+        fast = archdsl.optimize_for_inference(net, rules=optimize.COMPILE_RULES)
+        got = fast(x)
+    changed = [
+        n
+        for n, m in fast.named_modules()
+        if type(m) is optimize.PooledConv2d or n.rpartition(".")[2].startswith("merged")
+    ]
+    assert len(changed) == rewritten
+    assert relative_error(expected, got) < REL
+
+
 # ---- compile_for_inference: the fastest CPU path ----------------------------------------
 
 RESIDUAL = """network t {
