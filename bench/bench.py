@@ -315,6 +315,7 @@ def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, 
 # Recomputed in the backward pass by each network's grad_checkpointing paths: the blocks
 # of its stages (densenet121's dense layers are what torchvision's memory_efficient takes).
 RECOMPUTED = {
+    "resnet18": ("layer*.*",),  # tests/test_bench.py's quick run
     "resnet50": ("layer*.*",),
     "densenet121": ("features.denseblock*.denselayer*",),
     "efficientnet_b0": ("features.[1-7].*",),

@@ -30,6 +30,15 @@ def _has_dot() -> bool:
     return shutil.which("dot") is not None
 
 
+def test_ci_runs_the_test_command_of_the_readme() -> None:
+    """README's second command is what CI runs, verbatim: the last line of .ci/run."""
+    root = DOCS.parent
+    readme = [code for info, code in FENCE.findall((root / "README.md").read_text())
+              if info == "sh" and "pytest" in code]
+    ci = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert readme == [ci + "\n"]
+
+
 def test_ops_reference_is_generated() -> None:
     assert (DOCS / "ops.md").read_text() == docgen.ops_markdown(), (
         "docs/ops.md is stale: run python -m archdsl.docgen"

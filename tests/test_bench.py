@@ -1,0 +1,83 @@
+"""The benchmark still runs: ``bench/bench.py --quick`` on one small network, every
+section, its raw results read back. Nothing is timed here (timings on a shared machine
+are noise; docs/performance.md has them). This keeps the script that produces the
+performance page working between the runs made by hand, and checks what it checks on the
+way: the optimised and the compiled networks give torchvision's outputs, and the fastest
+path really froze its weights.
+
+torchvision is installed for this test only (``--no-deps``, README's test command); the
+library never imports it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench_sections() -> tuple[str, ...]:
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "bench" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.SECTIONS
+
+
+SECTIONS = _bench_sections()
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    for module in ("torchvision", "onnxruntime", "onnxscript"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"the benchmark needs {module}")
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/bench.py", "--quick", "--networks", "resnet18", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text()), proc.stdout + proc.stderr
+
+
+def test_every_section_runs_and_is_written(quick_run: tuple[dict, str]) -> None:
+    results, log = quick_run
+    assert results["quick"] is True
+    assert [key for key in results if key in SECTIONS] == list(SECTIONS)
+    assert "warning" not in log
+    for key in SECTIONS:
+        assert results[key], key
+    for title in ("## Frontend", "## Eager", "## Optimised inference", "## torch.compile"):
+        assert title in log
+
+
+def test_the_frontend_section_times_every_bundled_spec(quick_run: tuple[dict, str]) -> None:
+    import archdsl
+
+    results, _ = quick_run
+    timed = results["frontend"]
+    assert set(archdsl.list_specs()) <= set(timed)
+
+
+def test_the_compared_networks_agree_with_torchvision(quick_run: tuple[dict, str]) -> None:
+    results, _ = quick_run
+    for batch in ("b1", "b8"):
+        optimised = results["optimised"][f"resnet18 {batch}"]
+        assert set(optimised) >= {"vs_torchvision", "vs_onnxruntime", "rel_error"}
+        assert 0 <= optimised["rel_error"] < 1e-4
+    compiled = results["compiled"]["resnet18"]
+    assert compiled["frozen"] is True
+    assert 0 <= compiled["rel_error_frozen"] < 1e-4
+    for pair in ("compiled_vs_compiled", "frozen_vs_onnxruntime", "frozen_vs_onnxruntime_b1"):
+        assert compiled[pair]["a"] > 0 and compiled[pair]["b"] > 0
