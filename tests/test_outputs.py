@@ -410,6 +410,16 @@ def test_format_of() -> None:
         format_of("model.pkl")
 
 
+def test_the_cli_knows_the_formats_export_writes() -> None:
+    # the CLI keeps its own table so that `archdsl check` never imports torch
+    from archdsl_cli import main as cli_main
+
+    assert cli_main.SAVE_EXTENSIONS == FORMATS
+    assert set(cli_main.STATE_DICT_EXTENSIONS) == {
+        e for e, what in FORMATS.items() if "state_dict" in what
+    }
+
+
 def test_pt2_round_trip_with_a_dynamic_batch(mixed: nn.Module, tmp_path: Path) -> None:
     path = archdsl.export(mixed, tmp_path / "mixed.pt2")
     assert mixed.training  # the export traced eval mode and restored the mode
