@@ -81,3 +81,46 @@ def test_the_compared_networks_agree_with_torchvision(quick_run: tuple[dict, str
     assert 0 <= compiled["rel_error_frozen"] < 1e-4
     for pair in ("compiled_vs_compiled", "frozen_vs_onnxruntime", "frozen_vs_onnxruntime_b1"):
         assert compiled[pair]["a"] > 0 and compiled[pair]["b"] > 0
+
+
+def test_the_gpu_script_runs_on_the_cpu(tmp_path: Path) -> None:
+    """bench/gpu.py waits for a lent GPU, with minutes to spend: a bug found there would
+    waste them. Its ``--device cpu`` smoke run goes through every section here; the same
+    network on both sides gives the same outputs in every mode (bitwise in fp32 and under
+    autocast; within bf16's precision after optimize_for_inference folds batch norm)."""
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("the benchmark needs torchvision")
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/gpu.py",
+            "--device",
+            "cpu",
+            "--quick",
+            "--networks",
+            "resnet18",
+            "--compile-networks",
+            "resnet18",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(out.read_text())
+    modes = {key.removeprefix("resnet18 ").rsplit(" b", 1)[0] for key in results["inference"]}
+    assert modes == {
+        "fp32",
+        "channels_last fp32",
+        "channels_last bf16",
+        "channels_last fp16",
+        "optimised bf16",
+    }
+    for key, entry in results["inference"].items():
+        assert entry["a"] > 0 and entry["b"] > 0
+        assert entry["rel_diff"] < (2e-2 if "optimised" in key else 1e-6), key
+    assert results["training"] and results["compiled"]["resnet18"]["rel_diff"] < 1e-4
