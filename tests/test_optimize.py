@@ -46,6 +46,7 @@ def test_rules_are_listed_in_order() -> None:
         optimize.inline_scopes,
         optimize.pooled_convs_as_sums,
         optimize.merge_sibling_convs,
+        optimize.concat_chains_in_place,
     )
 
 
@@ -140,8 +141,9 @@ def test_optimised_outputs_equal_the_network(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "rewritten"),
     # googlenet: one merge per inception block (9); efficientnet_b0: the two
-    # squeeze-and-excitation convolutions of each of its 16 MBConv blocks
-    [("googlenet", 9), ("efficientnet_b0", 32)],
+    # squeeze-and-excitation convolutions of each of its 16 MBConv blocks; densenet121:
+    # its four dense blocks, each written into one tensor
+    [("googlenet", 9), ("efficientnet_b0", 32), ("densenet121", 4)],
 )
 def test_compile_rules_keep_the_outputs(name: str, rewritten: int) -> None:
     """What :func:`archdsl.compile_for_inference` compiles, run eagerly, against the
@@ -157,7 +159,9 @@ def test_compile_rules_keep_the_outputs(name: str, rewritten: int) -> None:
         for n, m in fast.named_modules()
         if type(m) is optimize.PooledConv2d or n.rpartition(".")[2].startswith("merged")
     ]
-    assert len(changed) == rewritten
+    buffers = [n for n in fast.graph.nodes if n.target is optimize._channel_buffer]
+    assert len(changed) + len(buffers) == rewritten
+    assert not any(n.target is torch.cat for n in fast.graph.nodes) or name != "densenet121"
     assert relative_error(expected, got) < REL
 
 
@@ -253,6 +257,64 @@ def test_sibling_convs_merge_across_scopes() -> None:
     stacked = torch.cat([net.get_submodule(f"{n}.0").weight for n in ("one", "reduce3", "reduce5")])
     assert torch.equal(convs["merged0"].weight, stacked)
     assert relative_error(expected, got) < 1e-6
+
+
+DENSE = """block layer(g) { bn -> relu -> conv(g, 3, padding=1, bias=false) }
+network t {
+  input [4, 8, 8]
+  stem: conv(6, 1)
+  -> concat { (); l1: layer(3) }
+  -> concat { (); l2: layer(3) }
+  -> concat { (); l3: layer(2) }
+  -> bn -> relu
+  -> concat { (); pool: maxpool(3, stride=1, padding=1) }
+  -> concat { (); l4: layer(3) }
+}"""
+
+
+def test_a_chain_of_concats_becomes_one_tensor_written_in_place() -> None:
+    """The dense block's three concatenations become one tensor of 6 + 3 + 3 + 2 channels
+    (counted from l1, l2 and l3's convolutions) and three writes into it; the last two
+    concatenations are not a chain the rule can take (``pool``'s channels are not a
+    convolution's), so they stay. The concatenations' values are copies either way; the
+    batch norms reading them as views of the one tensor may round differently."""
+    net = fill(archdsl.compile(DENSE)).eval()
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(x)
+        flat = optimize.inline_scopes(copy.deepcopy(net))
+        rewritten = optimize.concat_chains_in_place(flat)
+        got = rewritten(x)
+    calls = [(n.target, n.args) for n in rewritten.graph.nodes if n.op == "call_function"]
+    buffers = [args for target, args in calls if target is optimize._channel_buffer]
+    assert [args[2] for args in buffers] == [3 + 3 + 2]
+    assert sum(target is optimize._append_channels for target, _ in calls) == 3
+    assert sum(target is torch.cat for target, _ in calls) == 2
+    assert list(rewritten.state_dict()) == list(net.state_dict())
+    assert relative_error(expected, got) < 1e-6
+
+
+def test_a_chain_whose_value_is_overwritten_stays() -> None:
+    """A ReLU that runs in place on the concatenation would write into the shared tensor:
+    the rule leaves that chain alone."""
+    spec = DENSE.replace("-> bn -> relu\n", "-> relu\n")
+    net = fill(archdsl.compile(spec)).eval()
+    flat = optimize.inline_scopes(net)
+    last = [n for n in flat.graph.nodes if n.target is torch.cat][2]  # l3's concatenation
+    (relu,) = [u for u in last.users if u.op == "call_module"]
+    assert flat.get_submodule(relu.target).inplace  # archdsl's choice, as torchvision's
+    rewritten = optimize.concat_chains_in_place(flat)
+    assert sum(n.target is torch.cat for n in rewritten.graph.nodes) == 5
+
+
+@pytest.mark.slow  # inductor compiles C++ once: about 8 s
+def test_compile_for_inference_of_a_dense_block() -> None:
+    net = fill(archdsl.compile(DENSE)).eval()
+    fast = archdsl.compile_for_inference(net)
+    assert any(n.target is optimize._channel_buffer for n in fast.module.graph.nodes)
+    x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert relative_error(net(x), fast(x)) < 1e-6
 
 
 @pytest.mark.slow  # inductor compiles C++ twice: about 15 s
