@@ -437,7 +437,8 @@ def _channel_cat(node: fx.Node) -> bool:
 
 def _channels_of(gm: fx.GraphModule, node: fx.Node) -> int | None:
     """How many channels ``node``'s value has, where its producer says so: a convolution,
-    possibly through elementwise activations, or a channel slice of a merged one."""
+    possibly through elementwise activations, or a channel slice of such a value (a merged
+    convolution's). Never a view of another tensor's channels, so never of a chain's."""
     while node.op == "call_module" and len(node.args) == 1 and not node.kwargs:
         sub = gm.get_submodule(node.target)
         if isinstance(sub, nn.Conv2d):
@@ -446,8 +447,9 @@ def _channels_of(gm: fx.GraphModule, node: fx.Node) -> int | None:
             return None
         node = node.args[0]  # type: ignore[assignment]
     if node.op == "call_function" and node.target is torch.narrow and node.args[1] == 1:
-        length = node.args[3]
-        return length if isinstance(length, int) else None
+        source, length = node.args[0], node.args[3]
+        if isinstance(length, int) and _channels_of(gm, source) is not None:  # type: ignore[arg-type]
+            return length
     return None
 
 
