@@ -496,12 +496,13 @@ def concat_chains_in_place(module: nn.Module) -> nn.Module:
     every ``y`` (its channels counted from the convolutions that make them), each ``y``
     is written into its channels in place, and each ``x`` is a view of the first channels.
     Where each ``cat`` copies everything so far once more (a block's copying grows with the
-    square of its depth), only the new channels are written. In eager mode a
-    ``cat`` is as fast; compiled, inductor writes each ``y`` in the kernel that normalises
-    the next layer's input (densenet121 in one process: 0.90 of the time at batch 8, 0.92
-    at batch 1, docs/performance.md). Only chains of two or more, whose views nothing
-    overwrites. The concatenated values are the same copies; what reads them reads a view
-    (in eager mode a batch norm may then round differently in the last bit).
+    square of its depth), only the new channels are written. Compiled, inductor writes each
+    ``y`` in the kernel that normalises the next layer's input (densenet121, in one
+    process: 0.88 of the time at batch 8, 0.92 at batch 1, docs/performance.md); in eager
+    mode it is slower (1.21 of the time at batch 8), so it is not one of :data:`RULES`.
+    Only chains of two or more, whose views nothing overwrites. The concatenated values are
+    the same copies; what reads them reads a view (in eager mode a batch norm may then
+    round differently in the last bit).
 
     >>> import archdsl
     >>> net = archdsl.compile("network t { input [3, 4, 4]; "
