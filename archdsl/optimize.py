@@ -299,7 +299,11 @@ def pooled_convs_as_sums(module: nn.Module) -> nn.Module:
 
 
 class _ScopeTracer(fx.Tracer):
-    """Traces through scopes (GraphModules), keeping every other module a call."""
+    """Traces through scopes (GraphModules), keeping every other module a call, and the
+    rules' own functions (unpickling a GraphModule traces it again with its tracer)."""
+
+    def __init__(self) -> None:
+        super().__init__(autowrap_functions=(_channel_buffer, _append_channels))
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return not isinstance(m, fx.GraphModule)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import doctest
+import io
 
 import pytest
 import torch
@@ -292,6 +293,14 @@ def test_a_chain_of_concats_becomes_one_tensor_written_in_place() -> None:
     assert sum(target is torch.cat for target, _ in calls) == 2
     assert list(rewritten.state_dict()) == list(net.state_dict())
     assert relative_error(expected, got) < 1e-6
+    # unpickling traces the graph again: the helpers must stay calls, not be traced into
+    saved = io.BytesIO()
+    torch.save(rewritten, saved)
+    saved.seek(0)
+    loaded = torch.load(saved, weights_only=False)
+    assert [n.target for n in loaded.graph.nodes] == [n.target for n in rewritten.graph.nodes]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), got)
 
 
 def test_a_chain_whose_value_is_overwritten_stays() -> None:
