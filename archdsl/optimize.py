@@ -656,8 +656,8 @@ def compile_for_inference(module: nn.Module, *, cpp_wrapper: bool = True) -> nn.
     """The fastest CPU path archdsl offers: :func:`optimize_for_inference` with
     :data:`COMPILE_RULES` (its rules, then the network inlined into one graph, pooled
     convolutions as sums, sibling convolutions merged and chains of concatenations written
-    into one tensor), then ``torch.compile`` with
-    inductor freezing (and ``cpp_wrapper``) at every input shape.
+    into one tensor), then ``torch.compile`` with inductor freezing (and ``cpp_wrapper``)
+    at every input shape.
     Compiling happens at the first call with each shape (a minute or more for a large
     network on two cores); each shape compiles once, up to dynamo's recompile limit (8).
     Outputs equal the module's in eval mode up to float rounding. On Linux,
