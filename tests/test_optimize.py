@@ -303,6 +303,18 @@ def test_a_chain_of_concats_becomes_one_tensor_written_in_place() -> None:
         assert torch.equal(loaded(x), got)
 
 
+def test_a_chain_written_in_place_under_autocast() -> None:
+    """The tensor takes the dtype ``cat`` would: under autocast the convolutions give
+    bfloat16, and so does the rewritten block, with the same values."""
+    net = fill(archdsl.compile(DENSE)).eval()
+    rewritten = optimize.concat_chains_in_place(optimize.inline_scopes(copy.deepcopy(net)))
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = net(x), rewritten(x)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    assert relative_error(expected.float(), got.float()) < 1e-2
+
+
 def test_a_chain_whose_value_is_overwritten_stays() -> None:
     """A ReLU that runs in place on the concatenation would write into the shared tensor:
     the rule leaves that chain alone."""
