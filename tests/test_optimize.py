@@ -303,6 +303,34 @@ def test_a_chain_of_concats_becomes_one_tensor_written_in_place() -> None:
         assert torch.equal(loaded(x), got)
 
 
+MERGED_PIECES = """block layer(g) { bn -> relu -> conv(g, 3, padding=1, bias=false) }
+network t {
+  input [4, 8, 8]
+  stem: conv(6, 1)
+  -> concat {
+    (concat { (); (a: conv(3, 1) -> relu) } -> concat { (); l2: layer(3) });
+    (b: conv(2, 1) -> relu)
+  }
+}"""
+
+
+def test_a_chain_counts_the_channels_of_merged_convs() -> None:
+    """``a`` and ``b`` read the stem, so they merge; their pieces of the chain are then
+    slices of the merged convolution's output, counted from the slices (3 and 2), and the
+    outer concatenation extends the inner two."""
+    net = fill(archdsl.compile(MERGED_PIECES)).eval()
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = net(x)
+        flat = optimize.merge_sibling_convs(optimize.inline_scopes(copy.deepcopy(net)))
+        rewritten = optimize.concat_chains_in_place(flat)
+        got = rewritten(x)
+    calls = [(n.target, n.args) for n in rewritten.graph.nodes if n.op == "call_function"]
+    assert [args[2] for target, args in calls if target is optimize._channel_buffer] == [8]
+    assert sum(target is optimize._append_channels for target, _ in calls) == 3
+    assert relative_error(expected, got) < 1e-6
+
+
 def test_a_chain_written_in_place_under_autocast() -> None:
     """The tensor takes the dtype ``cat`` would: under autocast the convolutions give
     bfloat16, and so does the rewritten block, with the same values."""
