@@ -344,6 +344,9 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
         except Exception:  # pragma: no cover - lark internals
             expected = set(e.expected)
         msg = f"unexpected {what}; expected {_describe(expected)}"
+        label = _unfinished_label(e, tok, expected)
+        if label is not None:
+            return _label_error(label, what, text, path)
         if tok.type == "REPEAT" and "NAME" in expected:
             msg = "'x' is reserved for repetition ('item x N') and cannot be a name"
         elif tok.type == "NAME" and "REPEAT" in expected and tok.value != "x":
@@ -352,6 +355,46 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
         msg = str(e).splitlines()[0]
     end = col + 1
     return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1), line, end), text)
+
+
+def _unfinished_label(e: UnexpectedToken, tok: Token, expected: set[str]) -> tuple[str, Token] | None:
+    """The word and first brace of a label with a computed part (``word{expr}``) that the
+    error cut short, or None. ``residual { conv(...) }`` parses as such a label: the
+    parser wants its ':' (or, at a newline inside the braces, its '}')."""
+    if "COLON" not in expected and not (tok.type == "_NL" and expected == {"RBRACE"}):
+        return None
+    try:
+        stack = e.interactive_parser.parser_state.value_stack
+    except AttributeError:  # pragma: no cover - lark internals
+        return None
+    for i in range(len(stack) - 2, -1, -1):
+        word, brace = stack[i], stack[i + 1]
+        if type(word) is str and isinstance(brace, Token) and brace.type == "LBRACE":
+            return word, brace  # label_word gives a plain str; names are Tokens
+    return None
+
+
+def _label_error(label: tuple[str, Token], what: str, text: str, path: str) -> ArchSyntaxError:
+    word, brace = label
+    start = text.rfind(word, 0, brace.start_pos)
+    before = text[:start]
+    line = before.count("\n") + 1
+    column = start - (before.rfind("\n") + 1) + 1
+    span = Span(path, line, column, line, column + len(word))
+    err = ArchSyntaxError(
+        f"unexpected {what}: '{text[start:brace.end_pos]}' reads as a label with a computed "
+        "part, as in 'denselayer{i + 1}: layer', and needs ':' and the labelled item after "
+        "its '}'",
+        span,
+        text,
+    )
+    if brace.start_pos > start + len(word):  # "residual {": meant as a construct
+        err.notes.append(
+            "layers are grouped with 'add { branch; branch }' (a residual: "
+            "'add { (); layers }'), 'concat { ... }', 'mul { ... }' or 'seq { ... }'; a "
+            "block is called with parentheses, 'name(args)'"
+        )
+    return err
 
 
 def _tok_span(path: str, tok: Token) -> Span:
