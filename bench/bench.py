@@ -3,8 +3,9 @@
     python bench/bench.py            # the full run (about 15 minutes on 2 cores)
     python bench/bench.py --quick    # a smoke run: one network, few repetitions
 
-Prints Markdown tables (the source of docs/performance.md) and writes the raw timings to
-bench/results.json (or --json PATH). Every comparison interleaves the two sides run by run
+Prints Markdown tables (the source of docs/performance.md) and adds the raw timings to
+bench/results.json under a key named by the run's start ("run_2026-12-07_0142"), the
+runs already recorded there kept; --json PATH writes this run alone to PATH instead. Every comparison interleaves the two sides run by run
 (A B B A ...), so drift in the machine's speed hits both; the tables give "median (best)"
 times, the median of the per-round ratios (archdsl / torchvision: below 1 is faster) and
 the ratio of the best runs, which is what an otherwise idle machine would show.
@@ -638,10 +639,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", nargs="+", help=f"default: {' '.join(NETWORKS)}")
     parser.add_argument("--compile-networks", nargs="+",
                         help="default: the --networks (resnet50 alone with --quick)")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results.json"))
+    parser.add_argument("--json", help="write this run alone to JSON (default: add it to "
+                        "bench/results.json under a key named by its start)")
     parser.add_argument("--keep-memory", action="store_true",
                         help="glibc keeps freed memory for reuse (archdsl.keep_freed_memory)")
     args = parser.parse_args(argv)
+    started = time.time()
     kept = archdsl.keep_freed_memory() if args.keep_memory else False
     torch.set_num_threads(THREADS)
     nets = tuple(args.networks or (("resnet50",) if args.quick else NETWORKS))
@@ -664,16 +667,38 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("scaling", "Scaling", lambda: scaling(args.quick)),
     ]
-    run_sections([r for r in runs if r[0] in only], results, Path(args.json))
+    run_sections([r for r in runs if r[0] in only], results)
+    if args.json:
+        path = Path(args.json)
+        path.write_text(json.dumps(results, indent=1, default=str))
+    else:
+        path = RESULTS
+        add_run(path, time.strftime("run_%Y-%m-%d_%H%M", time.localtime(started)), results)
+    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {path}")
     return 0
+
+
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def add_run(path: Path, key: str, results: dict[str, Any]) -> None:
+    """Add one run's ``results`` to the JSON record at ``path`` under ``key``, keeping
+    the runs already there (a second run in the same minute gets a suffix)."""
+    record = json.loads(path.read_text()) if path.exists() else {}
+    name, n = key, 1
+    while name in record:
+        n += 1
+        name = f"{key}_{n}"
+    record[name] = results
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
 
 
 Run = tuple[str, str, Callable[[], tuple[str, dict[str, Any]]]]
 
 
-def run_sections(runs: list[Run], results: dict[str, Any], json_path: Path) -> None:
-    """Run each section (key, title, run), printing its table; then write ``results`` with
-    each section's raw timings under its key."""
+def run_sections(runs: list[Run], results: dict[str, Any]) -> None:
+    """Run each section (key, title, run), printing its table and putting its raw timings
+    in ``results`` under its key."""
     start = time.perf_counter()
     for key, title, run in runs:
         with section(title):
@@ -682,8 +707,6 @@ def run_sections(runs: list[Run], results: dict[str, Any], json_path: Path) -> N
             results[key] = raw
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["total_seconds"] = time.perf_counter() - start
-    json_path.write_text(json.dumps(results, indent=1, default=str))
-    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {json_path}")
 
 
 if __name__ == "__main__":

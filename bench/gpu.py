@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         ("compiled", "torch.compile",
          lambda: compiled(tvm, tuple(args.compile_networks), device, reps, train_batch)),
     ]
-    run_sections(runs, results, Path(args.json))
+    run_sections(runs, results)
+    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {args.json}")
     return 0
 
 

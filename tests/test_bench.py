@@ -23,15 +23,16 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench_sections() -> tuple[str, ...]:
+def _load_bench():
     spec = importlib.util.spec_from_file_location("bench", ROOT / "bench" / "bench.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return bench.SECTIONS
+    return bench
 
 
-SECTIONS = _bench_sections()
+BENCH = _load_bench()
+SECTIONS = BENCH.SECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,19 @@ def test_the_gpu_script_runs_on_the_cpu(tmp_path: Path) -> None:
         assert entry["a"] > 0 and entry["b"] > 0
         assert entry["rel_diff"] < (2e-2 if "optimised" in key else 1e-6), key
     assert results["training"] and results["compiled"]["resnet18"]["rel_diff"] < 1e-4
+
+
+def test_a_run_is_added_to_the_record_not_written_over_it(tmp_path: Path) -> None:
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"machine": {"cpu": "x"}, "compiled_runs_old": {"a": 1}}))
+    BENCH.add_run(record, "run_2026-12-07_0142", {"compiled": {"b": 2}})
+    BENCH.add_run(record, "run_2026-12-07_0142", {"compiled": {"b": 3}})
+    assert json.loads(record.read_text()) == {
+        "machine": {"cpu": "x"},
+        "compiled_runs_old": {"a": 1},
+        "run_2026-12-07_0142": {"compiled": {"b": 2}},
+        "run_2026-12-07_0142_2": {"compiled": {"b": 3}},
+    }
+    fresh = tmp_path / "fresh.json"
+    BENCH.add_run(fresh, "run_1", {"quick": True})
+    assert json.loads(fresh.read_text()) == {"run_1": {"quick": True}}
