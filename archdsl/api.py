@@ -120,7 +120,22 @@ def _load_source(loader: Loader, source: str, path: str) -> SpecModule:
         return loader.load_source(source, path)
     except ArchError as e:
         _attach_source(e, loader)
+        _note_name_for_text(e, source)
         raise
+
+
+def _note_name_for_text(e: ArchError, source: str) -> None:
+    """When spec text that failed to parse is one word or one path, say which function
+    takes a bundled network's name or a file's path."""
+    text = source.strip()
+    if not text or len(text) > 4096 or any(c.isspace() for c in text):
+        return
+    if text.endswith(".arch") or os.path.isfile(text):
+        e.notes.append(f"check() and compile() take spec text; for a spec file, "
+                       f"check_file({text!r}) or compile_file({text!r})")
+    elif text in list_specs():
+        e.notes.append(f"check() and compile() take spec text; for the bundled network, "
+                       f"load_graph({text!r}) or load({text!r})")
 
 
 def _load_file(loader: Loader, path: PathLike) -> SpecModule:

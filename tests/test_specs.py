@@ -79,6 +79,26 @@ def test_an_unknown_bundled_name_says_what_was_meant(name: str, hint: str):
     assert hint in info.value.message
 
 
+@pytest.mark.parametrize(
+    "text, note",
+    [
+        ("resnet50", "for the bundled network, load_graph('resnet50') or load('resnet50')"),
+        ("  specs/resnet50.arch\n", "check_file('specs/resnet50.arch') or compile_file("),
+        ("my_net", None),  # neither a bundled name nor a file: no guess
+        ("network t { input [3, 8, 8]; conv(4, 3) -> }", None),
+    ],
+)
+def test_spec_text_that_is_a_name_points_at_the_functions_for_names(text: str, note: str | None):
+    """``check``/``compile`` take spec text; the reverse of the case above."""
+    with pytest.raises(archdsl.ArchSyntaxError) as info:
+        archdsl.check(text)
+    notes = [n for n in info.value.notes if "take spec text" in n]
+    if note is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and note in notes[0]
+
+
 # --- against the reference records -----------------------------------------------------
 
 
