@@ -353,3 +353,22 @@ def test_init_is_deterministic(name: str) -> None:
     torch.manual_seed(0)
     b = archdsl.load(name).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_scaled_clauses_multiply_along_a_chain_of_derivations() -> None:
+    """docs/language.md: clauses multiply, across clauses and across ``network b = a``."""
+    source = (
+        "block cb(out) { conv(scale_channels(out), 3, padding=1) -> relu }\n"
+        "network family { input [3, 32, 32]; cb(12) x scale_depth(2) }\n"
+        "network a1 = family scaled(width=2) scaled(depth=1.5)\n"
+        "network a2 = a1 scaled(width=2, resolution=0.5)\n"
+    )
+    base = archdsl.check(source, network="family")
+    assert base.scaling == {"width": 1.0, "depth": 1.0, "resolution": 1.0}
+    assert base.output_shape == (16, 32, 32)  # scale_channels still rounds: 12 -> 16
+    a2 = archdsl.check(source, network="a2")
+    assert a2.scaling == {"width": 4.0, "depth": 1.5, "resolution": 0.5}
+    assert a2.input_shape == (3, 16, 16)
+    convs = [n for n in a2.nodes() if n.op == "conv"]
+    assert len(convs) == 3  # ceil(2 * 1.5)
+    assert a2.output_shape == (48, 16, 16)  # 12 * 4
