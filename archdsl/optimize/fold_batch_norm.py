@@ -1,0 +1,53 @@
+"""Batch norm folded into the convolution or linear layer before it."""
+
+from __future__ import annotations
+
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from archdsl.optimize.graphs import _finish, graph_modules
+
+FOLDABLE = (
+    (nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval),
+    (nn.Linear, nn.BatchNorm1d, fuse_linear_bn_eval),
+)
+
+
+def fold_batch_norm(module: nn.Module) -> nn.Module:
+    """Fold each eval-mode batch norm into the convolution or linear layer before it, when
+    that layer's output feeds nothing else: ``bn(conv(x)) == conv'(x)`` with the weight
+    scaled by ``gamma / sqrt(var + eps)`` and the bias shifted to match. The fold happens
+    within one scope (a block's conv and its bn), which is where the specs put them.
+
+    >>> import torch, archdsl
+    >>> m = archdsl.compile("network t { input [3, 6, 6]; c: conv(4, 3) -> b: bn }").eval()
+    >>> x = torch.randn(1, 3, 6, 6); y = m(x)
+    >>> m = fold_batch_norm(m)
+    >>> [n for n, _ in m.named_children()], torch.allclose(m(x), y, atol=1e-6)
+    (['c'], True)
+    """
+    for gm in graph_modules(module):
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or len(node.args) != 1:
+                continue
+            prev = node.args[0]
+            if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+                continue
+            bn, layer = gm.get_submodule(node.target), gm.get_submodule(prev.target)
+            for layer_type, bn_type, fuse in FOLDABLE:
+                if (
+                    type(layer) is layer_type
+                    and type(bn) is bn_type
+                    and not bn.training
+                    and bn.track_running_stats
+                    and not layer.training
+                ):
+                    gm.set_submodule(prev.target, fuse(layer, bn))
+                    node.replace_all_uses_with(prev)
+                    gm.graph.erase_node(node)
+                    changed = True
+                    break
+        if changed:
+            _finish(gm)
+    return module
