@@ -1,4 +1,5 @@
-"""Text -> AST. Lark's exceptions become ArchSyntaxError here and nowhere else."""
+"""Text -> AST. Lark's exceptions become ArchSyntaxError here (worded by syntax_errors.py)
+and nowhere else."""
 
 from __future__ import annotations
 
@@ -6,16 +7,12 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from lark import Lark, Token, Tree
-from lark.exceptions import (
-    UnexpectedCharacters,
-    UnexpectedEOF,
-    UnexpectedInput,
-    UnexpectedToken,
-)
+from lark.exceptions import UnexpectedInput
 
-from archdsl.errors import ArchError, ArchLimitError, ArchSyntaxError, Span, source_lines
+from archdsl.errors import ArchError, ArchLimitError, ArchSyntaxError, Span
 from archdsl.frontend import ast
 from archdsl.frontend.lalr import Driver, Extent
+from archdsl.frontend.syntax_errors import syntax_error
 
 MAX_SOURCE_BYTES = 1_000_000
 # Brackets ( [ { open inside one another, each "else if" of a chain counting as one more:
@@ -233,45 +230,6 @@ def _lark() -> Lark:
     )
 
 
-_TOKEN_WORDS = {
-    "_NL": "end of line", "$END": "end of file", "NAME": "a name", "NUMBER": "a number",
-    "STRING": "a string", "ARROW": "'->'", "REPEAT": "'x'", "LBRACE": "'{'", "RBRACE": "'}'",
-    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
-    "EQUAL": "'='", "COLON": "':'", "DOT": "'.'", "ELSE": "'else'",
-    "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "an operator",
-}
-
-
-# Tokens that would merely continue an expression or a chain; listed only when nothing
-# else could come next, so "conv(4 3)" says "expected ',' or ')'".
-_CONTINUATIONS = {
-    "ADD_OP", "MUL_OP", "POW", "COMP_OP", "DOT", "LSQB", "IF", "AND", "OR", "ARROW", "REPEAT",
-    "FOR", "LPAR", "COLON", "LBRACE",
-}
-
-
-_EXPRESSION_START = {
-    "NUMBER", "STRING", "TRUE", "FALSE", "NONE", "IN", "NOT", "ADD_OP", "LSQB", "LPAR", "NAME",
-}
-
-
-def _describe(expected: set[str]) -> str:
-    structural = expected - _CONTINUATIONS
-    if structural:
-        expected = structural
-    if {"NUMBER", "STRING"} <= expected:
-        words = ["an expression"] + sorted(
-            {_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected - _EXPRESSION_START}
-        )
-    else:
-        words = sorted({_TOKEN_WORDS.get(t, t.lower().strip("_")) for t in expected})
-    if len(words) > 6:
-        words = words[:6] + ["..."]
-    if len(words) == 2:
-        return " or ".join(words)
-    return ", ".join(words)
-
-
 def parse(text: str, path: str = "<string>") -> ast.Module:
     """Parse one spec file into an AST :class:`~archdsl.frontend.ast.Module`."""
     if len(text) > MAX_SOURCE_BYTES:
@@ -294,107 +252,12 @@ def parse(text: str, path: str = "<string>") -> ast.Module:
         e.source = text
         raise
     except UnexpectedInput as e:
-        raise _syntax_error(e, text, path) from None
+        open_tokens = list(postlex.open)  # type: ignore[union-attr]
+        raise syntax_error(e, text, path, open_tokens) from None
     if builder.error is not None:  # a number too large, found while the text parsed
         builder.error.source = text
         raise builder.error
     return result.with_path(path)
-
-
-_CLOSING = {"(": "')'", "[": "']'", "{": "'}'"}
-
-
-def _unclosed(open_tokens: list[Token]) -> str:
-    tok = open_tokens[-1]
-    return f"; the '{tok.value}' at {tok.line}:{tok.column} is never closed with {_CLOSING[tok.value]}"
-
-
-def _syntax_error(e: UnexpectedInput, text: str, path: str) -> ArchSyntaxError:
-    line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
-    open_tokens = list(_lark().options.postlex.open)  # type: ignore[union-attr]
-    if isinstance(e, UnexpectedCharacters):
-        pos = e.pos_in_stream or 0
-        ch = text[pos] if pos < len(text) else ""
-        rest = text[pos + 1:].split("\n", 1)[0]
-        if ch in "\"'" and ch not in rest:
-            msg = "unterminated string: add the closing quote on the same line"
-        else:
-            msg = f"unexpected character {ch!r}"
-    elif isinstance(e, UnexpectedEOF):
-        lines = source_lines(text)
-        line, col = len(lines), len(lines[-1]) + 1
-        msg = f"unexpected end of file; expected {_describe(set(e.expected))}"
-        if open_tokens:
-            msg = "unexpected end of file" + _unclosed(open_tokens)
-    elif isinstance(e, UnexpectedToken):
-        tok = e.token
-        if tok.type == "$END":
-            lines = source_lines(text)
-            line, col = len(lines), len(lines[-1]) + 1
-            what = "end of file"
-            if open_tokens:
-                msg = "unexpected end of file" + _unclosed(open_tokens)
-                return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1)), text)
-        elif tok.type == "_NL":
-            what = "end of line"
-        else:
-            what = repr(tok.value)
-        try:  # the tokens the parser really accepts here, not the LALR state's lookaheads
-            expected = set(e.interactive_parser.accepts())
-        except Exception:  # pragma: no cover - lark internals
-            expected = set(e.expected)
-        msg = f"unexpected {what}; expected {_describe(expected)}"
-        label = _unfinished_label(e, tok, expected)
-        if label is not None:
-            return _label_error(label, what, text, path)
-        if tok.type == "REPEAT" and "NAME" in expected:
-            msg = "'x' is reserved for repetition ('item x N') and cannot be a name"
-        elif tok.type == "NAME" and "REPEAT" in expected and tok.value != "x":
-            msg += " (statements are separated by newlines or ';')"
-    else:  # pragma: no cover - other lark errors
-        msg = str(e).splitlines()[0]
-    end = col + 1
-    return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1), line, end), text)
-
-
-def _unfinished_label(e: UnexpectedToken, tok: Token, expected: set[str]) -> tuple[str, Token] | None:
-    """The word and first brace of a label with a computed part (``word{expr}``) that the
-    error cut short, or None. ``residual { conv(...) }`` parses as such a label: the
-    parser wants its ':' (or, at a newline inside the braces, its '}')."""
-    if "COLON" not in expected and not (tok.type == "_NL" and expected == {"RBRACE"}):
-        return None
-    try:
-        stack = e.interactive_parser.parser_state.value_stack
-    except AttributeError:  # pragma: no cover - lark internals
-        return None
-    for i in range(len(stack) - 2, -1, -1):
-        word, brace = stack[i], stack[i + 1]
-        if type(word) is str and isinstance(brace, Token) and brace.type == "LBRACE":
-            return word, brace  # label_word gives a plain str; names are Tokens
-    return None
-
-
-def _label_error(label: tuple[str, Token], what: str, text: str, path: str) -> ArchSyntaxError:
-    word, brace = label
-    start = text.rfind(word, 0, brace.start_pos)
-    before = text[:start]
-    line = before.count("\n") + 1
-    column = start - (before.rfind("\n") + 1) + 1
-    span = Span(path, line, column, line, column + len(word))
-    err = ArchSyntaxError(
-        f"unexpected {what}: '{text[start:brace.end_pos]}' reads as a label with a computed "
-        "part, as in 'denselayer{i + 1}: layer', and needs ':' and the labelled item after "
-        "its '}'",
-        span,
-        text,
-    )
-    if brace.start_pos > start + len(word):  # "residual {": meant as a construct
-        err.notes.append(
-            "layers are grouped with 'add { branch; branch }' (a residual: "
-            "'add { (); layers }'), 'concat { ... }', 'mul { ... }' or 'seq { ... }'; a "
-            "block is called with parentheses, 'name(args)'"
-        )
-    return err
 
 
 def _tok_span(path: str, tok: Token) -> Span:
