@@ -180,6 +180,19 @@ def test_py_one_class_per_structure_parameters_where_instances_differ() -> None:
     assert "x = self.inception4a(x)  # N x 512 x 14 x 14" in source
 
 
+def test_py_names_structural_variants_by_what_differs() -> None:
+    """A block built with different structures gets a class per structure, named by the
+    members the plainest lacks, or by the size of a numbered family of members."""
+    densenet = archdsl.emit_python(archdsl.load_graph("densenet121"))
+    for layers in (6, 12, 24, 16):
+        assert f"class DenseBlock{layers}(nn.Module):" in densenet
+        assert f"self.denselayer{layers} = DenseLayer(" in densenet.split(f"class DenseBlock{layers}(")[1]
+    assert "self.denseblock3 = DenseBlock24()" in densenet
+    resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
+    assert "class BottleneckDownsample(nn.Module):" in resnet
+    assert "class Bottleneck(nn.Module):" in resnet
+
+
 def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) -> None:
     ruff = shutil.which("ruff")
     if ruff is None:

@@ -37,6 +37,7 @@ The work is split by concern:
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,9 @@ class _Writer:
             if cls is root:
                 continue
             base, k = cls.name, 1
-            while cls.name in taken:
+            while cls.name in taken:  # "Block2"; after a number, "DenseBlock12_2"
                 k += 1
-                cls.name = f"{base}{k}"
+                cls.name = f"{base}_{k}" if base[-1].isdigit() else f"{base}{k}"
             taken.add(cls.name)
 
     def write(self) -> str:
@@ -242,9 +243,14 @@ class _Writer:
         return self.local[(support.module, name)] + leaf.func[len(name) :]
 
 
+_NUMBERED = re.compile(r"(.*[^\d])(\d+)")
+
+
 def _name_variants(classes: list[ClassPlan]) -> None:
     """Classes of one block with different structures: the one with the fewest members
-    keeps the block's name, the others add the members it lacks (``BasicDownsample``)."""
+    keeps the block's name, the others add the members it lacks (``BasicDownsample``).
+    Where every variant differs only in how many of a numbered family it holds
+    (``denselayer1`` to ``denselayer12``), each is named by that count (``DenseBlock12``)."""
     by_name: dict[str, list[ClassPlan]] = {}
     for cls in classes:
         by_name.setdefault(cls.name, []).append(cls)
@@ -255,10 +261,24 @@ def _name_variants(classes: list[ClassPlan]) -> None:
             id(c): [m.attr for m in c.members if m.attr and identifier(m.attr)] for c in variants
         }
         plain = min(variants, key=lambda c: len(attrs[id(c)]))
+        extras = {id(c): [a for a in attrs[id(c)] if a not in attrs[id(plain)]] for c in variants}
+        family = _numbered_family([a for c in variants if c is not plain for a in extras[id(c)]])
         for cls in variants:
-            extra = [a for a in attrs[id(cls)] if a not in attrs[id(plain)]]
-            if cls is not plain and extra:
-                cls.name += "".join(camel(a) for a in extra[:2])
+            if family is not None:
+                numbered = (_NUMBERED.fullmatch(a) for a in attrs[id(cls)])
+                cls.name += str(sum(1 for m in numbered if m and m.group(1) == family))
+            elif cls is not plain and extras[id(cls)]:
+                cls.name += "".join(camel(a) for a in extras[id(cls)][:2])
+
+
+def _numbered_family(names: list[str]) -> str | None:
+    """The prefix every one of ``names`` shares before its number (``denselayer`` of
+    ``denselayer7``, ``denselayer8``), or None."""
+    matches = [_NUMBERED.fullmatch(n) for n in names]
+    prefixes = {m.group(1) if m else None for m in matches}
+    if len(prefixes) != 1 or None in prefixes:
+        return None
+    return prefixes.pop()
 
 
 def _annotation(values: tuple[Any, ...]) -> str:
