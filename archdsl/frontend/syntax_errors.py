@@ -4,30 +4,71 @@ common mistakes (a statement run on, a bracket never closed, a computed label wi
 
 from __future__ import annotations
 
+import re
+
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from archdsl.errors import ArchSyntaxError, Span, source_lines
 
 _TOKEN_WORDS = {
-    "_NL": "end of line", "$END": "end of file", "NAME": "a name", "NUMBER": "a number",
-    "STRING": "a string", "ARROW": "'->'", "REPEAT": "'x'", "LBRACE": "'{'", "RBRACE": "'}'",
-    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
-    "EQUAL": "'='", "COLON": "':'", "DOT": "'.'", "ELSE": "'else'",
-    "COMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "an operator",
+    "_NL": "end of line",
+    "$END": "end of file",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "ARROW": "'->'",
+    "REPEAT": "'x'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "COLON": "':'",
+    "DOT": "'.'",
+    "ELSE": "'else'",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "an operator",
 }
 
 
 # Tokens that would merely continue an expression or a chain; listed only when nothing
 # else could come next, so "conv(4 3)" says "expected ',' or ')'".
 _CONTINUATIONS = {
-    "ADD_OP", "MUL_OP", "POW", "COMP_OP", "DOT", "LSQB", "IF", "AND", "OR", "ARROW", "REPEAT",
-    "FOR", "LPAR", "COLON", "LBRACE",
+    "ADD_OP",
+    "MUL_OP",
+    "POW",
+    "COMP_OP",
+    "DOT",
+    "LSQB",
+    "IF",
+    "AND",
+    "OR",
+    "ARROW",
+    "REPEAT",
+    "FOR",
+    "LPAR",
+    "COLON",
+    "LBRACE",
 }
 
 
 _EXPRESSION_START = {
-    "NUMBER", "STRING", "TRUE", "FALSE", "NONE", "IN", "NOT", "ADD_OP", "LSQB", "LPAR", "NAME",
+    "NUMBER",
+    "STRING",
+    "TRUE",
+    "FALSE",
+    "NONE",
+    "IN",
+    "NOT",
+    "ADD_OP",
+    "LSQB",
+    "LPAR",
+    "NAME",
 }
 
 
@@ -53,7 +94,9 @@ _CLOSING = {"(": "')'", "[": "']'", "{": "'}'"}
 
 def _unclosed(open_tokens: list[Token]) -> str:
     tok = open_tokens[-1]
-    return f"; the '{tok.value}' at {tok.line}:{tok.column} is never closed with {_CLOSING[tok.value]}"
+    return (
+        f"; the '{tok.value}' at {tok.line}:{tok.column} is never closed with {_CLOSING[tok.value]}"
+    )
 
 
 def syntax_error(
@@ -65,7 +108,7 @@ def syntax_error(
     if isinstance(e, UnexpectedCharacters):
         pos = e.pos_in_stream or 0
         ch = text[pos] if pos < len(text) else ""
-        rest = text[pos + 1:].split("\n", 1)[0]
+        rest = text[pos + 1 :].split("\n", 1)[0]
         if ch in "\"'" and ch not in rest:
             msg = "unterminated string: add the closing quote on the same line"
         else:
@@ -94,7 +137,7 @@ def syntax_error(
         except Exception:  # pragma: no cover - lark internals
             expected = set(e.expected)
         msg = f"unexpected {what}; expected {_describe(expected)}"
-        label = _unfinished_label(e, tok, expected)
+        label = _unfinished_label(e, tok, expected, text)
         if label is not None:
             return _label_error(label, what, text, path)
         if tok.type == "REPEAT" and "NAME" in expected:
@@ -107,38 +150,42 @@ def syntax_error(
     return ArchSyntaxError(msg, Span(path, max(line, 1), max(col, 1), line, end), text)
 
 
-def _unfinished_label(e: UnexpectedToken, tok: Token, expected: set[str]) -> tuple[str, Token] | None:
-    """The word and first brace of a label with a computed part (``word{expr}``) that the
-    error cut short, or None. ``residual { conv(...) }`` parses as such a label: the
-    parser wants its ':' (or, at a newline inside the braces, its '}')."""
+def _unfinished_label(
+    e: UnexpectedToken, tok: Token, expected: set[str], text: str
+) -> re.Match[str] | None:
+    """Where a label with a computed part (``word{expr}``) that the error cut short starts
+    in ``text`` (the match of its word and first brace), or None. ``residual { conv(...) }``
+    parses as such a label: the parser wants its ':' (or, at a newline inside the braces,
+    its '}')."""
     if "COLON" not in expected and not (tok.type == "_NL" and expected == {"RBRACE"}):
         return None
     try:
         stack = e.interactive_parser.parser_state.value_stack
     except AttributeError:  # pragma: no cover - lark internals
         return None
-    for i in range(len(stack) - 2, -1, -1):
-        word, brace = stack[i], stack[i + 1]
-        if type(word) is str and isinstance(brace, Token) and brace.type == "LBRACE":
-            return word, brace  # label_word gives a plain str; names are Tokens
-    return None
+    # label_word gives a plain str (names are Tokens): the label being parsed is the last
+    words = [v for v in stack if type(v) is str]
+    if not words:
+        return None
+    before = text[: tok.start_pos if tok.start_pos is not None else len(text)]
+    found = list(re.finditer(rf"(?<!\w){re.escape(words[-1])}\s*\{{", before))
+    return found[-1] if found else None
 
 
-def _label_error(label: tuple[str, Token], what: str, text: str, path: str) -> ArchSyntaxError:
-    word, brace = label
-    start = text.rfind(word, 0, brace.start_pos)
+def _label_error(label: re.Match[str], what: str, text: str, path: str) -> ArchSyntaxError:
+    start, brace = label.start(), label.end() - 1
+    word_end = start + len(label.group()[:-1].rstrip())
     before = text[:start]
     line = before.count("\n") + 1
     column = start - (before.rfind("\n") + 1) + 1
-    span = Span(path, line, column, line, column + len(word))
+    span = Span(path, line, column, line, column + (word_end - start))
     err = ArchSyntaxError(
-        f"unexpected {what}: '{text[start:brace.end_pos]}' reads as a label with a computed "
-        "part, as in 'denselayer{i + 1}: layer', and needs ':' and the labelled item after "
-        "its '}'",
+        f"unexpected {what}: '{label.group()}' reads as a label with a computed part, as in "
+        "'denselayer{i + 1}: layer', and needs ':' and the labelled item after its '}'",
         span,
         text,
     )
-    if brace.start_pos > start + len(word):  # "residual {": meant as a construct
+    if brace > word_end:  # "residual {": meant as a construct
         err.notes.append(
             "layers are grouped with 'add { branch; branch }' (a residual: "
             "'add { (); layers }'), 'concat { ... }', 'mul { ... }' or 'seq { ... }'; a "
