@@ -6,7 +6,7 @@ from torch import fx, nn
 
 from archdsl.backends.torch_backend import pack_outputs, side_output
 from archdsl.backends.torch_modules import StochasticDepth
-from archdsl.optimize.graphs import _finish, graph_modules
+from archdsl.optimize.graphs import _finish, bypass, graph_modules
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -62,14 +62,11 @@ def remove_identities(module: nn.Module) -> nn.Module:
     ['0', '2']
     """
     for gm in graph_modules(module):
-        changed = False
-        for node in list(gm.graph.nodes):
-            if node.op == "call_module" and isinstance(
-                gm.get_submodule(node.target), IDENTITY_IN_EVAL
-            ):
-                node.replace_all_uses_with(node.args[0])
-                gm.graph.erase_node(node)
-                changed = True
-        if changed:
-            _finish(gm)
+        bypass(
+            gm,
+            lambda node, gm=gm: (
+                node.op == "call_module"
+                and isinstance(gm.get_submodule(node.target), IDENTITY_IN_EVAL)
+            ),
+        )
     return module

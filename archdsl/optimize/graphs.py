@@ -28,3 +28,16 @@ def _finish(gm: fx.GraphModule) -> None:
     gm.delete_all_unused_submodules()
     gm.graph.lint()
     gm.recompile()
+
+
+def bypass(gm: fx.GraphModule, passes_through: Callable[[fx.Node], bool]) -> None:
+    """Remove each node for which ``passes_through`` holds, its users reading its first
+    argument instead; tidy the graph if any went."""
+    gone = False
+    for node in list(gm.graph.nodes):
+        if passes_through(node):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            gone = True
+    if gone:
+        _finish(gm)

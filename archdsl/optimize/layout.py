@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from archdsl.optimize.graphs import _finish
+from archdsl.optimize.graphs import bypass
 
 
 def _layout_change(node: fx.Node) -> bool:
@@ -58,12 +58,5 @@ def default_layout(module: nn.Module) -> nn.Module:
     """
     module.to(memory_format=torch.contiguous_format)
     if isinstance(module, fx.GraphModule):
-        changed = False
-        for node in list(module.graph.nodes):
-            if _layout_change(node):
-                node.replace_all_uses_with(node.args[0])
-                module.graph.erase_node(node)
-                changed = True
-        if changed:
-            _finish(module)
+        bypass(module, _layout_change)
     return module
