@@ -274,8 +274,8 @@ def load(name: str, *, device: Any = None, params: Mapping[str, Any] | None = No
 def optimize_for_inference(module: nn.Module, **kwargs: Any) -> nn.Module:
     """A copy of a compiled network rewritten for inference: eval mode, batch norm folded
     into the layer before it, channels_last, side outputs and eval-mode identities gone.
-    Outputs equal the original's (eval mode) up to float rounding; see
-    :mod:`archdsl.optimize`."""
+    Outputs equal the original's (eval mode) up to float rounding. A module archdsl did
+    not build is traced with ``torch.fx`` first; see :mod:`archdsl.optimize`."""
     from archdsl.optimize import optimize_for_inference as optimize
 
     return optimize(module, **kwargs)

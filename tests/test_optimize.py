@@ -141,6 +141,48 @@ OPTIMISED = [
 ]
 
 
+class _Unit(nn.Module):  # a hand-written module: no torch.fx graph of its own
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x))) + 1
+
+
+def test_a_module_archdsl_did_not_build_is_traced_then_optimised() -> None:
+    net = nn.Sequential(_Unit(), nn.Dropout(0.5), nn.Conv2d(8, 4, 1)).eval()
+    fill(net)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast = archdsl.optimize_for_inference(net)
+        assert relative_error(net(x), fast(x)) < REL
+    assert nn.BatchNorm2d not in leaf_types(fast) and nn.Dropout not in leaf_types(fast)
+    assert nn.BatchNorm2d in leaf_types(net)  # a copy: the module itself is untouched
+
+
+def test_the_class_of_an_emitted_py_file_is_optimised_like_the_network() -> None:
+    namespace: dict = {}
+    exec(archdsl.emit_python(archdsl.load_graph("resnet18")), namespace)
+    plain = namespace["Resnet18"]().eval()
+    fill(plain)
+    x = torch.randn(1, 3, RES, RES, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fast = archdsl.optimize_for_inference(plain)
+        assert relative_error(plain(x), fast(x)) < REL
+    assert nn.BatchNorm2d not in leaf_types(fast)
+
+
+def test_a_module_torch_fx_cannot_trace_is_refused() -> None:
+    class Branchy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(TypeError, match="Branchy cannot be traced .*archdsl builds always can"):
+        archdsl.optimize_for_inference(Branchy())
+
+
 @pytest.mark.parametrize("name", OPTIMISED)
 def test_optimised_outputs_equal_the_network(name: str) -> None:
     if name not in archdsl.list_specs():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from torch import nn
+from torch import fx, nn
 
 from archdsl.optimize.concat_chains import concat_chains_in_place
 from archdsl.optimize.eval_mode import drop_side_outputs, freeze, remove_identities
@@ -40,13 +40,28 @@ def optimize_for_inference(
     """A copy of a compiled network rewritten for fast inference (see the module doc).
 
     Only for inputs of 4 dimensions (images), in eval mode. ``inplace=True`` rewrites
-    ``module`` itself instead of a copy.
+    ``module`` itself instead of a copy. A module archdsl did not build (a torchvision
+    model, the class of an emitted ``.py``) is traced with ``torch.fx`` first, so the rules
+    see its graph; one that cannot be traced is refused.
     """
     graph = getattr(module, "archdsl_graph", None)
     if not inplace:
         module = copy.deepcopy(module)
         if graph is not None:  # GraphModule's deepcopy keeps only its own attributes
             module.archdsl_graph = graph
+    if not isinstance(module, fx.GraphModule):
+        module = _traced(module)
     for rule in rules:
         module = rule(module)
     return module
+
+
+def _traced(module: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(module)
+    except Exception as e:  # torch.fx raises whatever the forward raises on a Proxy
+        raise TypeError(
+            f"optimize_for_inference rewrites a module's torch.fx graph, and "
+            f"{type(module).__name__} cannot be traced ({type(e).__name__}: {e}); the "
+            "modules archdsl builds always can"
+        ) from e
