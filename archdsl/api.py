@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archdsl.elaborate.elaborator import Elaborator, unset_parameters
+from archdsl.elaborate.elaborator import Elaborator
 from archdsl.elaborate.loader import Loader, NetworkRef, SpecModule, bundled_spec_root
+from archdsl.elaborate.network_rules import unset_parameters
 from archdsl.errors import (
     MAX_ERRORS,
     ArchError,

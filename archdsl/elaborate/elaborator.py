@@ -21,11 +21,11 @@ from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate, from
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import (
     InitRule,
+    alias_chain,
+    check_init_paths,
     compound_scaling,
     init_rule,
     output_fields,
-    rule_matches,
-    written_labels,
 )
 from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name
 from archdsl.errors import (
@@ -59,30 +59,6 @@ class _Namespace:
 
     def join(self, segment: str) -> str:
         return f"{self.path}.{segment}" if self.path else segment
-
-
-def unset_parameters(ref: NetworkRef) -> list[str]:
-    """The parameters of a network (through its aliases) that have neither a default nor
-    a value from an alias: a network meant to be called with values, which cannot be
-    checked on its own. ``[]`` where the aliases do not lead to a network definition (an
-    error that elaborating it reports)."""
-    given: set[str] = set()
-    seen: set[int] = set()
-    aliases: list[ast.NetworkAlias] = []
-    while isinstance(ref.defn, ast.NetworkAlias):
-        if id(ref.defn) in seen:
-            return []
-        seen.add(id(ref.defn))
-        aliases.append(ref.defn)
-        target = ref.module.names.get(ref.defn.base)
-        if not isinstance(target, NetworkRef):
-            return []
-        ref = target
-    names = [p.name for p in ref.defn.params]
-    for alias in aliases:
-        positional = [a for a in alias.args if a.name is None]
-        given |= set(names[: len(positional)]) | {a.name for a in alias.args if a.name is not None}
-    return [p.name for p in ref.defn.params if p.default is None and p.name not in given]
 
 
 def _check_assert(stmt: ast.AssertStmt, env: Env) -> None:
@@ -189,17 +165,7 @@ class Elaborator:
         graph.output = cur
         if outputs is not None or graph.side_outputs:
             graph.output_fields = output_fields(outputs, cur, graph.side_outputs, self.side_spans, defn)
-        unmade: set[str] | None = None
-        for rule in inits:
-            if rule.path is not None and not any(rule_matches(rule, n) for n in graph.nodes()):
-                if unmade is None:  # labels the body writes under an if that was false
-                    unmade = written_labels(defn) - {n.path.split(".")[0] for n in graph.nodes() if n.path}
-                if rule.path.split(".")[0] in unmade:
-                    continue  # a rule for a module this instance does not have
-                paths = [n.path for n in graph.nodes() if n.path]
-                raise ArchNameError(
-                    f"init: no module named '{rule.path}'{did_you_mean(rule.path, paths)}", rule.span
-                )
+        check_init_paths(inits, graph, defn)
         graph.init = tuple(inits)  # type: ignore[assignment]
         return graph
 
@@ -209,22 +175,7 @@ class Elaborator:
         """Follow ``network b = a(args)`` to the defining network; bind its parameters:
         defaults, then each alias's arguments (outermost last), then ``overrides``. Also
         returns the aliases followed, the one naming the defining network first."""
-        chain: list[NetworkRef] = []
-        seen: set[int] = set()
-        while isinstance(ref.defn, ast.NetworkAlias):
-            if id(ref.defn) in seen:
-                raise ArchNameError(f"network '{ref.defn.name}' is defined in terms of itself", ref.defn.span)
-            seen.add(id(ref.defn))
-            chain.append(ref)
-            alias = ref.defn
-            target = ref.module.names.get(alias.base)
-            if not isinstance(target, NetworkRef):
-                nets = [n for n, v in ref.module.names.items() if isinstance(v, NetworkRef)]
-                what = "unknown network" if target is None else "not a network:"
-                raise ArchNameError(
-                    f"{what} '{alias.base}'{did_you_mean(alias.base, nets)}", alias.base_span, ref.module.source
-                )
-            ref = target
+        chain, ref = alias_chain(ref)
         defn = ref.defn
         assert isinstance(defn, ast.NetworkDef)
         params = {p.name: p for p in defn.params}

@@ -1,5 +1,6 @@
-"""What a network says about itself besides its layers: ``init`` rules and the
-``scaled(...)`` clauses of compound scaling, resolved by the elaborator.
+"""What a network says about itself besides its layers: the networks it derives from
+(``network b = a(...)``), ``init`` rules, the ``scaled(...)`` clauses of compound scaling
+and the fields of its outputs, resolved by the elaborator.
 
 Both bind their arguments with the elaborator's argument binder (passed in as ``bind``),
 so they take positional and keyword arguments, and report errors, as every call does.
@@ -12,11 +13,55 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from archdsl.elaborate.loader import NetworkRef
 from archdsl.elaborate.values import Scaling, did_you_mean, show
 from archdsl.errors import ArchLimitError, ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast
-from archdsl.ir import OpNode
+from archdsl.ir import Graph, OpNode
 from archdsl.ops import get_op
+
+
+def alias_chain(ref: NetworkRef) -> tuple[list[NetworkRef], NetworkRef]:
+    """Follow ``network b = a(args)`` from ``ref`` to the network that defines a body:
+    the aliases passed (``ref``'s first) and that network. An alias of itself, of an
+    unknown name or of something not a network is an error at the alias."""
+    chain: list[NetworkRef] = []
+    seen: set[int] = set()
+    while isinstance(ref.defn, ast.NetworkAlias):
+        if id(ref.defn) in seen:
+            raise ArchNameError(f"network '{ref.defn.name}' is defined in terms of itself", ref.defn.span)
+        seen.add(id(ref.defn))
+        chain.append(ref)
+        alias = ref.defn
+        target = ref.module.names.get(alias.base)
+        if not isinstance(target, NetworkRef):
+            nets = [n for n, v in ref.module.names.items() if isinstance(v, NetworkRef)]
+            what = "unknown network" if target is None else "not a network:"
+            raise ArchNameError(
+                f"{what} '{alias.base}'{did_you_mean(alias.base, nets)}", alias.base_span, ref.module.source
+            )
+        ref = target
+    return chain, ref
+
+
+def unset_parameters(ref: NetworkRef) -> list[str]:
+    """The parameters of a network (through its aliases) that have neither a default nor
+    a value from an alias: a network meant to be called with values, which cannot be
+    checked on its own. ``[]`` where the aliases do not lead to a network definition (an
+    error that elaborating it reports)."""
+    try:
+        chain, defining = alias_chain(ref)
+    except ArchNameError:
+        return []
+    names = [p.name for p in defining.defn.params]
+    given: set[str] = set()
+    for alias_ref in chain:
+        alias = alias_ref.defn
+        assert isinstance(alias, ast.NetworkAlias)
+        positional = [a for a in alias.args if a.name is None]
+        given |= set(names[: len(positional)]) | {a.name for a in alias.args if a.name is not None}
+    return [p.name for p in defining.defn.params if p.default is None and p.name not in given]
+
 
 INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {
     # name -> accepted keyword parameters, positional in this order
@@ -70,6 +115,21 @@ def rule_matches(rule: InitRule, node: OpNode) -> bool:
     if rule.op is not None:
         return node.op == rule.op
     return node.path == rule.path or node.path.endswith("." + str(rule.path))
+
+
+def check_init_paths(inits: list[InitRule], graph: Graph, network: ast.NetworkDef) -> None:
+    """Each ``init PATH...`` rule must name a module of the network; one written for a
+    module under an ``if`` that was false this time is let be."""
+    unmade: set[str] | None = None
+    for rule in inits:
+        if rule.path is None or any(rule_matches(rule, n) for n in graph.nodes()):
+            continue
+        if unmade is None:  # labels the body writes under an if that was false
+            unmade = written_labels(network) - {n.path.split(".")[0] for n in graph.nodes() if n.path}
+        if rule.path.split(".")[0] in unmade:
+            continue  # a rule for a module this instance does not have
+        paths = [n.path for n in graph.nodes() if n.path]
+        raise ArchNameError(f"init: no module named '{rule.path}'{did_you_mean(rule.path, paths)}", rule.span)
 
 
 _SCALING_NAMES = ["width", "depth", "resolution", "phi", "alpha", "beta", "gamma"]
