@@ -5,10 +5,12 @@
 
 Prints Markdown tables (the source of docs/performance.md) and adds the raw timings to
 bench/results.json under a key named by the run's start ("run_2026-12-07_0142"), the
-runs already recorded there kept; --json PATH writes this run alone to PATH instead. Every comparison interleaves the two sides run by run
-(A B B A ...), so drift in the machine's speed hits both; the tables give "median (best)"
-times, the median of the per-round ratios (archdsl / torchvision: below 1 is faster) and
-the ratio of the best runs, which is what an otherwise idle machine would show.
+runs already recorded there kept; --json PATH writes this run alone to PATH instead.
+
+Every comparison interleaves the two sides run by run (A B B A ...), so drift in the
+machine's speed hits both; the tables give "median (best)" times, the median of the
+per-round ratios (archdsl / torchvision: below 1 is faster) and the ratio of the best
+runs, which is what an otherwise idle machine would show.
 """
 
 from __future__ import annotations
