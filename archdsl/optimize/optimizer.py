@@ -42,7 +42,8 @@ def optimize_for_inference(
     Only for inputs of 4 dimensions (images), in eval mode. ``inplace=True`` rewrites
     ``module`` itself instead of a copy. A module archdsl did not build (a torchvision
     model, the class of an emitted ``.py``) is traced with ``torch.fx`` first, so the rules
-    see its graph; one that cannot be traced is refused.
+    see its graph; one that cannot be traced is refused. Use the module returned, also with
+    ``inplace=True``: a traced module is a new one, sharing its layers with ``module``.
     """
     graph = getattr(module, "archdsl_graph", None)
     if not inplace:
