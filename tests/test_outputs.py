@@ -172,12 +172,44 @@ def test_py_one_class_per_structure_parameters_where_instances_differ() -> None:
     assert "self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)" in source
     assert re.search(
         r"class BasicConv\(nn.Module\):.*def __init__\(\s*self, in_channels: int, "
-        r"out_channels: int, kernel_size: int, stride: int, padding: int",
+        r"out_channels: int, kernel: int, stride: int, padding: int",
         source,
         re.DOTALL,
     )
     assert "self.branch2 = nn.Sequential(" in source  # a numbered chain: nn.Sequential
     assert "x = self.inception4a(x)  # N x 512 x 14 x 14" in source
+
+
+def test_py_parameters_take_the_names_the_spec_gives_their_values() -> None:
+    """A class parameter is named as the block names its values (a parameter or local of
+    the block, or of a block written inline in it); two arguments always equal to one
+    such name become one parameter."""
+    googlenet = archdsl.emit_python(archdsl.load_graph("googlenet"))
+    assert re.search(  # torchvision's own signature, from inception(ch1x1, ch3x3red, ...)
+        r"class Inception\(nn.Module\):.*?def __init__\(\s*self,\s*in_channels: int,\s*"
+        r"ch1x1: int,\s*ch3x3red: int,\s*ch3x3: int,\s*ch5x5red: int,\s*ch5x5: int,\s*"
+        r"pool_proj: int,\s*\)",
+        googlenet,
+        re.DOTALL,
+    )
+    residual = "-> conv(out, 1)", "-> relu -> add { (); conv(hidden, 1) } -> conv(out, 1)"
+    labelled = "; unit(8, 2) -> unit(6, 3)", "; u0: unit(8, 2) -> u1: unit(6, 3)"
+    source = archdsl.emit_python(
+        archdsl.check(NUMBERED_UNITS.replace(*residual).replace(*labelled))
+    )
+    unit = source.split("class Unit(nn.Module):")[1].split("class ")[0]
+    assert re.search(r"def __init__\(self, in_channels: int, hidden: int, out_channels: int\)", unit)
+    assert "nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden)" in unit
+    assert "self.u1 = Unit(8, 24, 6)" in source  # in 8, hidden 8 * 3, out 6
+
+
+NUMBERED_UNITS = """
+block unit(out, t) {
+  hidden = in.c * t
+  conv(hidden, 1) -> conv(hidden, 3, padding=1, groups=hidden) -> conv(out, 1)
+}
+network net { input [4, 8, 8]; unit(8, 2) -> unit(6, 3) -> unit(4, 2) }
+"""
 
 
 def test_py_names_structural_variants_by_what_differs() -> None:
@@ -191,6 +223,51 @@ def test_py_names_structural_variants_by_what_differs() -> None:
     resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
     assert "class BottleneckDownsample(nn.Module):" in resnet
     assert "class Bottleneck(nn.Module):" in resnet
+    # a leaf of a specialised class in the same place: DeformConv2d over Conv2d
+    dcn = _class_names(archdsl.emit_python(archdsl.load_graph("dcn_resnet50")))
+    assert dcn == [
+        "DeformConv2d",
+        "BottleneckDownsample",
+        "Bottleneck",
+        "BottleneckDownsampleDeform",
+        "BottleneckDeform",
+        "DcnResnet50",
+    ]
+    # the input added to the result, where no member tells the classes apart; the
+    # expansion convolution shifts the numbered members, which is not a leaf replaced
+    mobilenet = archdsl.emit_python(archdsl.load_graph("mobilenet_v2"))
+    assert _class_names(mobilenet)[1:4] == [
+        "InvertedResidual",
+        "InvertedResidual2",
+        "InvertedResidualSkip",
+    ]
+    efficientnet = _class_names(archdsl.emit_python(archdsl.load_graph("efficientnet_b0")))
+    assert "MbconvStochasticDepth" in efficientnet  # the member says it: no "Skip" after it
+
+
+def test_py_block_classes_say_which_arguments_make_them() -> None:
+    """Each class of a block built with several structures names in its docstring the
+    block's arguments that are the same for all its instances and differ between the
+    classes: the one thing a reader cannot see in a numbered name."""
+    mobilenet = archdsl.emit_python(archdsl.load_graph("mobilenet_v2"))
+    docs = re.findall(r"class (InvertedResidual\w*)\(nn.Module\):\n\s+\"\"\"(.*?)\"\"\"", mobilenet)
+    assert [(name, doc.split(")")[-1]) for name, doc in docs] == [
+        ("InvertedResidual", " with expand_ratio = 1."),
+        ("InvertedResidual2", " with expand_ratio = 6."),
+        ("InvertedResidualSkip", " with expand_ratio = 6."),
+    ]
+    densenet = archdsl.emit_python(archdsl.load_graph("densenet121"))
+    assert "(densenet.arch, line 50) with num_layers = 24." in densenet.split("class DenseBlock24(")[1]
+    dcn = archdsl.emit_python(archdsl.load_graph("dcn_resnet50"))
+    assert "with stride = 1, deformable = true." in dcn.split("class BottleneckDeform(")[1]
+    # a block built with one structure: nothing to tell apart
+    googlenet = archdsl.emit_python(archdsl.load_graph("googlenet"))
+    doc = googlenet.split("class Inception(nn.Module):")[1].split("\n")[1]
+    assert doc.endswith('(googlenet.arch, line 38)."""')
+
+
+def _class_names(source: str) -> list[str]:
+    return re.findall(r"^class (\w+)\(", source, re.MULTILINE)
 
 
 def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) -> None:
@@ -201,6 +278,8 @@ def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) ->
         ("mixed", archdsl.emit_python(mixed)),
         ("googlenet", archdsl.emit_python(archdsl.load_graph("googlenet"))),
         ("efficientnet_b0", archdsl.emit_python(archdsl.load_graph("efficientnet_b0"))),
+        # numbered members of the network, a constructor too long for one line each
+        ("numbered", archdsl.emit_python(archdsl.check(NUMBERED_UNITS))),
     ]:
         path = tmp_path / f"{name}.py"
         path.write_text(source)

@@ -55,6 +55,7 @@ class ClassParam:
     kind: str  # "channels" or the argument name
     values: tuple[Any, ...]  # one per instance
     first: tuple[str, str]  # the first slot (member path, argument) it fills
+    word: bool = False  # named by the spec (a parameter or local of the block)
 
 
 @dataclass
@@ -71,6 +72,8 @@ class ClassPlan:
     shapes: list[list[Any]] = field(default_factory=list)  # per instance, per line
     params: list[ClassParam] = field(default_factory=list)
     slots: dict[tuple[str, str], ClassParam] = field(default_factory=dict)
+    shortcut: bool = False  # the forward adds the class's input to a result (a residual)
+    variant: str = ""  # for one of a block's classes, the arguments that make it this one
 
 
 class Analysis:
@@ -160,6 +163,11 @@ class Analysis:
                 base = camel(s.name) if s.kind == "block" else camel(s.path.rsplit(".", 1)[-1])
                 name, kind, block, span = base, s.kind, s.name, s.span
             cls = ClassPlan(name, kind, block, span, members, lines)
+            cls.shortcut = any(
+                m.node is not None and m.node.op == "add" and input_id in m.inputs
+                for m in members
+                if m.leaf is None
+            )
             self._by_signature[signature] = cls
             self.classes.append(cls)
         cls.instances.append(scope)
@@ -201,10 +209,8 @@ class Analysis:
         return ("class", id(self.class_of[m.scope.path]))
 
     # -- parameters ---------------------------------------------------------------------
-    def _slots(
-        self, members: list[Member], prefix: str = ""
-    ) -> list[tuple[tuple[str, str], str, Any]]:
-        """(slot key, kind, value) of every constructor argument below ``members``."""
+    def _slots(self, members: list[Member], prefix: str = "") -> list[_Slot]:
+        """Every constructor argument below ``members``."""
         out = []
         for m in members:
             if not m.attr or m.shared:
@@ -212,36 +218,63 @@ class Analysis:
             where = prefix + m.attr
             if m.leaf is not None:
                 for arg, value, _ in m.leaf.args:
-                    out.append(((where, arg), "channels" if arg in CHANNEL_ARGS else arg, value))
+                    kind = "channels" if arg in CHANNEL_ARGS else arg
+                    out.append(_Slot((where, arg), kind, value))
             elif m.scope is not None and self.inline[m.scope.path]:
                 out += self._slots(self.members[m.scope.path], where + ".")
             elif m.scope is not None:
                 child = self.class_of[m.scope.path]
                 values = self.param_values[m.scope.path]
                 for p in child.params:
-                    out.append(((where, p.name), p.kind, values[p.name]))
+                    out.append(_Slot((where, p.name), p.kind, values[p.name], p.word))
         return out
 
     def _parametrise(self, cls: ClassPlan) -> None:
-        """Make the constructor arguments that differ between instances parameters."""
+        """Make the constructor arguments that differ between instances parameters, named
+        as the spec names their values where it does (``hidden``, ``ch3x3red``)."""
         per_instance = [self._slots(self.members[path]) for path in cls.instances]
         in_c = tuple(self._scope_channels(path, "in") for path in cls.instances)
         out_c = tuple(self._scope_channels(path, "out") for path in cls.instances)
-        by_value: dict[tuple[str, Any], ClassParam] = {}
-        for i, (key, kind, _) in enumerate(per_instance[0]):
-            vector = tuple(inst[i][2] for inst in per_instance)
+        words = self._words(cls.instances)
+        by_value: dict[tuple[Any, ...], ClassParam] = {}
+        for i, slot in enumerate(per_instance[0]):
+            vector = tuple(inst[i].value for inst in per_instance)
             if all(v == vector[0] and type(v) is type(vector[0]) for v in vector[1:]):
                 continue  # the same everywhere: a literal
-            same = (kind, _hashable(vector))
+            word = None
+            if slot.kind != "channels" or vector not in (in_c, out_c):
+                word = _word(slot, vector, words)
+            same = ("word", word, _hashable(vector)) if word else (slot.kind, _hashable(vector))
             param = by_value.get(same)
             if param is None:
-                param = ClassParam(_param_name(key, kind, vector, in_c, out_c), kind, vector, key)
+                name = word or _param_name(slot, vector, in_c, out_c)
+                param = ClassParam(name, slot.kind, vector, slot.key, word=word is not None)
                 by_value[same] = param
                 cls.params.append(param)
-            cls.slots[key] = param
+            cls.slots[slot.key] = param
         _unique_names(cls.params)
         for i, path in enumerate(cls.instances):
             self.param_values[path] = {p.name: p.values[i] for p in cls.params}
+
+    def _words(self, paths: list[str]) -> dict[str, tuple[Any, ...]]:
+        """The names the spec gives numbers in every one of the scopes ``paths`` (a block's
+        parameters and locals, then those of the blocks written inline inside it), each
+        with its value per scope; the outermost binding of a name counts."""
+        frames = [self._frame(path) for path in paths]
+        words: dict[str, tuple[Any, ...]] = {}
+        for name in frames[0]:
+            if all(name in f for f in frames[1:]) and identifier(name) and name not in TAKEN:
+                words[name] = tuple(f[name] for f in frames)
+        return words
+
+    def _frame(self, path: str) -> dict[str, Any]:
+        scope = self.graph.scopes.get(path)
+        frame = {k: v for k, v in (scope.values if scope else {}).items() if type(v) in (int, float)}
+        for m in self.members.get(path, []):
+            if m.scope is not None and self.inline[m.scope.path]:
+                for k, v in self._frame(m.scope.path).items():
+                    frame.setdefault(k, v)
+        return frame
 
     def _scope_channels(self, path: str, end: str) -> Any:
         if path == ROOT:
@@ -277,21 +310,45 @@ def _is_chain(members: list[Member], input_id: str, output_id: str) -> bool:
     return prev == output_id
 
 
+@dataclass
+class _Slot:
+    """One constructor argument inside a class: where it goes, its kind and value, and
+    whether it fills a parameter the spec named (of a child class)."""
+
+    key: tuple[str, str]  # (member path, argument)
+    kind: str
+    value: Any
+    word: bool = False
+
+
+def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]]) -> str | None:
+    """The spec's name for a parameter's values: the argument's own name if the spec uses
+    it for them, else the first name bound to exactly them (same values, same types)."""
+    if not all(type(v) in (int, float) for v in vector):
+        return None
+    matches = [
+        name
+        for name, values in words.items()
+        if values == vector and all(type(a) is type(b) for a, b in zip(values, vector))
+    ]
+    if not matches:
+        return None
+    return slot.key[1] if slot.key[1] in matches else matches[0]
+
+
 def _param_name(
-    key: tuple[str, str],
-    kind: str,
-    vector: tuple[Any, ...],
-    in_c: tuple[Any, ...],
-    out_c: tuple[Any, ...],
+    slot: _Slot, vector: tuple[Any, ...], in_c: tuple[Any, ...], out_c: tuple[Any, ...]
 ) -> str:
     """``in_channels`` / ``out_channels`` for the block's own input and output widths,
-    otherwise the argument's name, qualified by its member for other channel counts."""
-    if kind == "channels" and vector == in_c:
+    otherwise the argument's name, qualified by its member for other channel counts
+    (unless it fills a parameter the spec named)."""
+    if slot.kind == "channels" and vector == in_c:
         return "in_channels"
-    if kind == "channels" and vector == out_c:
+    if slot.kind == "channels" and vector == out_c:
         return "out_channels"
-    where, arg = key
-    return f"{where.replace('.', '_')}_{arg}" if kind == "channels" else arg
+    where, arg = slot.key
+    qualify = slot.kind == "channels" and not slot.word
+    return f"{where.replace('.', '_')}_{arg}" if qualify else arg
 
 
 def _unique_names(params: list[ClassParam]) -> None:

@@ -37,7 +37,6 @@ The work is split by concern:
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from archdsl.backends.python_layout import (
     shape_text,
 )
 from archdsl.backends.python_leaves import Leaf, Support, is_default
+from archdsl.backends.python_names import name_variants
 from archdsl.backends.torch_backend import camel
 from archdsl.ir import Graph
 
@@ -103,7 +103,7 @@ class _Writer:
             self.imports.append(f"from {s.module} import {name}{alias}")
         root = analysis.class_of[ROOT]
         taken.add(root.name)
-        _name_variants([c for c in analysis.classes if c is not root])
+        name_variants(analysis, [c for c in analysis.classes if c is not root])
         for cls in analysis.classes:
             if cls is root:
                 continue
@@ -169,7 +169,7 @@ class _Writer:
             if identifier(m.attr):
                 lines += layout_lines(expr, body, f"self.{m.attr} = ")
             else:
-                lines += layout_lines(Group(f'self.add_module("{m.attr}", ', [expr], ")"), body)
+                lines += layout_lines(Group("self.add_module(", [literal(m.attr), expr], ")"), body)
         lines.append("")
         returns = "torch.Tensor"
         if cls.scope_kind == "root" and self.graph.side_outputs:
@@ -199,7 +199,8 @@ class _Writer:
         if cls.scope_kind == "root":
             return f"The network ``{cls.block}``{where}."
         if cls.scope_kind == "block":
-            return f"The block ``{cls.block}``{where}."
+            made = f" with {cls.variant}" if cls.variant else ""
+            return f"The block ``{cls.block}``{where}{made}."
         return f"The {cls.scope_kind} ``{cls.instances[0].rsplit('.', 1)[-1]}``{where}."
 
     def _ctor(self, cls: ClassPlan, m: Member, where: str) -> str | Group:
@@ -241,44 +242,6 @@ class _Writer:
             return leaf.func
         name = support.names[0]
         return self.local[(support.module, name)] + leaf.func[len(name) :]
-
-
-_NUMBERED = re.compile(r"(.*[^\d])(\d+)")
-
-
-def _name_variants(classes: list[ClassPlan]) -> None:
-    """Classes of one block with different structures: the one with the fewest members
-    keeps the block's name, the others add the members it lacks (``BasicDownsample``).
-    Where every variant differs only in how many of a numbered family it holds
-    (``denselayer1`` to ``denselayer12``), each is named by that count (``DenseBlock12``)."""
-    by_name: dict[str, list[ClassPlan]] = {}
-    for cls in classes:
-        by_name.setdefault(cls.name, []).append(cls)
-    for variants in by_name.values():
-        if len(variants) < 2:
-            continue
-        attrs = {
-            id(c): [m.attr for m in c.members if m.attr and identifier(m.attr)] for c in variants
-        }
-        plain = min(variants, key=lambda c: len(attrs[id(c)]))
-        extras = {id(c): [a for a in attrs[id(c)] if a not in attrs[id(plain)]] for c in variants}
-        family = _numbered_family([a for c in variants if c is not plain for a in extras[id(c)]])
-        for cls in variants:
-            if family is not None:
-                numbered = (_NUMBERED.fullmatch(a) for a in attrs[id(cls)])
-                cls.name += str(sum(1 for m in numbered if m and m.group(1) == family))
-            elif cls is not plain and extras[id(cls)]:
-                cls.name += "".join(camel(a) for a in extras[id(cls)][:2])
-
-
-def _numbered_family(names: list[str]) -> str | None:
-    """The prefix every one of ``names`` shares before its number (``denselayer`` of
-    ``denselayer7``, ``denselayer8``), or None."""
-    matches = [_NUMBERED.fullmatch(n) for n in names]
-    prefixes = {m.group(1) if m else None for m in matches}
-    if len(prefixes) != 1 or None in prefixes:
-        return None
-    return prefixes.pop()
 
 
 def _annotation(values: tuple[Any, ...]) -> str:

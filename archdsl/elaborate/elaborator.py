@@ -562,13 +562,15 @@ class Elaborator:
         self.block_stack.append((defn.name, call.span))
         try:
             with self._namespace(path, "block", defn.name, call.span, cur) as scope:
+                body = benv.child()
                 try:
-                    cur = self._body(defn.body, benv.child(), cur)
+                    cur = self._body(defn.body, body, cur)
                 except ArchError as e:
                     if e.source is None and e.span != call.span:
                         e.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
+                scope.values = _plain_values({**benv.names, **body.names})
         finally:
             self.block_stack.pop()
         return cur
@@ -616,3 +618,8 @@ def _safe_lookup(env: Env, name: str) -> Any:
         return env.lookup(name)
     except KeyError:
         return None
+
+
+def _plain_values(names: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers, booleans and strings of a block's frame (not its lists or blocks)."""
+    return {k: v for k, v in names.items() if type(v) in (int, float, bool, str)}

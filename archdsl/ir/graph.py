@@ -60,6 +60,9 @@ class Scope:
     span: Span
     input: str  # id of the node whose output feeds the scope
     output: str = ""  # id of the scope's last node (== input when the scope is empty)
+    # a block's parameters and top-level locals, the plain values (numbers, strings) only:
+    # the spec's own words for the numbers inside it (the .py output names by them)
+    values: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

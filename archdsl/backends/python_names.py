@@ -1,0 +1,124 @@
+"""Class names for the ``.py`` output when one block is built with several structures.
+
+A block whose instances differ in structure (ResNet's ``bottleneck`` with and without its
+``downsample``) becomes one class per structure. The structure with the fewest members
+keeps the block's name; each other one is named by what it has that the plainest lacks:
+
+* members (``BottleneckDownsample``, ``MbconvStochasticDepth``);
+* the size of a numbered family of members (``DenseBlock6`` ... ``DenseBlock24``);
+* a member of another class in the same place (``DeformConv2d`` for ``Conv2d``:
+  ``BottleneckDeform``);
+* failing those, its input added to its result, a residual (``InvertedResidualSkip``).
+
+A structure that none of these tells apart keeps a number (``InvertedResidual2``), and every
+class of such a block says in its docstring which arguments of the block make it this one
+(``with expand_ratio = 6``), when the instances agree on any.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from archdsl.backends.python_analysis import Analysis, ClassPlan
+from archdsl.backends.python_forward import identifier
+from archdsl.backends.torch_backend import camel
+
+_NUMBERED = re.compile(r"(.*[^\d])(\d+)")
+
+
+def name_variants(analysis: Analysis, classes: list[ClassPlan]) -> None:
+    """Rename the classes of each block built with several structures (see above), and set
+    each one's ``variant``: the block arguments that tell it from the others."""
+    by_name: dict[str, list[ClassPlan]] = {}
+    for cls in classes:
+        by_name.setdefault(cls.name, []).append(cls)
+    for variants in by_name.values():
+        if len(variants) < 2:
+            continue
+        attrs = {
+            id(c): [m.attr for m in c.members if m.attr and identifier(m.attr)] for c in variants
+        }
+        plain = min(variants, key=lambda c: (len(attrs[id(c)]), c.shortcut))
+        extras = {id(c): [a for a in attrs[id(c)] if a not in attrs[id(plain)]] for c in variants}
+        family = _numbered_family([a for c in variants if c is not plain for a in extras[id(c)]])
+        plain_leaves = _leaf_classes(analysis, plain)
+        for cls in variants:
+            if family is not None:
+                numbered = (_NUMBERED.fullmatch(a) for a in attrs[id(cls)])
+                cls.name += str(sum(1 for m in numbered if m and m.group(1) == family))
+                continue
+            if cls is plain:
+                continue
+            words = [camel(a) for a in extras[id(cls)][:2]]
+            words += _replaced(plain_leaves, _leaf_classes(analysis, cls))
+            if not words and cls.shortcut and not plain.shortcut:
+                words.append("Skip")
+            cls.name += "".join(words)
+        if variants[0].scope_kind == "block":
+            _describe(analysis, variants)
+
+
+def _numbered_family(names: list[str]) -> str | None:
+    """The prefix every one of ``names`` shares before its number (``denselayer`` of
+    ``denselayer7``, ``denselayer8``), or None."""
+    matches = [_NUMBERED.fullmatch(n) for n in names]
+    prefixes = {m.group(1) if m else None for m in matches}
+    if len(prefixes) != 1 or None in prefixes:
+        return None
+    return prefixes.pop()
+
+
+def _leaf_classes(analysis: Analysis, cls: ClassPlan) -> dict[str, str]:
+    """The class every leaf module of ``cls`` is written with, by attribute path (through
+    the ``nn.Sequential``s written inline)."""
+    out: dict[str, str] = {}
+
+    def visit(members: list[Any], prefix: str) -> None:
+        for m in members:
+            if not m.attr or m.shared:
+                continue
+            if m.leaf is not None:
+                out[prefix + m.attr] = m.leaf.func.rsplit(".", 1)[-1]
+            elif m.scope is not None and analysis.inline[m.scope.path]:
+                visit(analysis.members[m.scope.path], f"{prefix}{m.attr}.")
+
+    visit(cls.members, "")
+    return out
+
+
+def _replaced(plain: dict[str, str], other: dict[str, str]) -> list[str]:
+    """Words for the leaves of ``other`` that specialise those of ``plain`` in the same
+    places, when ``other`` has a leaf everywhere ``plain`` has one: what the new class's
+    name adds to the old (``Deform`` for ``DeformConv2d`` over ``Conv2d``)."""
+    words: list[str] = []
+    if not plain.keys() <= other.keys():
+        return words
+    for path, old in plain.items():
+        new = other[path]
+        if new != old and new.endswith(old) and new[: -len(old)] not in words:
+            words.append(new[: -len(old)])
+    return words[:2]
+
+
+def _describe(analysis: Analysis, variants: list[ClassPlan]) -> None:
+    """Set ``variant`` on each class of one block: the block's arguments (and locals) that
+    are the same for all of a class's instances and differ between the classes."""
+    frames = [[analysis.graph.scopes[path].values for path in cls.instances] for cls in variants]
+    names = [n for n in frames[0][0] if all(n in f for fs in frames for f in fs)]
+    telling = []
+    for name in names:
+        per_class = [{_show(f[name]) for f in fs} for fs in frames]
+        if all(len(values) == 1 for values in per_class) and len(set.union(*per_class)) > 1:
+            telling.append(name)
+    for cls, fs in zip(variants, frames):
+        cls.variant = ", ".join(f"{n} = {_show(fs[0][n])}" for n in telling[:3])
+
+
+def _show(value: Any) -> str:
+    """A value as the spec writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value + '"'
+    return repr(value)
