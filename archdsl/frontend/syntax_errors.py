@@ -1,6 +1,6 @@
 """Lark's parse errors as ArchSyntaxErrors: what was expected, said in words, and the
 common mistakes (a statement run on, a bracket never closed, a computed label without its
-':') named."""
+':', a layer chosen with ``a if cond else b``) named."""
 
 from __future__ import annotations
 
@@ -140,7 +140,12 @@ def syntax_error(
         label = _unfinished_label(e, tok, expected, text)
         if label is not None:
             return _label_error(label, what, text, path)
-        if tok.type == "REPEAT" and "NAME" in expected:
+        if tok.type == "IF" and not expected & (_EXPRESSION_START | {"IF"}):
+            msg = (
+                "unexpected 'if' after a layer: layers are chosen with an if statement, "
+                "'if cond { layers } else { layers }'; 'a if cond else b' chooses values"
+            )
+        elif tok.type == "REPEAT" and "NAME" in expected:
             msg = "'x' is reserved for repetition ('item x N') and cannot be a name"
         elif tok.type == "NAME" and "REPEAT" in expected and tok.value != "x":
             msg += " (statements are separated by newlines or ';')"
