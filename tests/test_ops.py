@@ -614,3 +614,20 @@ def test_registry_is_documented_and_defaults_are_valid() -> None:
             assert param.doc and param.kind in KINDS, (opdef.name, param.name)
             if param.default is not REQUIRED:
                 normalize_value(opdef.name, param, param.default)
+
+
+def test_other_frameworks_names_point_at_our_ops() -> None:
+    import doctest
+
+    from archdsl.ops import registry
+
+    assert doctest.testmod(registry).failed == 0
+    assert registry.known_as("Conv2d") == "conv"  # torch's class, through torch_class
+    assert registry.known_as("AdaptiveAvgPool2d") == "adaptive_avgpool"
+    assert registry.known_as("GlobalAveragePooling2D") == "global_avgpool"  # Keras
+    assert registry.known_as("InnerProduct") == "linear"  # Caffe
+    # two ops build GlobalPool2d: the class alone does not say which
+    assert registry.known_as("GlobalPool2d") is None
+    # no transposed convolution here: no pointing at conv
+    assert registry.known_as("ConvTranspose2d") is None
+    assert registry.known_as("elu") is None

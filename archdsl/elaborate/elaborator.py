@@ -27,7 +27,7 @@ from archdsl.elaborate.network_rules import (
     init_rule,
     output_fields,
 )
-from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name
+from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name, unknown_layer
 from archdsl.errors import (
     ArchError,
     ArchLimitError,
@@ -40,7 +40,7 @@ from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
 from archdsl.ir.graph import describe
 from archdsl.ir.reserved import RESERVED_LABELS
-from archdsl.ops import OPS, get_op, normalize_attrs
+from archdsl.ops import get_op, normalize_attrs
 from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -461,9 +461,7 @@ class Elaborator:
         if isinstance(target, NetworkRef):
             raise ArchTypeError(f"'{call.name}' is a network; only blocks and ops can be layers", call.name_span)
         blocks = [n for n in env.visible() if isinstance(_safe_lookup(env, n), BlockRef)]
-        raise ArchNameError(
-            f"unknown op or block '{call.name}'{did_you_mean(call.name, [*OPS, *blocks])}", call.name_span
-        )
+        raise ArchNameError(unknown_layer(call.name, blocks), call.name_span)
 
     def _bind_args(
         self, args: tuple[ast.Arg, ...], names: Sequence[str], what: str, env: Env, span: Span

@@ -12,6 +12,7 @@ from typing import Any
 
 from archdsl.errors import ArchNameError, ArchTypeError, Span
 from archdsl.ops.base import format_value
+from archdsl.ops.registry import OPS, known_as
 
 MAX_INT = 10**18
 MAX_LIST = 100_000
@@ -68,6 +69,14 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
     match = closest(name, candidates)
     return f"; did you mean '{match}'?" if match is not None else ""
+
+
+def unknown_layer(name: str, blocks: Iterable[str]) -> str:
+    """The error for a layer ``name`` that is neither an op nor a block: the op it means if
+    it is another framework's word for one (``Conv2d``, ``dense``), else the closest name."""
+    meant = known_as(name)
+    hint = f"; did you mean '{meant}'?" if meant else did_you_mean(name, [*OPS, *blocks])
+    return f"unknown op or block '{name}'{hint}"
 
 
 def type_name(v: Any) -> str:

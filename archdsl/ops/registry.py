@@ -48,3 +48,58 @@ def get_op(name: str) -> OpDef | None:
             custom.load_entry_points()
             opdef = OPS.get(name)
     return opdef
+
+
+# Names other frameworks give these ops, compared as `_plain` leaves them (torch's class
+# names, Conv2d and MaxPool2d, are matched through each op's torch_class).
+_OTHER_NAMES = {
+    "dense": "linear",
+    "fc": "linear",
+    "fullyconnected": "linear",
+    "innerproduct": "linear",  # Caffe
+    "convolution": "conv",  # Caffe
+    "conv2dtranspose": "",  # no such op: say nothing rather than point at conv
+    "convtranspose2d": "",
+    "maxpooling2d": "maxpool",  # Keras
+    "averagepooling2d": "avgpool",
+    "globalaveragepooling2d": "global_avgpool",
+    "globalmaxpooling2d": "global_maxpool",
+    "globalavgpool": "global_avgpool",
+    "batchnormalization": "bn",  # Keras, ONNX
+    "cat": "concat",
+    "concatenate": "concat",
+    "swish": "silu",
+    "hswish": "hardswish",
+    "stochasticdepth": "drop_path",
+    "droppath": "drop_path",
+}
+
+
+def _plain(name: str) -> str:
+    """``name`` lower-cased without underscores, for comparing spellings."""
+    return name.lower().replace("_", "")
+
+
+def known_as(name: str) -> str | None:
+    """The op that ``name``, another framework's word for it, means here (``Conv2d``,
+    ``dense`` and ``MaxPooling2D`` are conv, linear and maxpool), or None.
+
+    >>> known_as("BatchNorm2d"), known_as("Dense"), known_as("max_pool"), known_as("ReLU")
+    ('bn', 'linear', 'maxpool', 'relu')
+    >>> known_as("upsample") is None
+    True
+    """
+    key = _plain(name)
+    if key in _OTHER_NAMES:
+        return _OTHER_NAMES[key] or None
+    by_torch: dict[str, set[str]] = {}
+    for opdef in ALL_OPS:
+        if _plain(opdef.name) == key:
+            return opdef.name
+        if opdef.torch_class:
+            by_torch.setdefault(_plain(opdef.torch_class), set()).add(opdef.name)
+    for key_2d in (key, key + "2d"):
+        names = by_torch.get(key_2d, set())
+        if len(names) == 1:
+            return names.pop()
+    return None

@@ -44,10 +44,10 @@ from typing import Any
 from archdsl.elaborate.builtins import BUILTINS, SCALING_BUILTINS
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import INIT_FUNCTIONS
-from archdsl.elaborate.values import did_you_mean
+from archdsl.elaborate.values import did_you_mean, unknown_layer
 from archdsl.errors import ArchError, ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast
-from archdsl.ops import OPS, get_op
+from archdsl.ops import get_op
 
 IN_ATTRIBUTES = ("c", "h", "w", "shape", "rank")  # and "f", a synonym of "c" for flat inputs
 
@@ -334,8 +334,7 @@ class _Walker:
             self._error(ArchTypeError(msg, call.name_span), module)
         else:
             blocks = [n for n, v in scope.top.items() if isinstance(v, BlockRef)]
-            msg = f"unknown op or block '{name}'{did_you_mean(name, [*OPS, *blocks])}"
-            self._error(ArchNameError(msg, call.name_span), module)
+            self._error(ArchNameError(unknown_layer(name, blocks), call.name_span), module)
 
     # ---- expressions
     def expr(self, expr: ast.Expr, scope: _Scope, module: SpecModule) -> None:
