@@ -192,6 +192,9 @@ def test_py_parameters_take_the_names_the_spec_gives_their_values() -> None:
         googlenet,
         re.DOTALL,
     )
+    # the block's local `width` before its parameter `planes`, equal to it in resnet50
+    resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
+    assert "def __init__(self, in_channels: int, width: int)" in resnet
     residual = "-> conv(out, 1)", "-> relu -> add { (); conv(hidden, 1) } -> conv(out, 1)"
     labelled = "; unit(8, 2) -> unit(6, 3)", "; u0: unit(8, 2) -> u1: unit(6, 3)"
     source = archdsl.emit_python(

@@ -568,7 +568,7 @@ class Elaborator:
                         e.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
-                scope.values = _plain_values({**benv.names, **body.names})
+                scope.values = _plain_values(body.names, benv.names)
         finally:
             self.block_stack.pop()
         return cur
@@ -618,6 +618,8 @@ def _safe_lookup(env: Env, name: str) -> Any:
         return None
 
 
-def _plain_values(names: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers, booleans and strings of a block's frame (not its lists or blocks)."""
-    return {k: v for k, v in names.items() if type(v) in (int, float, bool, str)}
+def _plain_values(locals_: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers, booleans and strings of a block's frame (not its lists or blocks): its
+    locals first, the names nearest to where values are used, then its parameters."""
+    frame = {**locals_, **{k: v for k, v in params.items() if k not in locals_}}
+    return {k: v for k, v in frame.items() if type(v) in (int, float, bool, str)}
