@@ -172,7 +172,7 @@ def test_py_one_class_per_structure_parameters_where_instances_differ() -> None:
     assert "self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)" in source
     assert re.search(
         r"class BasicConv\(nn.Module\):.*def __init__\(\s*self, in_channels: int, "
-        r"out_channels: int, kernel: int, stride: int, padding: int",
+        r"out_channels: int, kernel: int, stride: int = 1, padding: int = 0",
         source,
         re.DOTALL,
     )
@@ -195,6 +195,17 @@ def test_py_parameters_take_the_names_the_spec_gives_their_values() -> None:
     # the block's local `width` before its parameter `planes`, equal to it in resnet50
     resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
     assert "def __init__(self, in_channels: int, width: int)" in resnet
+    # a parameter named after one of the block's with a literal default takes it, goes
+    # last, and calls leave it out where they would pass the default
+    assert "int, out_channels: int, stride: int = 1) -> None:" in resnet
+    assert "BottleneckDownsample(64, 64, 256), Bottleneck(256, 64)" in resnet
+    assert "BottleneckDownsample(256, 128, 512, stride=2)," in resnet
+    inception = archdsl.emit_python(archdsl.load_graph("inception_v3"))
+    assert "kernel: int | tuple[int, ...],\n        stride: int = 1,\n" in inception
+    assert "self.branch1x1 = BasicConv(in_channels, 64, kernel=1)\n" in inception
+    assert "self.branch5x5_2 = BasicConv(48, 64, kernel=5, padding=2)\n" in inception
+    # a local that only renames a parameter (c7 = channels_7x7) comes after it
+    assert "def __init__(self, channels_7x7: int)" in inception
     residual = "-> conv(out, 1)", "-> relu -> add { (); conv(hidden, 1) } -> conv(out, 1)"
     labelled = "; unit(8, 2) -> unit(6, 3)", "; u0: unit(8, 2) -> u1: unit(6, 3)"
     source = archdsl.emit_python(

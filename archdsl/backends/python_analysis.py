@@ -23,7 +23,7 @@ from torch import nn
 from archdsl.backends import torch_modules
 from archdsl.backends.python_forward import TAKEN, forward_body, identifier
 from archdsl.backends.python_layout import Group, flat
-from archdsl.backends.python_leaves import CHANNEL_ARGS, Leaf, leaf
+from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
 from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel
 from archdsl.ir import Graph, OpNode, Scope
 
@@ -56,6 +56,7 @@ class ClassParam:
     values: tuple[Any, ...]  # one per instance
     first: tuple[str, str]  # the first slot (member path, argument) it fills
     word: bool = False  # named by the spec (a parameter or local of the block)
+    default: Any = NO_DEFAULT  # the block parameter's literal default, when it names this
 
 
 @dataclass
@@ -253,8 +254,23 @@ class Analysis:
                 cls.params.append(param)
             cls.slots[slot.key] = param
         _unique_names(cls.params)
+        self._defaults(cls)
         for i, path in enumerate(cls.instances):
             self.param_values[path] = {p.name: p.values[i] for p in cls.params}
+
+    def _defaults(self, cls: ClassPlan) -> None:
+        """Give a parameter named after one of the block's own parameters that block
+        parameter's literal default, and move it after those without one. Such parameters
+        are never channel counts, which calls pass by position, so calls still pass the
+        others by position and these by name, and may leave them out."""
+        if cls.scope_kind != "block":
+            return
+        defaults = self.graph.scopes[cls.instances[0]].defaults
+        for p in cls.params:
+            value = defaults.get(p.name, NO_DEFAULT)
+            if p.word and p.kind != "channels" and value is not NO_DEFAULT and value is not None:
+                p.default = value
+        cls.params.sort(key=lambda p: p.default is not NO_DEFAULT)
 
     def _words(self, paths: list[str]) -> dict[str, tuple[Any, ...]]:
         """The names the spec gives numbers in every one of the scopes ``paths`` (a block's
@@ -269,7 +285,8 @@ class Analysis:
 
     def _frame(self, path: str) -> dict[str, Any]:
         scope = self.graph.scopes.get(path)
-        frame = {k: v for k, v in (scope.values if scope else {}).items() if type(v) in (int, float)}
+        values = scope.values if scope else {}
+        frame = {k: v for k, v in values.items() if type(v) in (int, float) or _numbers(v)}
         for m in self.members.get(path, []):
             if m.scope is not None and self.inline[m.scope.path]:
                 for k, v in self._frame(m.scope.path).items():
@@ -324,7 +341,7 @@ class _Slot:
 def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]]) -> str | None:
     """The spec's name for a parameter's values: the argument's own name if the spec uses
     it for them, else the first name bound to exactly them (same values, same types)."""
-    if not all(type(v) in (int, float) for v in vector):
+    if not all(type(v) in (int, float) or _numbers(v) for v in vector):
         return None
     matches = [
         name
@@ -334,6 +351,10 @@ def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]
     if not matches:
         return None
     return slot.key[1] if slot.key[1] in matches else matches[0]
+
+
+def _numbers(value: Any) -> bool:
+    return type(value) is tuple and all(type(v) in (int, float) for v in value)
 
 
 def _param_name(

@@ -43,7 +43,7 @@ from typing import Any
 
 from torch import nn
 
-from archdsl.backends.python_analysis import ROOT, Analysis, ClassPlan, Member
+from archdsl.backends.python_analysis import ROOT, Analysis, ClassParam, ClassPlan, Member
 from archdsl.backends.python_forward import identifier
 from archdsl.backends.python_layout import (
     INDENT,
@@ -54,7 +54,7 @@ from archdsl.backends.python_layout import (
     literal_expr,
     shape_text,
 )
-from archdsl.backends.python_leaves import Leaf, Support, is_default
+from archdsl.backends.python_leaves import NO_DEFAULT, Leaf, Support, is_default
 from archdsl.backends.python_names import name_variants
 from archdsl.backends.torch_backend import camel
 from archdsl.ir import Graph
@@ -155,7 +155,7 @@ class _Writer:
         params = [
             Group(
                 "def __init__(",
-                ["self", *(f"{p.name}{_annotation(p.values)}" for p in cls.params)],
+                ["self", *(_parameter(p) for p in cls.params)],
                 ") -> None:",
             )
         ]
@@ -230,7 +230,10 @@ class _Writer:
         positional = True
         for p in child.params:
             param = cls.slots.get((where, p.name))
-            text = param.name if param is not None else literal(values[p.name])
+            value = values[p.name]
+            if param is None and value == p.default and type(value) is type(p.default):
+                continue  # only parameters with a default, all passed by name
+            text = param.name if param is not None else literal(value)
             positional = positional and p.kind == "channels"
             args.append(text if positional else f"{p.name}={text}")
         return Group(f"{child.name}(", args, ")")
@@ -244,8 +247,20 @@ class _Writer:
         return self.local[(support.module, name)] + leaf.func[len(name) :]
 
 
+def _parameter(p: ClassParam) -> str:
+    """``name: type`` or ``name: type = default`` in a class's signature."""
+    text = f"{p.name}{_annotation(p.values)}"
+    if p.default is NO_DEFAULT:
+        return text
+    return f"{text} = {literal(p.default)}" if ":" in text else f"{text}={literal(p.default)}"
+
+
 def _annotation(values: tuple[Any, ...]) -> str:
     types = {type(v) for v in values}
+    if types == {int, tuple} and all(
+        isinstance(x, int) for v in values if type(v) is tuple for x in v
+    ):
+        return ": int | tuple[int, ...]"  # a kernel size: k or (kh, kw)
     if len(types) != 1:
         return ""
     t = types.pop()

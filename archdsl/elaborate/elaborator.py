@@ -568,7 +568,9 @@ class Elaborator:
                         e.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
-                scope.values = _plain_values(body.names, benv.names)
+                scope.values = _plain_values(defn, body.names, benv.names)
+                literal = [p for p in defn.params if isinstance(p.default, ast.Literal)]
+                scope.defaults = {p.name: p.default.value for p in literal}
         finally:
             self.block_stack.pop()
         return cur
@@ -618,8 +620,21 @@ def _safe_lookup(env: Env, name: str) -> Any:
         return None
 
 
-def _plain_values(locals_: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers, booleans and strings of a block's frame (not its lists or blocks): its
-    locals first, the names nearest to where values are used, then its parameters."""
-    frame = {**locals_, **{k: v for k, v in params.items() if k not in locals_}}
-    return {k: v for k, v in frame.items() if type(v) in (int, float, bool, str)}
+def _plain_values(
+    defn: ast.BlockDef, locals_: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The numbers, booleans, strings and lists of numbers of a block's frame: its locals
+    first, the names nearest to where values are used, then its parameters, then the
+    locals that only rename another name (``c7 = channels_7x7``)."""
+    stmts = defn.body.stmts
+    aliases = {s.name for s in stmts if isinstance(s, ast.Assign) and isinstance(s.value, ast.Name)}
+    frame = {k: v for k, v in locals_.items() if k not in aliases}
+    frame.update((k, v) for k, v in params.items() if k not in locals_)
+    frame.update((k, v) for k, v in locals_.items() if k in aliases)
+    return {k: v for k, v in frame.items() if _plain(v)}
+
+
+def _plain(value: Any) -> bool:
+    if type(value) is tuple:
+        return all(type(v) in (int, float) for v in value)
+    return type(value) in (int, float, bool, str)

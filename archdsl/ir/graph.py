@@ -63,6 +63,7 @@ class Scope:
     # a block's parameters and top-level locals, the plain values (numbers, strings) only:
     # the spec's own words for the numbers inside it (the .py output names by them)
     values: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # a block's literal defaults
 
 
 @dataclass
