@@ -515,6 +515,7 @@ def test_grammatical_specs(text: str) -> None:
         archdsl.count_params(graph)
         archdsl.summary(graph).render("text")
         assert all(w.span.line > 0 for w in archdsl.lint(text))
+        compile(archdsl.emit_python(graph), "<emitted>", "exec")  # the .py output parses
 
 
 @fuzz_settings(300)

@@ -115,6 +115,39 @@ def test_py_matches_the_compiled_network(name: str, tmp_path: Path) -> None:
     torch.testing.assert_close(yb, ya, rtol=0, atol=0)
 
 
+# Nothing labelled: numbered members (a name cannot start with their digits) inside
+# classes whose widths differ between instances, and inside an inline seq.
+UNLABELLED = """
+block se(r = 4) {
+  mul { (); global_avgpool -> conv(in.c // r, 1) -> relu -> conv(in.c, 1) -> sigmoid }
+}
+block res(c, s = 1) {
+  add {
+    (conv(c, 3, stride=s, padding=1) -> bn -> relu -> conv(c, 3, padding=1) -> bn -> se())
+    if s != 1 or in.c != c { seq { conv(c, 1, stride=s); bn } }
+  }
+  -> relu
+}
+network toy {
+  input [3, 16, 16]
+  conv(8, 3, padding=1) -> res(8) -> res(16, 2) -> res(24, 2)
+  -> global_avgpool(flatten=true) -> linear(10)
+}
+"""
+
+
+def test_py_of_unlabelled_layers_is_python(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(UNLABELLED)
+    source = archdsl.emit_python(net)
+    assert "def __init__(self, in_channels: int, conv1_out_channels: int)" in source  # se
+    emitted = import_source(source, tmp_path / "unlabelled.py").Toy()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    ya, yb = run_both(net, emitted, x, training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
 def test_py_training_outputs_in_the_order_of_the_fields(tmp_path: Path) -> None:
     """googlenet's outputs(logits=out, aux_logits2=aux2, aux_logits1=aux1): the emitted
     file returns the three tensors in that order, as the compiled module does."""

@@ -55,6 +55,7 @@ class ClassParam:
     kind: str  # "channels" or the argument name
     values: tuple[Any, ...]  # one per instance
     first: tuple[str, str]  # the first slot (member path, argument) it fills
+    qualifier: str = ""  # that slot's member path as a name: "conv2", "branch2_conv1"
     word: bool = False  # named by the spec (a parameter or local of the block)
     default: Any = NO_DEFAULT  # the block parameter's literal default, when it names this
 
@@ -210,24 +211,27 @@ class Analysis:
         return ("class", id(self.class_of[m.scope.path]))
 
     # -- parameters ---------------------------------------------------------------------
-    def _slots(self, members: list[Member], prefix: str = "") -> list[_Slot]:
-        """Every constructor argument below ``members``."""
+    def _slots(self, members: list[Member], prefix: str = "", named: str = "") -> list[_Slot]:
+        """Every constructor argument below ``members`` (``prefix`` is their path in the
+        class, ``named`` the same as a start of a name)."""
         out = []
         for m in members:
             if not m.attr or m.shared:
                 continue
             where = prefix + m.attr
+            qualifier = named + _name_part(m)
             if m.leaf is not None:
                 for arg, value, _ in m.leaf.args:
                     kind = "channels" if arg in CHANNEL_ARGS else arg
-                    out.append(_Slot((where, arg), kind, value))
+                    out.append(_Slot((where, arg), kind, value, qualifier=qualifier))
             elif m.scope is not None and self.inline[m.scope.path]:
-                out += self._slots(self.members[m.scope.path], where + ".")
+                out += self._slots(self.members[m.scope.path], where + ".", qualifier + "_")
             elif m.scope is not None:
                 child = self.class_of[m.scope.path]
                 values = self.param_values[m.scope.path]
                 for p in child.params:
-                    out.append(_Slot((where, p.name), p.kind, values[p.name], p.word))
+                    slot = _Slot((where, p.name), p.kind, values[p.name], p.word, qualifier)
+                    out.append(slot)
         return out
 
     def _parametrise(self, cls: ClassPlan) -> None:
@@ -249,7 +253,9 @@ class Analysis:
             param = by_value.get(same)
             if param is None:
                 name = word or _param_name(slot, vector, in_c, out_c)
-                param = ClassParam(name, slot.kind, vector, slot.key, word=word is not None)
+                param = ClassParam(
+                    name, slot.kind, vector, slot.key, slot.qualifier, word=word is not None
+                )
                 by_value[same] = param
                 cls.params.append(param)
             cls.slots[slot.key] = param
@@ -336,6 +342,7 @@ class _Slot:
     kind: str
     value: Any
     word: bool = False
+    qualifier: str = ""  # the member path as the start of a name
 
 
 def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]]) -> str | None:
@@ -367,9 +374,18 @@ def _param_name(
         return "in_channels"
     if slot.kind == "channels" and vector == out_c:
         return "out_channels"
-    where, arg = slot.key
+    arg = slot.key[1]
     qualify = slot.kind == "channels" and not slot.word
-    return f"{where.replace('.', '_')}_{arg}" if qualify else arg
+    return f"{slot.qualifier}_{arg}" if qualify else arg
+
+
+def _name_part(m: Member) -> str:
+    """A member's attribute as part of a name: a numbered one after what it is
+    (``conv1`` for ``1``, ``seq_3`` for ``3``), since a name cannot start with a digit."""
+    if not m.attr[:1].isdigit():
+        return m.attr
+    what = m.node.op if m.node is not None else m.scope.name if m.scope is not None else "layer"
+    return f"{what}_{m.attr}" if what[-1:].isdigit() else f"{what}{m.attr}"
 
 
 def _unique_names(params: list[ClassParam]) -> None:
@@ -380,7 +396,7 @@ def _unique_names(params: list[ClassParam]) -> None:
     taken = {p.name for p in params}
     for p in params:
         if counts[p.name] > 1:
-            new = f"{p.first[0].replace('.', '_')}_{p.name}"
+            new = f"{p.qualifier}_{p.name}"
             while new in taken:
                 new += "_"
             taken.add(new)
