@@ -131,6 +131,7 @@ block res(c, s = 1) {
 network toy {
   input [3, 16, 16]
   conv(8, 3, padding=1) -> res(8) -> res(16, 2) -> res(24, 2)
+  -> seq { conv(24, 1) -> mid: conv(24, 3, padding=1) }
   -> global_avgpool(flatten=true) -> linear(10)
 }
 """
@@ -141,6 +142,7 @@ def test_py_of_unlabelled_layers_is_python(tmp_path: Path) -> None:
     net = archdsl.compile(UNLABELLED)
     source = archdsl.emit_python(net)
     assert "def __init__(self, in_channels: int, conv1_out_channels: int)" in source  # se
+    assert "class Seq(nn.Module):" in source  # the seq numbered 5, not "class 5"
     emitted = import_source(source, tmp_path / "unlabelled.py").Toy()
     emitted.load_state_dict(net.state_dict(), strict=True)
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))

@@ -162,7 +162,8 @@ class Analysis:
                 )
             else:
                 s = self.graph.scopes[scope]
-                base = camel(s.name) if s.kind == "block" else camel(s.path.rsplit(".", 1)[-1])
+                label = s.path.rsplit(".", 1)[-1]  # "features"; "3" for an unlabelled seq
+                base = camel(s.name if s.kind == "block" or label[0].isdigit() else label)
                 name, kind, block, span = base, s.kind, s.name, s.span
             cls = ClassPlan(name, kind, block, span, members, lines)
             cls.shortcut = any(
