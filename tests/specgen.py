@@ -1,0 +1,102 @@
+"""Random valid specs, for checking what archdsl emits against what it builds.
+
+The fuzzer (``test_fuzz.py``) draws mostly meaningless specs to attack the frontend; few of
+them check. These are networks a user might write: one to three blocks (residuals with a
+projection under an ``if``, dense concatenation in a ``for`` with templated labels, squeeze
+and excitation, ``seq``, labelled groups, repetition, pooling, dropout, stochastic depth,
+blocks inside blocks), half their layers labelled and half numbered, called with different
+widths, strides and expansions, sometimes with side outputs. A few draws repeat a label and
+fail to check; callers skip those.
+
+>>> import random, archdsl
+>>> archdsl.check(spec(random.Random(0))).name
+'net'
+"""
+
+from __future__ import annotations
+
+import random
+
+ACTIVATIONS = ["relu", "relu6", "silu", "hardswish", "leaky_relu(0.1)"]
+
+
+def spec(r: random.Random) -> str:
+    """One spec file: its blocks, then ``network net`` on a 3 x 16 x 16 input."""
+    blocks: list[str] = []
+    text = []
+    for i in range(r.randint(1, 3)):
+        text.append(_block(r, f"blk{i}", blocks))
+        blocks.append(f"blk{i}")
+    items = []
+    for j in range(r.randint(2, 5)):
+        args = [str(r.choice([4, 8, 12]))]
+        for name, values, p in (("s", [1, 2], 0.5), ("t", [1, 2, 3], 0.4), ("n", [1, 2, 3], 0.4)):
+            if r.random() < p:
+                args.append(f"{name}={r.choice(values)}")
+        item = f"{_label(r, f'stage{j}')}{r.choice(blocks)}({', '.join(args)})"
+        if r.random() < 0.15:
+            item += f" x {r.randint(1, 3)}"
+        items.append(item)
+        if r.random() < 0.15:
+            items.append(f"side aux{j}: (global_avgpool(flatten=true) -> linear(3))")
+    chain = " -> ".join(["conv(8, 3, padding=1)", *items, "global_avgpool(flatten=true)"])
+    text.append(f"network net {{\n  input [3, 16, 16]\n  {chain} -> linear(5)\n}}")
+    return "\n".join(text)
+
+
+def _label(r: random.Random, name: str) -> str:
+    return f"{name}: " if r.random() < 0.5 else ""
+
+
+def _block(r: random.Random, name: str, blocks: list[str]) -> str:
+    head = "conv(c, 3, stride=s, padding=1) -> "
+    shapes = [
+        f"if s == 1 and in.c == c {{ add {{ (); ({_chain(r, 'c', blocks)}) }} }} "
+        f"else {{ {head}{_chain(r, 'c', blocks)} }}",
+        f"{head}for i in range(n) {{ layer{{i + 1}}: concat {{ (); "
+        "(bn -> relu -> conv(4, 3, padding=1)) } } -> conv(c, 1)",
+        f"{_label(r, 'pre')}conv(c, 1, stride=s) -> concat {{ ({_chain(r, 'c', blocks)}); "
+        f"({_chain(r, 'h', blocks)}) }}",
+        f"{head}mul {{ (); global_avgpool -> conv(max(1, c // 4), 1) -> relu -> conv(c, 1) "
+        "-> sigmoid }",
+        f"{_label(r, 'body')}seq {{ {head}{_chain(r, 'c', blocks)} }}",
+        f"for i in range(n) {{ u{{i}}: ({_chain(r, 'c', blocks)}) }}\n  conv(c, 1, stride=s)",
+        f"add {{ ({head}{_chain(r, 'c', blocks)}); if s != 1 or in.c != c {{ "
+        f"{_label(r, 'downsample')}seq {{ conv(c, 1, stride=s, bias=false); bn }} }} }} -> relu",
+    ]
+    t = r.choice([1, 2])
+    n = r.choice([1, 2])
+    return f"block {name}(c, s = 1, t = {t}, n = {n}) {{\n  h = in.c * t\n  {r.choice(shapes)}\n}}"
+
+
+def _chain(r: random.Random, out: str, blocks: list[str]) -> str:
+    n = r.randint(1, 3)
+    widths = [r.choice([out, "h", "in.c"]) for _ in range(n - 1)] + [out]
+    return " -> ".join(_unit(r, w, blocks, i) for i, w in enumerate(widths))
+
+
+def _unit(r: random.Random, out: str, blocks: list[str], i: int) -> str:
+    kind = r.choice(["conv"] * 5 + ["block", "group", "pool", "seq", "repeat", "concat"])
+    k = r.choice([1, 3])
+    if kind == "block" and blocks:
+        return f"{_label(r, f'inner{i}')}{r.choice(blocks)}({out})"
+    if kind == "group":
+        last = r.choice(["dropout(0.1)", "identity", "scale(0.5)", "drop_path(0.1)", "relu"])
+        return f"{_label(r, f'grp{i}')}(conv({out}, 1) -> {last})"
+    if kind == "pool":
+        pool = r.choice(["maxpool", "avgpool"])
+        return f"conv({out}, 1) -> {_label(r, f'pool{i}')}{pool}(3, stride=1, padding=1)"
+    if kind == "seq":
+        return f"{_label(r, f'seq{i}')}seq {{ conv({out}, 1); {r.choice(['bn', 'relu'])} }}"
+    if kind == "repeat":
+        repeated = f"(conv({out}, 3, padding=1) -> relu) x {r.randint(1, 3)}"
+        return f"conv({out}, 1) -> {_label(r, f'rep{i}')}{repeated}"
+    if kind == "concat":
+        return f"concat {{ conv({out}, 1); (conv(4, 1) -> relu) }} -> conv({out}, 1)"
+    bias = ", bias=false" if r.random() < 0.5 else ""
+    text = f"{_label(r, f'conv{i}')}conv({out}, {k}, padding={k // 2}{bias})"
+    if r.random() < 0.5:
+        text += f" -> {_label(r, f'bn{i}')}bn"
+    if r.random() < 0.5:
+        text += f" -> {r.choice(ACTIVATIONS)}"
+    return text
