@@ -87,6 +87,26 @@ def test_the_inference_rewrites_keep_the_network(seed: int) -> None:
             assert float((got - want).abs().max() / want.abs().max()) < 1e-4
 
 
+@pytest.mark.slow  # torch.export and the ONNX exporter: about 2 s a network
+@pytest.mark.parametrize("seed", SEEDS[:6])
+def test_the_exports_are_the_network(seed: int, tmp_path: Path) -> None:
+    """The .pt2 program and the .onnx file (run by onnxruntime) compute what the network
+    computes."""
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    graph = checked(seed)
+    net = fill(archdsl.build(graph)).eval()
+    x = torch.randn(2, *graph.input_shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        want = net(x)
+    archdsl.export(net, tmp_path / "net.pt2")
+    torch.testing.assert_close(torch.export.load(tmp_path / "net.pt2").module()(x), want)
+    archdsl.export(net, tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-5)
+
+
 def test_the_generator_writes_specs_that_check() -> None:
     import doctest
 
