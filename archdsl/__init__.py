@@ -69,7 +69,8 @@ def _svg(obj: object) -> str | None:
     try:
         from archdsl.backends.graphviz import to_dot
 
-        return str(to_dot(getattr(obj, "archdsl_graph", obj)).pipe(format="svg").decode())
+        graph: Any = getattr(obj, "archdsl_graph", obj)  # a module's, or obj itself
+        return str(to_dot(graph).pipe(format="svg").decode())
     except (ImportError, RuntimeError, OSError):  # no graphviz package, no `dot` program
         return None
 

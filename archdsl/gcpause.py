@@ -20,6 +20,7 @@ import contextlib
 import gc
 import sys
 from collections.abc import Iterator
+from types import FrameType
 
 
 @contextlib.contextmanager
@@ -44,7 +45,7 @@ def stack_room(frames: int) -> Iterator[None]:
     notebook, a worker thread). Raises the limit for the body only, when it is too low.
     """
     depth = 0
-    frame = sys._getframe()
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         depth += 1
         frame = frame.f_back

@@ -13,7 +13,7 @@ import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from torch import fx, nn
 from torch.fx.graph_module import _WrappedCall
@@ -31,11 +31,15 @@ class Twin:
     classes: dict[str, type] = field(default_factory=dict)
 
 
-_SHARED: weakref.WeakSet[type] = weakref.WeakSet()
+M = TypeVar("M", bound=nn.Module)
+
+_SHARED: weakref.WeakSet[type[nn.Module]] = weakref.WeakSet()
 """Scope classes that more than one scope has: a scope of one of them that recompiles
 first moves to a class of its own (:meth:`ScopeModule.recompile`)."""
 
-_KIN: weakref.WeakKeyDictionary[type, weakref.WeakSet[type]] = weakref.WeakKeyDictionary()
+_KIN: weakref.WeakKeyDictionary[type[nn.Module], weakref.WeakSet[type[nn.Module]]] = (
+    weakref.WeakKeyDictionary()
+)
 """For a shared scope class, and each class its scopes moved to when they recompiled, all
 of these classes: a scope that recompiles to the code of one of them joins it."""
 
@@ -119,7 +123,7 @@ class ScopeModule(fx.GraphModule):
         first scope."""
         shared = twin.classes.get(class_name)
         if shared is not None:
-            self = object.__new__(shared)
+            self = cast(ScopeModule, object.__new__(shared))
             _SHARED.add(shared)
         else:
             self = cls.__new__(cls)  # GraphModule.__new__: a class of its own
@@ -221,14 +225,15 @@ class ScopeModule(fx.GraphModule):
 _COPIED_CLASSES = object()  # its id keys a deepcopy's memo entry for the classes it copied
 
 
-def _class_like(model: type, bases: tuple[type, ...]) -> type:
+def _class_like(model: type[M], bases: tuple[type, ...]) -> type[M]:
     """A class on ``bases`` with ``model``'s name and attributes, but for those torch.fx's
     ``recompile`` makes for each class (``_wrapped_call``, ``__call__``)."""
     attributes = {
         k: v for k, v in vars(model).items()
         if k not in ("__dict__", "__weakref__", "__call__", "_wrapped_call")
     }
-    return type(model)(model.__name__, bases, attributes)
+    metaclass: Any = type(model)
+    return cast("type[M]", metaclass(model.__name__, bases, attributes))
 
 
 def _join(module: nn.Module, cls: type) -> None:
@@ -249,7 +254,9 @@ def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     )
 
 
-_UNPICKLED: weakref.WeakValueDictionary[tuple[str, str], type] = weakref.WeakValueDictionary()
+_UNPICKLED: weakref.WeakValueDictionary[tuple[str, str], type[nn.Module]] = (
+    weakref.WeakValueDictionary()
+)
 """The classes of unpickled scopes, by class name and generated code."""
 
 

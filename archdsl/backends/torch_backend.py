@@ -13,7 +13,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -178,13 +178,14 @@ def _module(b: _Build, node: OpNode, in_shapes: list[Any]) -> nn.Module:
     if not overwritten:
         return build_module(node.op, dict(node.attrs), in_shapes)
     module = build_uninitialised(node.op, dict(node.attrs), in_shapes)
+    weight, bias = cast(torch.Tensor, module.weight), cast("torch.Tensor | None", module.bias)
     with torch.no_grad():
         if "weight" not in overwritten:
-            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-        if module.bias is not None and "bias" not in overwritten:
-            fan_in = module.weight[0].numel()  # input features, or in/groups * kernel area
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        if bias is not None and "bias" not in overwritten:
+            fan_in = weight[0].numel()  # input features, or in/groups * kernel area
             bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
-            nn.init.uniform_(module.bias, -bound, bound)
+            nn.init.uniform_(bias, -bound, bound)
     return module
 
 
@@ -226,7 +227,7 @@ def _rebuild(graph: Graph, state: dict[str, torch.Tensor], training: bool) -> fx
     return module.train(training)
 
 
-_OUTPUTS_TYPES: dict[tuple[str, ...], type[tuple]] = {}
+_OUTPUTS_TYPES: dict[tuple[str, ...], Any] = {}  # namedtuple classes
 
 
 def outputs_type(names: tuple[str, ...]) -> type[tuple]:
@@ -239,10 +240,11 @@ def outputs_type(names: tuple[str, ...]) -> type[tuple]:
     importable); ``out.names`` is ``out._fields``."""
     cls = _OUTPUTS_TYPES.get(names)
     if cls is None:
-        cls = collections.namedtuple("Outputs", names, module=__name__)  # type: ignore[misc]
-        cls.names = property(operator.attrgetter("_fields"))  # type: ignore[attr-defined]
-        cls.__reduce__ = _reduce_outputs  # type: ignore[method-assign,assignment]
-        _OUTPUTS_TYPES[names] = cls
+        # (called through Any: mypy types namedtuple() calls with literal fields only)
+        made = cast(Any, collections.namedtuple)("Outputs", names, module=__name__)
+        made.names = property(operator.attrgetter("_fields"))
+        made.__reduce__ = _reduce_outputs
+        cls = _OUTPUTS_TYPES[names] = made
     return cls
 
 

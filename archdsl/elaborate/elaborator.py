@@ -569,8 +569,8 @@ class Elaborator:
                     raise
                 scope.output = cur
                 scope.values = _plain_values(defn, body.names, benv.names)
-                literal = [p for p in defn.params if isinstance(p.default, ast.Literal)]
-                scope.defaults = {p.name: p.default.value for p in literal}
+                defaults = {p.name: p.default for p in defn.params}
+                scope.defaults = {k: v.value for k, v in defaults.items() if isinstance(v, ast.Literal)}
         finally:
             self.block_stack.pop()
         return cur

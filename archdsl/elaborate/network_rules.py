@@ -53,14 +53,16 @@ def unset_parameters(ref: NetworkRef) -> list[str]:
         chain, defining = alias_chain(ref)
     except ArchNameError:
         return []
-    names = [p.name for p in defining.defn.params]
+    defn = defining.defn
+    assert isinstance(defn, ast.NetworkDef)  # alias_chain follows every alias
+    names = [p.name for p in defn.params]
     given: set[str] = set()
     for alias_ref in chain:
         alias = alias_ref.defn
         assert isinstance(alias, ast.NetworkAlias)
         positional = [a for a in alias.args if a.name is None]
         given |= set(names[: len(positional)]) | {a.name for a in alias.args if a.name is not None}
-    return [p.name for p in defining.defn.params if p.default is None and p.name not in given]
+    return [p.name for p in defn.params if p.default is None and p.name not in given]
 
 
 INIT_FUNCTIONS: dict[str, tuple[str, ...]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,6 +35,8 @@ class CompiledForInference(nn.Module):
     26 us (resnet50) to 154 us (densenet121). With a torch that lacks the filter all
     guards are checked, and a module changed after compiling may compile again.
     """
+
+    compiled: Callable[..., Any]  # set in __init__, past nn.Module's registration
 
     def __init__(self, module: nn.Module, options: dict[str, bool]):
         super().__init__()

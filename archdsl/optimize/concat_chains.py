@@ -7,7 +7,7 @@ import operator
 import torch
 from torch import fx, nn
 
-from archdsl.optimize.graphs import ELEMENTWISE, _finish
+from archdsl.optimize.graphs import ELEMENTWISE, _finish, submodule
 
 
 def _channel_cat(node: fx.Node) -> bool:
@@ -20,6 +20,7 @@ def _channel_cat(node: fx.Node) -> bool:
         isinstance(pieces, (list, tuple))
         and len(pieces) == 2
         and all(isinstance(p, fx.Node) for p in pieces)
+        and isinstance(dim, int)
         and dim == 1
     )
 
@@ -29,7 +30,7 @@ def _channels_of(gm: fx.GraphModule, node: fx.Node) -> int | None:
     possibly through elementwise activations, or a channel slice of such a value (a merged
     convolution's). Never a view of another tensor's channels, so never of a chain's."""
     while node.op == "call_module" and len(node.args) == 1 and not node.kwargs:
-        sub = gm.get_submodule(node.target)
+        sub = submodule(gm, node)
         if isinstance(sub, nn.Conv2d):
             return sub.out_channels
         if not isinstance(sub, ELEMENTWISE):
@@ -49,7 +50,7 @@ def _may_write_its_input(gm: fx.GraphModule, node: fx.Node) -> bool:
     """Whether ``node`` may overwrite a tensor it reads (``ReLU(inplace=True)``, ``+=``,
     a method or function named with a trailing underscore)."""
     if node.op == "call_module":
-        return bool(getattr(gm.get_submodule(node.target), "inplace", False))
+        return bool(getattr(submodule(gm, node), "inplace", False))
     if node.op == "call_function" and node.target in _IN_PLACE_OPERATORS:
         return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")

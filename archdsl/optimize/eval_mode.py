@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import fx, nn
 
 from archdsl.backends.torch_backend import pack_outputs, side_output
 from archdsl.backends.torch_modules import StochasticDepth
-from archdsl.optimize.graphs import _finish, bypass, graph_modules
+from archdsl.optimize.graphs import _finish, bypass, graph_modules, submodule
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -62,11 +64,9 @@ def remove_identities(module: nn.Module) -> nn.Module:
     ['0', '2']
     """
     for gm in graph_modules(module):
-        bypass(
-            gm,
-            lambda node, gm=gm: (
-                node.op == "call_module"
-                and isinstance(gm.get_submodule(node.target), IDENTITY_IN_EVAL)
-            ),
-        )
+        bypass(gm, partial(_identity_in_eval, gm))
     return module
+
+
+def _identity_in_eval(gm: fx.GraphModule, node: fx.Node) -> bool:
+    return node.op == "call_module" and isinstance(submodule(gm, node), IDENTITY_IN_EVAL)

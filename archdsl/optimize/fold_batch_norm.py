@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from archdsl.optimize.graphs import _finish, graph_modules
+from archdsl.optimize.graphs import _finish, graph_modules, submodule
 
-FOLDABLE = (
+FOLDABLE: tuple[tuple[type[nn.Module], type[nn.Module], Callable[..., nn.Module]], ...] = (
     (nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval),
     (nn.Linear, nn.BatchNorm1d, fuse_linear_bn_eval),
 )
@@ -34,7 +36,7 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
             prev = node.args[0]
             if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
                 continue
-            bn, layer = gm.get_submodule(node.target), gm.get_submodule(prev.target)
+            bn, layer = submodule(gm, node), submodule(gm, prev)
             for layer_type, bn_type, fuse in FOLDABLE:
                 if (
                     type(layer) is layer_type
@@ -43,7 +45,7 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
                     and bn.track_running_stats
                     and not layer.training
                 ):
-                    gm.set_submodule(prev.target, fuse(layer, bn))
+                    gm.set_submodule(str(prev.target), fuse(layer, bn))
                     node.replace_all_uses_with(prev)
                     gm.graph.erase_node(node)
                     changed = True

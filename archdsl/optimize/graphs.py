@@ -23,6 +23,11 @@ def graph_modules(module: nn.Module) -> Iterator[fx.GraphModule]:
     yield from reversed(found)
 
 
+def submodule(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    """The module a ``call_module`` node calls."""
+    return gm.get_submodule(str(node.target))
+
+
 def _finish(gm: fx.GraphModule) -> None:
     gm.graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()

@@ -15,6 +15,7 @@ def _layout_change(node: fx.Node) -> bool:
         node.op == "call_method"
         and node.target == "contiguous"
         and node.kwargs.get("memory_format") == torch.channels_last
+        and isinstance(node.args[0], fx.Node)
         and node.args[0].op == "placeholder"
     )
 
@@ -29,7 +30,7 @@ def channels_last(module: nn.Module) -> nn.Module:
     >>> m.c.weight.is_contiguous(memory_format=torch.channels_last)
     True
     """
-    module.to(memory_format=torch.channels_last)
+    module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     if not isinstance(module, fx.GraphModule):
         return module
     graph = module.graph
@@ -56,7 +57,7 @@ def default_layout(module: nn.Module) -> nn.Module:
     >>> m.c.weight.is_contiguous(), "contiguous" in m.code
     (True, False)
     """
-    module.to(memory_format=torch.contiguous_format)
+    module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     if isinstance(module, fx.GraphModule):
         bypass(module, _layout_change)
     return module

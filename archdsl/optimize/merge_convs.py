@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import fx, nn
 
-from archdsl.optimize.graphs import ELEMENTWISE, _finish
+from archdsl.optimize.graphs import ELEMENTWISE, _finish, submodule
+
+_HYPER = ("kernel_size", "stride", "padding", "dilation", "padding_mode")
 
 
 def _same_activation(a: nn.Module, b: nn.Module) -> bool:
@@ -18,13 +22,13 @@ def _mergeable(gm: fx.GraphModule, node: fx.Node) -> tuple | None:
     or its output feeds anything but one elementwise activation."""
     if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
         return None
-    conv = gm.get_submodule(node.target)
+    conv = submodule(gm, node)
     if type(conv) is not nn.Conv2d or conv.groups != 1 or len(node.users) != 1:
         return None
     (user,) = node.users
-    if user.op != "call_module" or not isinstance(gm.get_submodule(user.target), ELEMENTWISE):
+    if user.op != "call_module" or not isinstance(submodule(gm, user), ELEMENTWISE):
         return None
-    hyper = (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.padding_mode)
+    hyper = tuple(getattr(conv, name) for name in _HYPER)
     return (node.args[0], *hyper, conv.bias is not None, conv.weight.dtype, conv.weight.device)
 
 
@@ -55,20 +59,15 @@ def merge_sibling_convs(module: nn.Module) -> nn.Module:
     merged = 0
     for nodes in groups.values():
         acts = [next(iter(n.users)) for n in nodes]
-        first_act = gm.get_submodule(acts[0].target)
-        nodes = [
-            n
-            for n, a in zip(nodes, acts)
-            if _same_activation(gm.get_submodule(a.target), first_act)
-        ]
+        first_act = submodule(gm, acts[0])
+        nodes = [n for n, a in zip(nodes, acts) if _same_activation(submodule(gm, a), first_act)]
         if len(nodes) < 2:
             continue
-        convs = [gm.get_submodule(n.target) for n in nodes]
-        conv = nn.Conv2d(
-            convs[0].in_channels, sum(c.out_channels for c in convs), convs[0].kernel_size,
-            convs[0].stride, convs[0].padding, convs[0].dilation, bias=convs[0].bias is not None,
-            padding_mode=convs[0].padding_mode, device="meta",
-        )  # fmt: skip
+        convs = [cast(nn.Conv2d, submodule(gm, n)) for n in nodes]
+        hyper: dict[str, Any] = {name: getattr(convs[0], name) for name in _HYPER}
+        out_channels = sum(c.out_channels for c in convs)
+        bias = convs[0].bias is not None
+        conv = nn.Conv2d(convs[0].in_channels, out_channels, bias=bias, device="meta", **hyper)
         layout = (
             torch.channels_last
             if convs[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -76,11 +75,12 @@ def merge_sibling_convs(module: nn.Module) -> nn.Module:
         )
         weight = torch.cat([c.weight.detach() for c in convs]).contiguous(memory_format=layout)
         conv.weight = nn.Parameter(weight, requires_grad=convs[0].weight.requires_grad)
-        if conv.bias is not None:
-            bias = torch.cat([c.bias.detach() for c in convs])
-            conv.bias = nn.Parameter(bias, requires_grad=convs[0].bias.requires_grad)
+        biases = [c.bias for c in convs if c.bias is not None]
+        if biases:
+            stacked = torch.cat([b.detach() for b in biases])
+            conv.bias = nn.Parameter(stacked, requires_grad=biases[0].requires_grad)
         conv.train(convs[0].training)
-        scope = _common_scope([n.target for n in nodes])
+        scope = _common_scope([str(n.target) for n in nodes])
         while hasattr(gm.get_submodule(scope), f"merged{merged}"):
             merged += 1
         target = f"{scope}.merged{merged}" if scope else f"merged{merged}"
@@ -88,7 +88,7 @@ def merge_sibling_convs(module: nn.Module) -> nn.Module:
         merged += 1
         with graph.inserting_before(nodes[0]):
             out = graph.call_module(target, (nodes[0].args[0],))
-            out = graph.call_module(acts[0].target, (out,))
+            out = graph.call_module(str(acts[0].target), (out,))
         start = 0
         for node, member in zip(nodes, convs):
             with graph.inserting_before(nodes[0]):

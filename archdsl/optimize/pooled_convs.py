@@ -6,7 +6,7 @@ import torch
 from torch import fx, nn
 
 from archdsl.backends.torch_modules import GlobalPool2d
-from archdsl.optimize.graphs import ELEMENTWISE, graph_modules
+from archdsl.optimize.graphs import ELEMENTWISE, graph_modules, submodule
 
 GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
@@ -53,7 +53,7 @@ def pooled_convs_as_sums(module: nn.Module) -> nn.Module:
         for node in gm.graph.nodes:
             if node.op != "call_module":
                 continue
-            sub = gm.get_submodule(node.target)
+            sub = submodule(gm, node)
             source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
             if _is_global_pool(sub):
                 pooled.add(node)
