@@ -60,6 +60,7 @@ network mixed(num_classes = 5) {
 }
 """
 
+ROOT = Path(__file__).resolve().parent.parent
 RES = 64  # resolution for the big networks: small enough to be quick, every stage still runs
 
 
@@ -305,14 +306,24 @@ def test_py_block_classes_say_which_arguments_make_them() -> None:
         ("InvertedResidual2", " with expand_ratio = 6."),
         ("InvertedResidualSkip", " with expand_ratio = 6."),
     ]
+    # the place is the block's definition, not one of its calls
+    line = _defined_at("lib/densenet.arch", "block dense_block(")
     densenet = archdsl.emit_python(archdsl.load_graph("densenet121"))
-    assert "(densenet.arch, line 50) with num_layers = 24." in densenet.split("class DenseBlock24(")[1]
+    doc = densenet.split("class DenseBlock24(nn.Module):")[1].split("\n")[1]
+    assert doc.endswith(f'(densenet.arch, line {line}) with num_layers = 24."""')
     dcn = archdsl.emit_python(archdsl.load_graph("dcn_resnet50"))
     assert "with stride = 1, deformable = true." in dcn.split("class BottleneckDeform(")[1]
     # a block built with one structure: nothing to tell apart
+    line = _defined_at("lib/inception.arch", "block inception(")
     googlenet = archdsl.emit_python(archdsl.load_graph("googlenet"))
     doc = googlenet.split("class Inception(nn.Module):")[1].split("\n")[1]
-    assert doc.endswith('(googlenet.arch, line 38)."""')
+    assert doc.endswith(f'(inception.arch, line {line})."""')
+
+
+def _defined_at(spec: str, start: str) -> int:
+    """The line of ``specs/{spec}`` that starts with ``start``."""
+    lines = (ROOT / "specs" / spec).read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.startswith(start))
 
 
 def _class_names(source: str) -> list[str]:

@@ -164,7 +164,8 @@ class Analysis:
                 s = self.graph.scopes[scope]
                 label = s.path.rsplit(".", 1)[-1]  # "features"; "3" for an unlabelled seq
                 base = camel(s.name if s.kind == "block" or label[0].isdigit() else label)
-                name, kind, block, span = base, s.kind, s.name, s.span
+                span = s.defined if s.defined is not None else s.span  # a block: its definition
+                name, kind, block = base, s.kind, s.name
             cls = ClassPlan(name, kind, block, span, members, lines)
             cls.shortcut = any(
                 m.node is not None and m.node.op == "add" and input_id in m.inputs

@@ -568,6 +568,7 @@ class Elaborator:
                         e.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
+                scope.defined = defn.span
                 scope.values = _plain_values(defn, body.names, benv.names)
                 defaults = {p.name: p.default for p in defn.params}
                 scope.defaults = {k: v.value for k, v in defaults.items() if isinstance(v, ast.Literal)}

@@ -64,6 +64,7 @@ class Scope:
     # the spec's own words for the numbers inside it (the .py output names by them)
     values: Mapping[str, Any] = field(default_factory=dict)
     defaults: Mapping[str, Any] = field(default_factory=dict)  # a block's literal defaults
+    defined: Span | None = None  # where a block is defined (``span`` is where it is called)
 
 
 @dataclass
