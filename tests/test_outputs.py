@@ -535,6 +535,7 @@ def test_py_writes_a_registered_op_of_a_known_class_as_its_constructor() -> None
 def test_py_state_dict_of_every_bundled_spec(name: str) -> None:
     graph = archdsl.load_graph(name)
     source = archdsl.emit_python(graph)
+    assert max(len(line) for line in source.splitlines()) <= python_source.LINE_LENGTH
     namespace: dict = {}
     exec(compile(source, f"{name}.py", "exec"), namespace)
     with torch.device("meta"):

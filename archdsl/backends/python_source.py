@@ -126,10 +126,14 @@ class _Writer:
             f"Needs {needs}. The state_dict keys and shapes are those of the module archdsl "
             f"builds, so weights load with ``load_state_dict(strict=True)``. Input: {shape}."
         )
+        summary = (
+            f'"""The network ``{self.graph.name}`` as plain PyTorch: written by archdsl{where}.'
+        )
+        if len(summary) > LINE_LENGTH:  # a long name: the file goes to the paragraph
+            summary = f'"""The network ``{self.graph.name}`` as plain PyTorch, written by archdsl.'
+            doc = f"From {Path(span.path).name}. {doc}" if where and span is not None else doc
         parts = [
-            f'"""The network ``{self.graph.name}`` as plain PyTorch: written by archdsl{where}.\n\n'
-            + "\n".join(textwrap.wrap(doc, 88))
-            + '\n"""',
+            summary + "\n\n" + "\n".join(textwrap.wrap(doc, 88)) + '\n"""',
             "\n".join(
                 [
                     "import torch",
