@@ -10,7 +10,6 @@ Each case is a fixed seed, so a failure names a spec that can be printed and rep
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from archdsl import optimize
 from archdsl.ir import Graph
 from reference import fill
 from specgen import spec
+from test_outputs import import_source, run_both
 
 SEEDS = range(24)
 
@@ -35,11 +35,7 @@ def checked(seed: int) -> Graph:
 
 
 def emitted(graph: Graph, path: Path) -> nn.Module:
-    path.write_text(archdsl.emit_python(graph))
-    module_spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = import_source(archdsl.emit_python(graph), path)
     (name,) = module.__all__
     return getattr(module, name)()  # type: ignore[no-any-return]
 
@@ -62,14 +58,8 @@ def test_the_py_output_is_the_network(seed: int, tmp_path: Path) -> None:
     copy = emitted(graph, tmp_path / f"generated_{seed}.py")
     copy.load_state_dict(net.state_dict(), strict=True)
     x = torch.randn(2, *graph.input_shape, generator=torch.Generator().manual_seed(seed))
-    for training in (False, True):
-        net.train(training)
-        copy.train(training)
-        with torch.no_grad():
-            torch.manual_seed(1)
-            want = net(x)
-            torch.manual_seed(1)
-            got = copy(x)
+    for training in (False, True):  # the same seed: the same dropout masks
+        want, got = run_both(net, copy, x, training)
         assert_same(got, want)
 
 
