@@ -42,8 +42,11 @@ def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
             from archdsl.elaborate.values import did_you_mean
 
             nets = [n for n, v in module.names.items() if isinstance(v, NetworkRef)]
-            raise ArchNameError(f"no network '{network}' in this file{did_you_mean(network, nets)}",
-                                Span(module.path, 0, 0), module.source)
+            raise ArchNameError(
+                f"no network '{network}' in this file{did_you_mean(network, nets)}",
+                Span(module.path, 0, 0),
+                module.source,
+            )
         return ref
     if not module.local_networks:
         blocks = sorted(n for n, v in module.names.items() if type(v).__name__ == "BlockRef")
@@ -52,7 +55,9 @@ def _pick_network(module: SpecModule, network: str | None) -> NetworkRef:
     return module.names[module.local_networks[-1]]  # type: ignore[no-any-return]
 
 
-def _elaborate(loader: Loader, module: SpecModule, network: str | None, params: Mapping[str, Any]) -> Graph:
+def _elaborate(
+    loader: Loader, module: SpecModule, network: str | None, params: Mapping[str, Any]
+) -> Graph:
     ref = _pick_network(module, network)
     try:  # the elaborator holds the values to the limits of literals (from_python)
         with stack_room(ELABORATION_FRAMES):
@@ -62,7 +67,9 @@ def _elaborate(loader: Loader, module: SpecModule, network: str | None, params: 
         _attach_others(e, loader, module, ref, params)
         raise
     except RecursionError:
-        raise ArchError("spec nested too deeply to elaborate", ref.defn.span, module.source) from None
+        raise ArchError(
+            "spec nested too deeply to elaborate", ref.defn.span, module.source
+        ) from None
 
 
 def _attach_others(
@@ -91,9 +98,15 @@ def _attach_source(e: ArchError, loader: Loader) -> None:
             return
 
 
-def check(source: str, *, network: str | None = None, path: str = "<string>",
-          search_path: list[PathLike] | None = None, params: Mapping[str, Any] | None = None,
-          **kwargs: Any) -> Graph:
+def check(
+    source: str,
+    *,
+    network: str | None = None,
+    path: str = "<string>",
+    search_path: list[PathLike] | None = None,
+    params: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Graph:
     """Parse, elaborate and shape-check spec text; return the checked graph IR.
 
     ``network`` picks a network by name (default: the last one the text defines);
@@ -106,9 +119,14 @@ def check(source: str, *, network: str | None = None, path: str = "<string>",
         return _elaborate(loader, _load_source(loader, source, path), network, params)
 
 
-def check_file(path: PathLike, *, network: str | None = None,
-               search_path: list[PathLike] | None = None, params: Mapping[str, Any] | None = None,
-               **kwargs: Any) -> Graph:
+def check_file(
+    path: PathLike,
+    *,
+    network: str | None = None,
+    search_path: list[PathLike] | None = None,
+    params: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Graph:
     """Like :func:`check` for a spec file."""
     params = {**(params or {}), **kwargs}
     loader = Loader([Path(p) for p in search_path or []])
@@ -132,11 +150,15 @@ def _note_name_for_text(e: ArchError, source: str) -> None:
     if not text or len(text) > 4096 or any(c.isspace() for c in text):
         return
     if text.endswith(".arch") or os.path.isfile(text):
-        e.notes.append(f"check() and compile() take spec text; for a spec file, "
-                       f"check_file({text!r}) or compile_file({text!r})")
+        e.notes.append(
+            f"check() and compile() take spec text; for a spec file, "
+            f"check_file({text!r}) or compile_file({text!r})"
+        )
     elif text in list_specs():
-        e.notes.append(f"check() and compile() take spec text; for the bundled network, "
-                       f"load_graph({text!r}) or load({text!r})")
+        e.notes.append(
+            f"check() and compile() take spec text; for the bundled network, "
+            f"load_graph({text!r}) or load({text!r})"
+        )
 
 
 def _load_file(loader: Loader, path: PathLike) -> SpecModule:
@@ -160,12 +182,19 @@ def count_params(graph: Graph) -> int:
     for node in graph.nodes():
         opdef = get_op(node.op)
         if opdef is not None and node.path is not None:
-            total += opdef.count_params(node.attrs, [graph.node(i).shape for i in graph.inputs(node.id)])
+            total += opdef.count_params(
+                node.attrs, [graph.node(i).shape for i in graph.inputs(node.id)]
+            )
     return total
 
 
-def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS,
-          outputs: Sequence[str] | None = None) -> nn.Module:
+def build(
+    graph: Graph,
+    *,
+    device: Any = None,
+    max_params: int = MAX_PARAMS,
+    outputs: Sequence[str] | None = None,
+) -> nn.Module:
     """The torch module for a checked graph.
 
     With ``outputs`` (module paths of scopes or ops, e.g. ``["layer2", "layer3"]``) the
@@ -185,7 +214,7 @@ def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS,
         raise ArchLimitError(
             f"network '{graph.name}' has {n:,} parameters ({n * 4 / 2**30:,.1f} GiB in float32), "
             f"more than the limit of {max_params:,}; to build it anyway use "
-            f"archdsl.build(graph, max_params=N) (CLI: --max-params N), or device=\"meta\"",
+            f'archdsl.build(graph, max_params=N) (CLI: --max-params N), or device="meta"',
             graph.span or Span("<network>", 0, 0),
         )
     from archdsl.backends.torch_backend import build as build_torch
@@ -193,8 +222,13 @@ def build(graph: Graph, *, device: Any = None, max_params: int = MAX_PARAMS,
     return build_torch(graph, device=device, outputs=wanted)
 
 
-def build_with_weights(graph: Graph, weights: PathLike | Mapping[str, Any], *, device: Any = None,
-                       outputs: Sequence[str] | None = None) -> nn.Module:
+def build_with_weights(
+    graph: Graph,
+    weights: PathLike | Mapping[str, Any],
+    *,
+    device: Any = None,
+    outputs: Sequence[str] | None = None,
+) -> nn.Module:
     """The module for a checked graph, its tensors read from a state_dict file (or taken,
     copied, from a state_dict), strictly.
 
@@ -214,23 +248,40 @@ def build_with_weights(graph: Graph, weights: PathLike | Mapping[str, Any], *, d
     return module.to(device) if device is not None else module
 
 
-def compile(source: str, *, network: str | None = None, path: str = "<string>",
-            search_path: list[PathLike] | None = None, device: Any = None,
-            params: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
-            weights: PathLike | Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+def compile(
+    source: str,
+    *,
+    network: str | None = None,
+    path: str = "<string>",
+    search_path: list[PathLike] | None = None,
+    device: Any = None,
+    params: Mapping[str, Any] | None = None,
+    outputs: Sequence[str] | None = None,
+    weights: PathLike | Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Spec text -> ``torch.nn.Module`` (a backbone with ``outputs``: see :func:`build`);
     ``weights`` names a state_dict file to load, or is a state_dict (see
     :func:`build_with_weights`)."""
-    graph = check(source, network=network, path=path, search_path=search_path, params=params, **kwargs)
+    graph = check(
+        source, network=network, path=path, search_path=search_path, params=params, **kwargs
+    )
     if weights is not None:
         return build_with_weights(graph, weights, device=device, outputs=outputs)
     return build(graph, device=device, outputs=outputs)
 
 
-def compile_file(path: PathLike, *, network: str | None = None,
-                 search_path: list[PathLike] | None = None, device: Any = None,
-                 params: Mapping[str, Any] | None = None, outputs: Sequence[str] | None = None,
-                 weights: PathLike | Mapping[str, Any] | None = None, **kwargs: Any) -> nn.Module:
+def compile_file(
+    path: PathLike,
+    *,
+    network: str | None = None,
+    search_path: list[PathLike] | None = None,
+    device: Any = None,
+    params: Mapping[str, Any] | None = None,
+    outputs: Sequence[str] | None = None,
+    weights: PathLike | Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Spec file -> ``torch.nn.Module`` (a backbone with ``outputs``: see :func:`build`);
     ``weights`` names a state_dict file to load, or is a state_dict (see
     :func:`build_with_weights`)."""
@@ -247,8 +298,10 @@ def spec_path(name: str) -> Path:
         from archdsl.elaborate.values import did_you_mean
 
         if name.endswith(".arch") or "/" in name or os.sep in name:  # a file meant
-            hint = (f"; for a spec file, archdsl.compile_file({name!r}) builds its network"
-                    f" and archdsl.check_file({name!r}) checks it")
+            hint = (
+                f"; for a spec file, archdsl.compile_file({name!r}) builds its network"
+                f" and archdsl.check_file({name!r}) checks it"
+            )
         else:
             hint = did_you_mean(name, list_specs())
         raise ArchNameError(f"no bundled spec '{name}'{hint}", Span(name, 0, 0))
@@ -261,15 +314,22 @@ def list_specs() -> list[str]:
     return sorted(p.stem for p in root.glob("*.arch"))
 
 
-def load(name: str, *, device: Any = None, params: Mapping[str, Any] | None = None,
-         outputs: Sequence[str] | None = None, weights: PathLike | Mapping[str, Any] | None = None,
-         **kwargs: Any) -> nn.Module:
+def load(
+    name: str,
+    *,
+    device: Any = None,
+    params: Mapping[str, Any] | None = None,
+    outputs: Sequence[str] | None = None,
+    weights: PathLike | Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """A bundled network by name: ``archdsl.load("resnet50", num_classes=10)``; with
     ``outputs=["layer2", "layer3", "layer4"]`` a backbone returning those feature maps;
     ``weights="resnet50-11ad3fa6.pth"`` loads a state_dict file into it (or
     ``weights=torchvision_model.state_dict()``, copied)."""
-    return compile_file(spec_path(name), device=device, params=params, outputs=outputs,
-                        weights=weights, **kwargs)
+    return compile_file(
+        spec_path(name), device=device, params=params, outputs=outputs, weights=weights, **kwargs
+    )
 
 
 def optimize_for_inference(module: nn.Module, **kwargs: Any) -> nn.Module:
@@ -349,7 +409,10 @@ def lint(
 
 
 def _lint(
-    loader: Loader, module: SpecModule, network: str | None, params: Mapping[str, Any],
+    loader: Loader,
+    module: SpecModule,
+    network: str | None,
+    params: Mapping[str, Any],
     checked: Graph | None = None,
 ) -> list[LintWarning]:
     """``lint`` of a loaded file; ``checked`` is the graph ``check`` made of the network
@@ -369,8 +432,12 @@ def _lint(
 
 
 def check_and_lint(
-    path: PathLike, *, network: str | None = None, search_path: list[PathLike] | None = None,
-    params: Mapping[str, Any] | None = None, source: str | None = None,
+    path: PathLike,
+    *,
+    network: str | None = None,
+    search_path: list[PathLike] | None = None,
+    params: Mapping[str, Any] | None = None,
+    source: str | None = None,
 ) -> tuple[Graph, list[LintWarning]]:
     """:func:`check_file` and :func:`lint` of one spec file, parsing it once and elaborating
     each network once (``archdsl check``). With ``source``, that is the spec's text, and
@@ -381,7 +448,9 @@ def check_and_lint(
     params = dict(params or {})
     loader = Loader([Path(p) for p in search_path or []])
     with gc_paused():
-        module = _load_file(loader, path) if source is None else _load_source(loader, source, str(path))
+        module = (
+            _load_file(loader, path) if source is None else _load_source(loader, source, str(path))
+        )
         if network is not None or params:
             graph = _elaborate(loader, module, network, params)
             return graph, _lint(loader, module, network, params, checked=graph)

@@ -63,7 +63,9 @@ def printable(text: str) -> str:
     """``text`` with every character a terminal would act on escaped (newlines kept)."""
     if text.isprintable():
         return text
-    return "\n".join("".join(_shown(c) if c != "\t" else c for c in line) for line in text.split("\n"))
+    return "\n".join(
+        "".join(_shown(c) if c != "\t" else c for c in line) for line in text.split("\n")
+    )
 
 
 class ArchError(Exception):
@@ -149,13 +151,13 @@ class ArchError(Exception):
             width = max(1, self.span.end_column - col)
         if len(src) > MAX_SHOWN:  # show a window around the column, not a huge line
             start = max(0, col - 1 - MAX_SHOWN // 2)
-            src = src[start:start + MAX_SHOWN]
+            src = src[start : start + MAX_SHOWN]
             col -= start
         col = min(col, len(src) + 1)
         width = min(width, max(1, len(src) - col + 1))
         shown = [_shown(c) for c in src]
-        before = _cells("".join(shown[:col - 1]))
-        under = max(1, _cells("".join(shown[col - 1:col - 1 + width])))
+        before = _cells("".join(shown[: col - 1]))
+        under = max(1, _cells("".join(shown[col - 1 : col - 1 + width])))
         return ["  " + "".join(shown), "  " + " " * before + "^" * under]
 
 

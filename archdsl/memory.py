@@ -108,7 +108,9 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
         found = [name for name in named if fnmatch.fnmatchcase(name, pattern)]
         if not found:
             depth = pattern.count(".")
-            there = sorted({".".join(n.split(".")[: depth + 1]) for n in named if n.count(".") >= depth})
+            there = sorted(
+                {".".join(n.split(".")[: depth + 1]) for n in named if n.count(".") >= depth}
+            )
             listed = ", ".join(there[:12]) + (", ..." if len(there) > 12 else "")
             raise ValueError(f"no module at {pattern!r}; module paths at that depth: {listed}")
         scopes = [name for name in found if isinstance(named[name], ScopeModule)]
@@ -121,14 +123,16 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
         chosen.extend(scopes)
     if not enabled:  # every recomputed module at or under the paths
         undone = [
-            name for name, m in named.items()
+            name
+            for name, m in named.items()
             if recomputed(m) and any(_within(name, other) for other in chosen)
         ]
         for name in undone:
             del named[name].forward
         return undone
     outermost = [
-        name for name in dict.fromkeys(chosen)
+        name
+        for name in dict.fromkeys(chosen)
         if not any(_within(name, other) and name != other for other in chosen)
     ]
     for name in outermost:

@@ -177,7 +177,7 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
     "U8": torch.uint8, "BOOL": torch.bool,
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-}
+}  # fmt: skip
 
 
 def write_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
@@ -192,8 +192,11 @@ def write_safetensors(state: Mapping[str, torch.Tensor], path: str | os.PathLike
             raise ValueError(f"{name}: safetensors has no code for {tensor.dtype}")
         t = tensor.detach().to("cpu").contiguous()
         blob = t.reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": codes[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": codes[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -219,7 +222,9 @@ def _is_safetensors(path: str | os.PathLike[str]) -> bool:
     return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
 
 
-def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) -> dict[str, torch.Tensor]:
+def _read_safetensors(
+    path: str | os.PathLike[str], span: Span | None = None
+) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file: a JSON header naming each tensor's dtype, shape
     and byte range, then the data (memory-mapped, and copied into each tensor)."""
     where = f"weights file {os.fspath(path)}"
@@ -237,7 +242,11 @@ def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) ->
     except RecursionError:
         raise bad("its header is nested too deeply") from None
     start = 8 + size
-    raw = torch.frombuffer(data, dtype=torch.uint8) if len(data) > start else torch.empty(0, dtype=torch.uint8)
+    raw = (
+        torch.frombuffer(data, dtype=torch.uint8)
+        if len(data) > start
+        else torch.empty(0, dtype=torch.uint8)
+    )
     state: dict[str, torch.Tensor] = {}
     for name, entry in header.items():
         if name == "__metadata__":
@@ -254,8 +263,13 @@ def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) ->
         if not (_naturals(shape) and _naturals(offsets) and len(offsets) == 2):
             raise bad(f"tensor {name!r}: malformed entry")
         begin, end = offsets
-        if not begin <= end <= len(data) - start or end - begin != math.prod(shape) * dtype.itemsize:
-            raise bad(f"tensor {name!r}: its bytes {begin}..{end} do not hold a {shape} {entry['dtype']} tensor")
+        if (
+            not begin <= end <= len(data) - start
+            or end - begin != math.prod(shape) * dtype.itemsize
+        ):
+            raise bad(
+                f"tensor {name!r}: its bytes {begin}..{end} do not hold a {shape} {entry['dtype']} tensor"
+            )
         # A copy: the format aligns data to 8 bytes only, and oneDNN's kernels round
         # differently on weights that are not 64-byte aligned (as a fresh tensor is), so
         # a network would compute other last bits than with the same weights from a .pth.
@@ -264,7 +278,9 @@ def _read_safetensors(path: str | os.PathLike[str], span: Span | None = None) ->
 
 
 def load_weights(
-    module: nn.Module, path: str | os.PathLike[str] | Mapping[str, torch.Tensor], *,
+    module: nn.Module,
+    path: str | os.PathLike[str] | Mapping[str, torch.Tensor],
+    *,
     ignore: Collection[str] = (),
 ) -> nn.Module:
     """Load the state_dict in ``path`` into ``module`` strictly and return the module.
@@ -300,12 +316,25 @@ def load_weights(
             unexpected=mismatch.unexpected,
             wrong_shape=mismatch.wrong_shape,
         )
-        e.notes.extend(mismatch.report("the state_dict" if isinstance(path, Mapping) else "the file"))
-        heads = [h for h in getattr(graph, "side_outputs", {}) if any(k.startswith(f"{h}.") for k in mismatch.missing)]
-        if heads and not mismatch.unexpected and not mismatch.wrong_shape and all(
-            k.startswith(tuple(f"{h}." for h in heads)) for k in mismatch.missing
+        e.notes.extend(
+            mismatch.report("the state_dict" if isinstance(path, Mapping) else "the file")
+        )
+        heads = [
+            h
+            for h in getattr(graph, "side_outputs", {})
+            if any(k.startswith(f"{h}.") for k in mismatch.missing)
+        ]
+        if (
+            heads
+            and not mismatch.unexpected
+            and not mismatch.wrong_shape
+            and all(k.startswith(tuple(f"{h}." for h in heads)) for k in mismatch.missing)
         ):
-            fix = "; build it with aux_logits=false" if "aux_logits" in getattr(graph, "params", {}) else ""
+            fix = (
+                "; build it with aux_logits=false"
+                if "aux_logits" in getattr(graph, "params", {})
+                else ""
+            )
             e.notes.append(
                 f"every missing tensor is in the training-only side outputs ({', '.join(heads)}): "
                 f"these weights are for the network without them{fix}"

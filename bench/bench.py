@@ -286,8 +286,12 @@ def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, 
         tv, ad = pair(tvm, name)
         res = archdsl.load_graph(name).input_shape
         small = (res[0], 32, 32)
-        for what, batch, size in (("forward b1", 1, res), ("forward b1 32x32", 1, small),
-                                  ("forward b8", 8, res), ("train step b8", 8, res)):
+        for what, batch, size in (
+            ("forward b1", 1, res),
+            ("forward b1 32x32", 1, small),
+            ("forward b8", 8, res),
+            ("train step b8", 8, res),
+        ):
             x = torch.randn(batch, *size)
             if what.startswith("train"):
                 tv.train()
@@ -297,8 +301,9 @@ def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, 
                 tv.eval()
                 ad.eval()
                 with torch.no_grad():
-                    r = interleaved(lambda m=ad, x=x: m(x), lambda m=tv, x=x: m(x),
-                                    3 if quick else reps[what])
+                    r = interleaved(
+                        lambda m=ad, x=x: m(x), lambda m=tv, x=x: m(x), 3 if quick else reps[what]
+                    )
             raw[f"{name} {what}"] = r
             rows.append(
                 [
@@ -363,21 +368,37 @@ def training_memory(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, 
         kept = {side: saved_for_backward(m, x) for side, m in sides.items()}
         r = interleaved(_train_step(recomputing, x), _train_step(plain, x), reps)
         entry = {"recomputed": len(paths), "saved_bytes": kept, "step": r}
-        row = [name, f"{len(paths)}", f"{kept['archdsl'] / 2**20:,.0f}",
-               f"{kept['archdsl recomputing'] / 2**20:,.0f}", both(r, "b"), both(r, "a"),
-               f"{r['ratio']:.2f}"]
+        row = [
+            name,
+            f"{len(paths)}",
+            f"{kept['archdsl'] / 2**20:,.0f}",
+            f"{kept['archdsl recomputing'] / 2**20:,.0f}",
+            both(r, "b"),
+            both(r, "a"),
+            f"{r['ratio']:.2f}",
+        ]
         if "torchvision memory_efficient" in sides:
             e = interleaved(_train_step(recomputing, x), _train_step(efficient, x), reps)
             entry["vs_memory_efficient"] = e
-            row.append(f"{kept['torchvision memory_efficient'] / 2**20:,.0f} MB, "
-                       f"{both(e, 'b')} ms; archdsl recomputing / it {e['ratio']:.2f}")
+            row.append(
+                f"{kept['torchvision memory_efficient'] / 2**20:,.0f} MB, "
+                f"{both(e, 'b')} ms; archdsl recomputing / it {e['ratio']:.2f}"
+            )
         else:
             row.append("")
         raw[name] = entry
         rows.append(row)
         del tv, plain, recomputing, sides
-    header = ["network (train, b8)", "modules recomputed", "kept MB", "kept MB recomputing",
-              "step ms", "step ms recomputing", "time ratio", "torchvision memory_efficient"]
+    header = [
+        "network (train, b8)",
+        "modules recomputed",
+        "kept MB",
+        "kept MB recomputing",
+        "step ms",
+        "step ms recomputing",
+        "time ratio",
+        "torchvision memory_efficient",
+    ]
     return table(header, rows), raw
 
 
@@ -535,7 +556,9 @@ def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
         entry["compile_s_archdsl_optimised_frozen"] = time.perf_counter() - t0
         entry["frozen"] = _frozen()
         if not entry["frozen"]:
-            print(f"warning: {name}: the optimised network compiled without freezing", file=sys.stderr)
+            print(
+                f"warning: {name}: the optimised network compiled without freezing", file=sys.stderr
+            )
         expected = tv(x)
         entry["rel_error_frozen"] = float((fast_c(x) - expected).abs().max() / expected.abs().max())
         entry["frozen_vs_torchvision_eager"] = interleaved(lambda: fast_c(x), lambda: tv(x), reps)
@@ -621,8 +644,15 @@ def _have(module: str) -> bool:
     return True
 
 
-SECTIONS = ("frontend", "construction", "eager", "training_memory", "optimised", "compiled",
-            "scaling")
+SECTIONS = (
+    "frontend",
+    "construction",
+    "eager",
+    "training_memory",
+    "optimised",
+    "compiled",
+    "scaling",
+)
 
 
 @contextlib.contextmanager
@@ -639,12 +669,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (resnet50 only)")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run these sections")
     parser.add_argument("--networks", nargs="+", help=f"default: {' '.join(NETWORKS)}")
-    parser.add_argument("--compile-networks", nargs="+",
-                        help="default: the --networks (resnet50 alone with --quick)")
-    parser.add_argument("--json", help="write this run alone to JSON (default: add it to "
-                        "bench/results.json under a key named by its start)")
-    parser.add_argument("--keep-memory", action="store_true",
-                        help="glibc keeps freed memory for reuse (archdsl.keep_freed_memory)")
+    parser.add_argument(
+        "--compile-networks",
+        nargs="+",
+        help="default: the --networks (resnet50 alone with --quick)",
+    )
+    parser.add_argument(
+        "--json",
+        help="write this run alone to JSON (default: add it to "
+        "bench/results.json under a key named by its start)",
+    )
+    parser.add_argument(
+        "--keep-memory",
+        action="store_true",
+        help="glibc keeps freed memory for reuse (archdsl.keep_freed_memory)",
+    )
     args = parser.parse_args(argv)
     started = time.time()
     kept = archdsl.keep_freed_memory() if args.keep_memory else False
@@ -659,8 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         ("frontend", "Frontend", lambda: frontend(args.quick)),
         ("construction", "Construction", lambda: construction(tvm, nets, args.quick)),
         ("eager", "Eager", lambda: eager(tvm, nets, args.quick)),
-        ("training_memory", "Training memory",
-         lambda: training_memory(tvm, nets, args.quick)),
+        ("training_memory", "Training memory", lambda: training_memory(tvm, nets, args.quick)),
         ("optimised", "Optimised inference", lambda: optimised(tvm, nets, args.quick)),
         (
             "compiled",

@@ -30,8 +30,14 @@ def main() -> None:
     rows = []
     for name in archdsl.list_specs():
         graph = archdsl.load_graph(name)
-        rows.append((len(graph), name, _median(lambda g=graph: summary(g)),
-                     _median(lambda g=graph: to_dot(g), runs=3)))
+        rows.append(
+            (
+                len(graph),
+                name,
+                _median(lambda g=graph: summary(g)),
+                _median(lambda g=graph: to_dot(g), runs=3),
+            )
+        )
     rows.sort(reverse=True)
     print("| network | nodes | summary (ms) | diagram source (ms) |")
     print("|---|---|---|---|")

@@ -61,11 +61,19 @@ def mode(name: str, device: torch.device) -> Iterator[None]:
 MODES = ("fp32", "channels_last fp32", "channels_last bf16", "channels_last fp16")
 
 
-def side_by_side(device: torch.device, a: Callable[[torch.Tensor], Any],
-                 b: Callable[[torch.Tensor], Any], x: torch.Tensor, reps: int) -> dict[str, Any]:
+def side_by_side(
+    device: torch.device,
+    a: Callable[[torch.Tensor], Any],
+    b: Callable[[torch.Tensor], Any],
+    x: torch.Tensor,
+    reps: int,
+) -> dict[str, Any]:
     """``a(x)`` against ``b(x)``, interleaved, each run synchronised."""
-    return interleaved(synchronised(device, functools.partial(a, x)),
-                       synchronised(device, functools.partial(b, x)), reps)
+    return interleaved(
+        synchronised(device, functools.partial(a, x)),
+        synchronised(device, functools.partial(b, x)),
+        reps,
+    )
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -73,15 +81,18 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
-def inference(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
-              batches: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+def inference(
+    tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int, batches: tuple[int, ...]
+) -> tuple[str, dict[str, Any]]:
     rows, raw = [], {}
     for name in nets:
         tv, ad = pair(tvm, name)
         tv, ad = tv.to(device).eval(), ad.to(device).eval()
         shape = archdsl.load_graph(name).input_shape
         for m in MODES:
-            layout = torch.channels_last if m.startswith("channels_last") else torch.contiguous_format
+            layout = (
+                torch.channels_last if m.startswith("channels_last") else torch.contiguous_format
+            )
             tv, ad = tv.to(memory_format=layout), ad.to(memory_format=layout)
             for batch in batches:
                 x = torch.randn(batch, *shape, device=device).to(memory_format=layout)
@@ -89,8 +100,17 @@ def inference(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
                     diff = relative_difference(ad(x), tv(x))
                     r = side_by_side(device, ad, tv, x, reps)
                 raw[f"{name} {m} b{batch}"] = {**r, "rel_diff": diff}
-                rows.append([name, m, str(batch), f"{diff:.1e}", both(r, "b"), both(r, "a"),
-                             f"{r['ratio']:.3f}"])
+                rows.append(
+                    [
+                        name,
+                        m,
+                        str(batch),
+                        f"{diff:.1e}",
+                        both(r, "b"),
+                        both(r, "a"),
+                        f"{r['ratio']:.3f}",
+                    ]
+                )
         fast = archdsl.optimize_for_inference(ad)
         for batch in batches:
             x = torch.randn(batch, *shape, device=device).to(memory_format=torch.channels_last)
@@ -98,10 +118,26 @@ def inference(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
                 diff = relative_difference(fast(x), tv(x))
                 r = side_by_side(device, fast, tv, x, reps)
             raw[f"{name} optimised bf16 b{batch}"] = {**r, "rel_diff": diff}
-            rows.append([name, "optimize_for_inference, channels_last bf16", str(batch),
-                         f"{diff:.1e}", both(r, "b"), both(r, "a"), f"{r['ratio']:.3f}"])
-    header = ["network", "mode", "batch", "outputs differ by", "torchvision ms", "archdsl ms",
-              "ratio"]
+            rows.append(
+                [
+                    name,
+                    "optimize_for_inference, channels_last bf16",
+                    str(batch),
+                    f"{diff:.1e}",
+                    both(r, "b"),
+                    both(r, "a"),
+                    f"{r['ratio']:.3f}",
+                ]
+            )
+    header = [
+        "network",
+        "mode",
+        "batch",
+        "outputs differ by",
+        "torchvision ms",
+        "archdsl ms",
+        "ratio",
+    ]
     return table(header, rows), raw
 
 
@@ -121,8 +157,9 @@ def _train_step(model: nn.Module, x: torch.Tensor, device: torch.device) -> Call
     return synchronised(device, step)
 
 
-def channels_last_pair(tvm: Any, name: str, device: torch.device,
-                       batch: int) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+def channels_last_pair(
+    tvm: Any, name: str, device: torch.device, batch: int
+) -> tuple[nn.Module, nn.Module, torch.Tensor]:
     """torchvision's network and archdsl's with the same weights, and an input, all on
     ``device`` and channels_last."""
     tv, ad = (m.to(device).to(memory_format=torch.channels_last) for m in pair(tvm, name))
@@ -130,8 +167,9 @@ def channels_last_pair(tvm: Any, name: str, device: torch.device,
     return tv, ad, x.to(memory_format=torch.channels_last)
 
 
-def training(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
-             batch: int) -> tuple[str, dict[str, Any]]:
+def training(
+    tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int, batch: int
+) -> tuple[str, dict[str, Any]]:
     rows, raw = [], {}
     for name in nets:
         tv, ad, x = channels_last_pair(tvm, name, device, batch)
@@ -144,8 +182,9 @@ def training(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
     return table(header, rows), raw
 
 
-def compiled(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
-             batch: int) -> tuple[str, dict[str, Any]]:
+def compiled(
+    tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int, batch: int
+) -> tuple[str, dict[str, Any]]:
     rows, raw = [], {}
     for name in nets:
         tv, ad, x = channels_last_pair(tvm, name, device, batch)
@@ -167,12 +206,27 @@ def compiled(tvm: Any, nets: tuple[str, ...], device: torch.device, reps: int,
             eager_r = side_by_side(device, ad_c, tv, x, reps)
         entry.update(compiled_vs_compiled=r, compiled_vs_torchvision_eager=eager_r)
         raw[name] = entry
-        rows.append([name, str(batch), both(eager_r, "b"), both(r, "b"), both(r, "a"),
-                     f"{r['ratio']:.3f}",
-                     f"{entry['compile_s_torchvision']:.0f} / {entry['compile_s_archdsl']:.0f}"])
+        rows.append(
+            [
+                name,
+                str(batch),
+                both(eager_r, "b"),
+                both(r, "b"),
+                both(r, "a"),
+                f"{r['ratio']:.3f}",
+                f"{entry['compile_s_torchvision']:.0f} / {entry['compile_s_archdsl']:.0f}",
+            ]
+        )
         torch._dynamo.reset()
-    header = ["network (bf16, channels_last)", "batch", "torchvision eager ms",
-              "torchvision compiled ms", "archdsl compiled ms", "ratio", "compile s (tv / archdsl)"]
+    header = [
+        "network (bf16, channels_last)",
+        "batch",
+        "torchvision eager ms",
+        "torchvision compiled ms",
+        "archdsl compiled ms",
+        "ratio",
+        "compile s (tv / archdsl)",
+    ]
     return table(header, rows), raw
 
 
@@ -203,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = [
         ("inference", "Inference", lambda: inference(tvm, nets, device, reps, batches)),
         ("training", "Training step", lambda: training(tvm, nets, device, reps, train_batch)),
-        ("compiled", "torch.compile",
-         lambda: compiled(tvm, tuple(args.compile_networks), device, reps, train_batch)),
+        (
+            "compiled",
+            "torch.compile",
+            lambda: compiled(tvm, tuple(args.compile_networks), device, reps, train_batch),
+        ),
     ]
     run_sections(runs, results)
     Path(args.json).write_text(json.dumps(results, indent=1, default=str))

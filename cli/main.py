@@ -185,8 +185,9 @@ def read_stdin() -> str:
     try:
         return text.read(limit)
     except UnicodeDecodeError as e:
-        raise archdsl.ArchImportError(f"standard input is not UTF-8 text ({e.reason})",
-                                      archdsl.errors.Span(STDIN_PATH, 0, 0)) from None
+        raise archdsl.ArchImportError(
+            f"standard input is not UTF-8 text ({e.reason})", archdsl.errors.Span(STDIN_PATH, 0, 0)
+        ) from None
     finally:
         text.detach()  # leave sys.stdin's buffer open
 
@@ -329,8 +330,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.outputs and not outputs:
         raise UsageError("--outputs: name at least one module path, e.g. --outputs layer3,layer4")
     try:
-        result = summary(graph, depth=args.depth, expand=args.expand, batch=args.batch,
-                         dtype=args.dtype, outputs=outputs or None)
+        result = summary(
+            graph,
+            depth=args.depth,
+            expand=args.expand,
+            batch=args.batch,
+            dtype=args.dtype,
+            outputs=outputs or None,
+        )
         print(result.render(args.format))
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -342,8 +349,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     graph, _, _ = _check(args)
     try:
-        written = render(graph, args.output, depth=args.depth, expand=args.expand,
-                         rankdir=args.rankdir)
+        written = render(
+            graph, args.output, depth=args.depth, expand=args.expand, rankdir=args.rankdir
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
@@ -506,13 +514,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def view_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--depth", type=int, default=None, metavar="N",
-                         help="show blocks nested down to depth N")
-        sub.add_argument("--expand", action="store_true",
-                         help="show repeated identical blocks one by one instead of 'name x N'")
+        sub.add_argument(
+            "--depth",
+            type=int,
+            default=None,
+            metavar="N",
+            help="show blocks nested down to depth N",
+        )
+        sub.add_argument(
+            "--expand",
+            action="store_true",
+            help="show repeated identical blocks one by one instead of 'name x N'",
+        )
 
     summary_ = spec_command(
-        "summary", "a table of layers: shapes, params, MACs, receptive field (no torch)", cmd_summary
+        "summary",
+        "a table of layers: shapes, params, MACs, receptive field (no torch)",
+        cmd_summary,
     )
     view_options(summary_)
     summary_.add_argument("--format", choices=("text", "markdown", "json", "csv"), default="text")
@@ -529,16 +547,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render_ = spec_command("render", "draw the network with Graphviz (no torch)", cmd_render)
     view_options(render_)
-    render_.add_argument("-o", "--output", required=True, metavar="FILE",
-                         help="the image; its extension picks the format: svg, png, pdf, dot")
+    render_.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the image; its extension picks the format: svg, png, pdf, dot",
+    )
     render_.add_argument("--rankdir", default="TB", choices=("TB", "LR", "BT", "RL"))
     diff_ = spec_command(
-        "diff", "which tensors carry over from spec A to spec B: same, reshaped, new, dropped",
+        "diff",
+        "which tensors carry over from spec A to spec B: same, reshaped, new, dropped",
         cmd_diff,
     )
     diff_.add_argument("other", metavar="SPEC_B", help="the spec the weights go to")
-    diff_.add_argument("--set-b", action="append", default=[], metavar="NAME=VALUE",
-                       help="override a parameter of SPEC_B (--set applies to SPEC)")
+    diff_.add_argument(
+        "--set-b",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a parameter of SPEC_B (--set applies to SPEC)",
+    )
     diff_.add_argument("--format", choices=("text", "json"), default="text")
     diff_.add_argument("-v", "--verbose", action="store_true", help="list unchanged tensors too")
     fmt = commands.add_parser(
@@ -546,10 +575,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite spec files in the canonical layout (comments kept)",
         description="rewrite spec files in the canonical layout (comments kept)",
     )
-    fmt.add_argument("files", nargs="+", metavar="FILE",
-                     help="spec files; - formats standard input to standard output")
-    fmt.add_argument("--check", action="store_true",
-                     help="change nothing; exit 1 when a file would be reformatted")
+    fmt.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="spec files; - formats standard input to standard output",
+    )
+    fmt.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 when a file would be reformatted",
+    )
     fmt.set_defaults(func=cmd_fmt, parser=fmt)
     listing = commands.add_parser(
         "list",

@@ -392,10 +392,17 @@ def test_side_outputs_count_params_not_macs() -> None:
 
 def test_training_outputs_follow_the_outputs_statement() -> None:
     s = summary(archdsl.load_graph("googlenet"))
-    assert s.training_outputs == (("logits", "out"), ("aux_logits2", "aux2"), ("aux_logits1", "aux1"))
+    assert s.training_outputs == (
+        ("logits", "out"),
+        ("aux_logits2", "aux2"),
+        ("aux_logits1", "aux1"),
+    )
     assert "training mode returns (logits=out, aux_logits2=aux2, aux_logits1=aux1)" in s.to_text()
-    assert s.to_dict()["training_outputs"] == [["logits", "out"], ["aux_logits2", "aux2"],
-                                                ["aux_logits1", "aux1"]]
+    assert s.to_dict()["training_outputs"] == [
+        ["logits", "out"],
+        ["aux_logits2", "aux2"],
+        ["aux_logits1", "aux1"],
+    ]
     assert summary(archdsl.load_graph("resnet18")).training_outputs == ()
 
 
@@ -465,7 +472,10 @@ def test_accepts_graph_path_name_and_text() -> None:
     assert a.to_dict() == b.to_dict() == c.to_dict() == summary("resnet18").to_dict()
     assert summary("resnet18", params={"num_classes": 10}).output_shape == (10,)
     # parameters as keywords, as archdsl.load takes them; both ways together
-    assert summary("resnet18", num_classes=10).to_dict() == summary("resnet18", params={"num_classes": 10}).to_dict()
+    assert (
+        summary("resnet18", num_classes=10).to_dict()
+        == summary("resnet18", params={"num_classes": 10}).to_dict()
+    )
     assert summary("resnet18", params={"num_classes": 10}, resolution=64).input_shape == (3, 64, 64)
     # a checked graph has its parameters set: giving more is an error, not ignored
     with pytest.raises(ValueError, match="parameters apply to a spec"):

@@ -125,7 +125,9 @@ def test_check_checks_every_network_of_the_file(
     assert f"{path}:14:17: error: linear (module '1'): expects flat features" in err
     assert "width" not in err  # family needs a value for width: not checked on its own
     # the last network alone checks; so does another picked by name
-    path.write_text(SEVERAL_NETWORKS.replace("conv(4, 3) -> linear(3)", "conv(4, 3) -> flatten -> linear(3)"))
+    path.write_text(
+        SEVERAL_NETWORKS.replace("conv(4, 3) -> linear(3)", "conv(4, 3) -> flatten -> linear(3)")
+    )
     code, _, err = run(capsys, "check", str(path))
     assert code == 1 and err.count(": error: ") == 1 and ":5:3: error:" in err
     assert run(capsys, "check", str(path), "--network", "flat")[0] == 0
@@ -293,14 +295,20 @@ class Endless(io.RawIOBase):
 def test_endless_stdin_is_read_no_further_than_a_spec_may_be(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless()), encoding="utf-8"))
+    monkeypatch.setattr(
+        sys, "stdin", io.TextIOWrapper(io.BufferedReader(Endless()), encoding="utf-8")
+    )
     with TimeLimit(10):  # reading to the end would never return
         code, _, err = run(capsys, "check", "-")
     assert code == 1
-    assert err.startswith("<stdin>:1:1: error: spec file is 1000001 characters; the limit is 1000000")
+    assert err.startswith(
+        "<stdin>:1:1: error: spec file is 1000001 characters; the limit is 1000000"
+    )
 
 
-def test_fmt_filters_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fmt_filters_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``fmt -`` writes the formatted text (an editor's format-on-save); ``--check -`` only
     says whether it would change."""
     text = "network n(k=3) {\n  input [3, 8, 8]\n  conv(4,k)\n}\n"
@@ -461,7 +469,10 @@ def test_an_output_that_is_a_folder_is_one_line(
     target = tmp_path / "model.pt"
     target.mkdir()
     code, _, err = run(capsys, "compile", "resnet18", "-o", str(target))
-    assert (code, err.strip()) == (1, f"archdsl compile: error: cannot write {target}: it is a directory")
+    assert (code, err.strip()) == (
+        1,
+        f"archdsl compile: error: cannot write {target}: it is a directory",
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ from reference import fill
 
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")),
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    ),
 ]
 
 # residual add with a projection, concat, squeeze-excitation mul, dropout and a side output
@@ -89,7 +91,9 @@ def test_autocast_through_every_merge(device: torch.device, dtype: torch.dtype) 
         with torch.autocast(device.type, dtype=dtype):
             got = model(x)
             # channels_last under autocast, as a GPU user runs it
-            last = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+            last = model.to(memory_format=torch.channels_last)(
+                x.to(memory_format=torch.channels_last)
+            )
     assert got.device.type == device.type and got.shape == expected.shape
     assert torch.isfinite(got).all()
     assert relative(got, expected) < AUTOCAST[dtype]
@@ -133,8 +137,9 @@ def test_weights_load_onto_the_device(device: torch.device, tmp_path: Path) -> N
     loaded = archdsl.compile_file(spec, weights=path, device=device).eval()
     assert {p.device.type for p in loaded.state_dict().values()} == {device.type}
     with torch.no_grad(), exact_math():
-        torch.testing.assert_close(loaded(inputs(device)).cpu(), source(inputs(torch.device("cpu"))),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            loaded(inputs(device)).cpu(), source(inputs(torch.device("cpu"))), rtol=1e-4, atol=1e-5
+        )
 
 
 @pytest.mark.slow  # inductor compiles the network: about 10 s on two cores

@@ -33,8 +33,11 @@ def _has_dot() -> bool:
 def test_ci_runs_the_test_command_of_the_readme() -> None:
     """README's second command is what CI runs, verbatim: the last line of .ci/run."""
     root = DOCS.parent
-    readme = [code for info, code in FENCE.findall((root / "README.md").read_text())
-              if info == "sh" and "pytest" in code]
+    readme = [
+        code
+        for info, code in FENCE.findall((root / "README.md").read_text())
+        if info == "sh" and "pytest" in code
+    ]
     ci = (root / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert readme == [ci + "\n"]
 
@@ -141,9 +144,14 @@ def test_every_accepted_torch_release_tried_has_passed():
 
     project = tomllib.loads((DOCS.parent / "pyproject.toml").read_text())["project"]
     (torch_req,) = [r for r in project["dependencies"] if r.startswith("torch")]
-    lowest, below = (_release(v) for v in re.fullmatch(r"torch>=([\d.]+),<([\d.]+)", torch_req).groups())
-    rows = re.findall(r"^\| (\d+\.\d+\.\d+)\S* \| [^|]+ \| ([^|]+) \|$",
-                      (DOCS / "torch-versions.md").read_text(), re.M)
+    lowest, below = (
+        _release(v) for v in re.fullmatch(r"torch>=([\d.]+),<([\d.]+)", torch_req).groups()
+    )
+    rows = re.findall(
+        r"^\| (\d+\.\d+\.\d+)\S* \| [^|]+ \| ([^|]+) \|$",
+        (DOCS / "torch-versions.md").read_text(),
+        re.M,
+    )
     tried = {_release(version): result for version, result in rows}
     assert any(v[:2] == lowest[:2] for v in tried), f"torch {lowest} is accepted but not tried"
     inside = {v: r for v, r in tried.items() if lowest <= v < below}
@@ -159,7 +167,9 @@ def test_every_subpackage_is_installed():
     import tomllib
 
     root = DOCS.parent
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = {
         ".".join(init.parent.relative_to(root).parts)
         for init in (root / "archdsl").rglob("__init__.py")

@@ -478,9 +478,13 @@ def spec_files(draw: st.DrawFn) -> str:
             fn = draw(st.sampled_from(INIT_FUNCTIONS))
             body.append(f"init {target}.{tensor} = {fn}")
         if draw(st.integers(0, 3)) == 0:  # usually naming outputs the network lacks
-            sources = draw(st.lists(st.sampled_from(["out", *LABEL_WORDS, "zz"]), min_size=1, max_size=3))
-            fields = [f"{draw(st.sampled_from(FIELD_NAMES))}={s}" if draw(st.booleans()) else s
-                      for s in sources]
+            sources = draw(
+                st.lists(st.sampled_from(["out", *LABEL_WORDS, "zz"]), min_size=1, max_size=3)
+            )
+            fields = [
+                f"{draw(st.sampled_from(FIELD_NAMES))}={s}" if draw(st.booleans()) else s
+                for s in sources
+            ]
             body.append(f"outputs({', '.join(fields)})")
         body.append(draw(bodies(blocks, 2)))
         lines.append(f"network {name}{draw(params())} {{\n  " + "\n  ".join(body) + "\n}")

@@ -350,7 +350,9 @@ def test_a_spec_too_deep_to_run_is_refused_at_check() -> None:
     modules would exceed Python's stack in the forward pass: refused when checked."""
     text = _nested_blocks(10, 20)
     # b0..b2 and their 60 seqs are 63 modules, b3 the 64th: b3's first seq is one too many
-    limit_error(text, f"modules nested deeper than {MAX_SCOPE_DEPTH}", *locate(text, "seq {", nth=60))
+    limit_error(
+        text, f"modules nested deeper than {MAX_SCOPE_DEPTH}", *locate(text, "seq {", nth=60)
+    )
 
 
 def test_nesting_within_the_documented_limits_is_accepted_or_a_limit_error() -> None:
@@ -585,8 +587,7 @@ def test_builtins_converting_to_int_refuse_inf_and_nan(
 def test_scaling_that_overflows_is_an_error_at_the_call(call: str) -> None:
     """``scaled(width=2)`` doubles 1e308 to inf inside the builtin: refused at the call."""
     text = (
-        f"network n {{ input [3, 8, 8]; conv({call}, 3) }}\n"
-        "network m = n scaled(width=2, depth=2)"
+        f"network n {{ input [3, 8, 8]; conv({call}, 3) }}\nnetwork m = n scaled(width=2, depth=2)"
     )
     err = limit_error(text, "", *locate(text, call))
     name = call.split("(")[0]
@@ -648,9 +649,13 @@ def test_python_parameters_obey_the_literal_limits(
 
 def test_python_parameters_at_the_limits_are_accepted() -> None:
     graph = archdsl.check(
-        "network n(i = 0, f = 0.0, s = \"\", l = []) { input [3, 8, 8]; relu }",
-        params={"i": -MAX_INT, "f": 1.7e308, "s": "x" * MAX_STRING,
-                "l": [_nested(MAX_NESTING - 2)]},  # fmt: skip
+        'network n(i = 0, f = 0.0, s = "", l = []) { input [3, 8, 8]; relu }',
+        params={
+            "i": -MAX_INT,
+            "f": 1.7e308,
+            "s": "x" * MAX_STRING,
+            "l": [_nested(MAX_NESTING - 2)],
+        },  # fmt: skip
     )
     assert graph.params["i"] == -MAX_INT and graph.params["s"] == "x" * MAX_STRING
     value, depth = graph.params["l"], 0

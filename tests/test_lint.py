@@ -398,9 +398,13 @@ def test_check_parses_and_elaborates_each_network_once(
     loaded: list[str] = []
     network, load_file = Elaborator.network, Loader.load_file
     monkeypatch.setattr(
-        Elaborator, "network", lambda self, ref, params: elaborated.append(ref.defn.name) or network(self, ref, params)
+        Elaborator,
+        "network",
+        lambda self, ref, params: elaborated.append(ref.defn.name) or network(self, ref, params),
     )
-    monkeypatch.setattr(Loader, "load_file", lambda self, path: loaded.append(str(path)) or load_file(self, path))
+    monkeypatch.setattr(
+        Loader, "load_file", lambda self, path: loaded.append(str(path)) or load_file(self, path)
+    )
     assert main(["check", str(spec)]) == 0
     assert sorted(elaborated) == ["a", "b"] and loaded == [str(spec)]
     assert "2:37: warning: conv has a bias" in capsys.readouterr().err  # the checked graph, linted

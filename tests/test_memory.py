@@ -85,8 +85,11 @@ def test_doctest() -> None:
 
 @pytest.mark.parametrize(
     ("name", "paths", "count"),
-    [("resnet18", ("layer*.*",), 8), ("densenet121", ("features.denseblock*.denselayer*",), 58),
-     ("efficientnet_b0", ("features.[1-7].*",), 16)],
+    [
+        ("resnet18", ("layer*.*",), 8),
+        ("densenet121", ("features.denseblock*.denselayer*",), 58),
+        ("efficientnet_b0", ("features.[1-7].*",), 16),
+    ],
 )
 def test_recomputed_modules_keep_less_and_give_the_same_gradients(name, paths, count) -> None:
     torch.manual_seed(0)
@@ -155,13 +158,18 @@ def test_torch_compile_sees_the_recomputation() -> None:
     regions = sum(code.count("tag_activation_checkpoint(") for code in codes)
     assert regions == 8 if len(codes) == 1 else 1 <= regions <= 8
     for key, value in expected.items():
-        torch.testing.assert_close(net.get_parameter(key).grad, value, rtol=1e-5, atol=1e-6, msg=key)
+        torch.testing.assert_close(
+            net.get_parameter(key).grad, value, rtol=1e-5, atol=1e-6, msg=key
+        )
 
 
 def test_a_path_that_matches_nothing_names_what_is_there() -> None:
     net = archdsl.load("resnet18", resolution=32, num_classes=10)
     with pytest.raises(ValueError, match=r"no module at 'layr\*\.\*'; .*: layer1\.0, layer1\.1"):
         grad_checkpointing(net, "layr*.*")
-    with pytest.raises(ValueError, match=r"'layer1\.0\.conv\*' names single layers \(layer1\.0\.conv1, layer1\.0\.conv2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'layer1\.0\.conv\*' names single layers \(layer1\.0\.conv1, layer1\.0\.conv2\)",
+    ):
         grad_checkpointing(net, "layer1.0.conv*")
     assert not any(recomputed(m) for m in net.modules())

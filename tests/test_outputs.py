@@ -248,7 +248,9 @@ def test_py_parameters_take_the_names_the_spec_gives_their_values() -> None:
         archdsl.check(NUMBERED_UNITS.replace(*residual).replace(*labelled))
     )
     unit = source.split("class Unit(nn.Module):")[1].split("class ")[0]
-    assert re.search(r"def __init__\(self, in_channels: int, hidden: int, out_channels: int\)", unit)
+    assert re.search(
+        r"def __init__\(self, in_channels: int, hidden: int, out_channels: int\)", unit
+    )
     assert "nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden)" in unit
     assert "self.u1 = Unit(8, 24, 6)" in source  # in 8, hidden 8 * 3, out 6
 
@@ -268,7 +270,10 @@ def test_py_names_structural_variants_by_what_differs() -> None:
     densenet = archdsl.emit_python(archdsl.load_graph("densenet121"))
     for layers in (6, 12, 24, 16):
         assert f"class DenseBlock{layers}(nn.Module):" in densenet
-        assert f"self.denselayer{layers} = DenseLayer(" in densenet.split(f"class DenseBlock{layers}(")[1]
+        assert (
+            f"self.denselayer{layers} = DenseLayer("
+            in densenet.split(f"class DenseBlock{layers}(")[1]
+        )
     assert "self.denseblock3 = DenseBlock24()" in densenet
     resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
     assert "class BottleneckDownsample(nn.Module):" in resnet

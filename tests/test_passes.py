@@ -25,14 +25,18 @@ def test_passes_agree_with_elaboration(name: str) -> None:
 
 
 def test_infer_shapes_recomputes_from_the_input() -> None:
-    graph = archdsl.check("network n { input [3, 32, 32]; conv(8, 3, stride=2) -> maxpool(2) -> flatten }")
+    graph = archdsl.check(
+        "network n { input [3, 32, 32]; conv(8, 3, stride=2) -> maxpool(2) -> flatten }"
+    )
     graph.input_shape = (3, 64, 64)
     infer_shapes(graph)
     assert graph.output_shape == (8 * 15 * 15,)
 
 
 def test_infer_shapes_reports_the_node_that_breaks() -> None:
-    graph = archdsl.check("network n {\n input [3, 32, 32]\n conv(8, 11, stride=4) -> maxpool(3)\n}")
+    graph = archdsl.check(
+        "network n {\n input [3, 32, 32]\n conv(8, 11, stride=4) -> maxpool(3)\n}"
+    )
     graph.input_shape = (3, 12, 12)
     with pytest.raises(ArchShapeError) as info:
         infer_shapes(graph)

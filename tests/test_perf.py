@@ -52,7 +52,9 @@ def test_the_lazy_attributes_are_there() -> None:
 
 
 def test_the_analysed_grammar_is_cached_in_the_user_cache_folder(tmp_path: Path) -> None:
-    code = "import archdsl; print(archdsl.check('network n { input [3, 8, 8]; relu }').output_shape)"
+    code = (
+        "import archdsl; print(archdsl.check('network n { input [3, 8, 8]; relu }').output_shape)"
+    )
     for _ in range(2):  # the first run writes the cache, the second reads it
         proc = _run(code, XDG_CACHE_HOME=str(tmp_path))
         assert proc.returncode == 0, proc.stderr
@@ -123,14 +125,19 @@ def test_a_long_chain_is_linear_too() -> None:
         return "network n { input [3, 8, 8]; " + " -> ".join(["relu"] * n) + " }"
 
     archdsl.check(chain(1))
-    small, large = steps(lambda: archdsl.check(chain(500))), steps(lambda: archdsl.check(chain(2000)))
+    small, large = (
+        steps(lambda: archdsl.check(chain(500))),
+        steps(lambda: archdsl.check(chain(2000))),
+    )
     assert large / small < 4 * 1.1, (small, large)
 
 
 # ---- building: each scope's code generated once ------------------------------------------------
 
 
-def test_build_generates_the_code_of_each_distinct_scope_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_generates_the_code_of_each_distinct_scope_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from torch import fx
 
     import archdsl.backends.fx_scopes  # noqa: F401 - its import makes one probe GraphModule

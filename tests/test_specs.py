@@ -270,7 +270,11 @@ def test_replace_stride_with_dilation_is_torchvisions(name: str):
     assert {k: v.shape for k, v in dilated.state_dict().items()} == {
         k: v.shape for k, v in plain.state_dict().items()
     }
-    expected = {"layer2": (2, [1, 1, 1, 1]), "layer3": (1, [1, 2, 2, 2, 2, 2]), "layer4": (1, [2, 4, 4])}
+    expected = {
+        "layer2": (2, [1, 1, 1, 1]),
+        "layer3": (1, [1, 2, 2, 2, 2, 2]),
+        "layer4": (1, [2, 4, 4]),
+    }
     for stage, (stride, dilations) in expected.items():
         blocks = dilated.get_submodule(stage)
         convs = [blocks.get_submodule(f"{i}.conv2") for i in range(len(dilations))]
@@ -288,7 +292,10 @@ def test_densenet_bn_size_is_torchvisions():
     for bn_size in (4, 2):
         model = on_meta("densenet121", bn_size=bn_size)
         for layer in ("features.denseblock1.denselayer1", "features.denseblock4.denselayer16"):
-            conv1, norm2 = model.get_submodule(f"{layer}.conv1"), model.get_submodule(f"{layer}.norm2")
+            conv1, norm2 = (
+                model.get_submodule(f"{layer}.conv1"),
+                model.get_submodule(f"{layer}.norm2"),
+            )
             assert conv1.out_channels == norm2.num_features == bn_size * 32
             assert model.get_submodule(f"{layer}.conv2").in_channels == bn_size * 32
 
@@ -348,7 +355,9 @@ def test_zero_init_residual_is_torchvisions(name: str, last_bn: str):
     assert len(branch_ends) == (8 if name == "resnet18" else 16)
     for key, value in zeroed.items():
         if key in branch_ends:
-            assert torch.equal(value, torch.zeros_like(value)) and torch.equal(plain[key], torch.ones_like(value))
+            assert torch.equal(value, torch.zeros_like(value)) and torch.equal(
+                plain[key], torch.ones_like(value)
+            )
         else:
             assert torch.equal(value, plain[key]), key
 

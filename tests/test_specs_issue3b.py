@@ -118,6 +118,7 @@ def test_side_outputs_only_in_training(name: str):
             computed[path] = out
             if path is not None:
                 ran.append(path)
+
         model.get_submodule(path or last).register_forward_hook(record)
 
     for side in (None, *sides):
@@ -137,7 +138,9 @@ def test_side_outputs_only_in_training(name: str):
     assert ran == []  # the heads are not computed at all in eval mode
 
 
-@pytest.mark.parametrize(("name", "heads"), [("googlenet", ("aux1.", "aux2.")), ("inception_v3", ("AuxLogits.",))])
+@pytest.mark.parametrize(
+    ("name", "heads"), [("googlenet", ("aux1.", "aux2.")), ("inception_v3", ("AuxLogits.",))]
+)
 def test_aux_logits_false_drops_the_heads(name: str, heads: tuple[str, ...]):
     """torchvision's aux_logits=False (its default for googlenet's published weights): the
     reference state_dict without the heads' tensors, and training mode returns the logits

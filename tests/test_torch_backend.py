@@ -161,7 +161,9 @@ def test_root_code_calls_stages_in_order(resnet18):
 def test_block_code_has_residual_add(resnet18):
     code = resnet18.get_submodule("layer2.0").code
     assert "downsample" in code
-    assert re.search(r"bn2 \+= downsample", code), code  # in place, as torchvision's `out += identity`
+    assert re.search(r"bn2 \+= downsample", code), (
+        code
+    )  # in place, as torchvision's `out += identity`
     assert "downsample" not in resnet18.get_submodule("layer2.1").code
 
 
@@ -447,8 +449,11 @@ def test_strict_torch_export_reads_children_through_plain_properties():
 
     model = fresh(MIXED).eval()
     attributes = [
-        v for m in model.modules() if isinstance(m, fx.GraphModule)
-        for v in vars(type(m)).values() if is_child(v)
+        v
+        for m in model.modules()
+        if isinstance(m, fx.GraphModule)
+        for v in vars(type(m)).values()
+        if is_child(v)
     ]
     assert attributes and all(type(v) is property for v in attributes)
     x = torch.randn(2, 3, 20, 20)
@@ -548,10 +553,20 @@ def test_in_place_only_where_nothing_else_reads_the_input():
     # an identity's output is its input: overwritten where that input could be
     assert _in_place("network n { input [4]; linear(4) -> identity -> r: relu }") == {"r"}
     assert _in_place("network n { input [4]; relu -> identity -> r: relu }") == set()
-    assert _in_place("network n { input [4]; l: linear(4) -> add { (identity -> r: relu); identity } }") == set()
+    assert (
+        _in_place(
+            "network n { input [4]; l: linear(4) -> add { (identity -> r: relu); identity } }"
+        )
+        == set()
+    )
     # a sum of two overwrites the second where the first cannot be (MBConv: x + branch)
-    assert _in_place("network n { input [4]; relu -> add { (); linear(4) } -> r: relu }") == {"add@", "r"}
-    assert _in_place("network n { input [4]; relu -> add { (); linear(4); linear(4) } -> r: relu }") == {"r"}
+    assert _in_place("network n { input [4]; relu -> add { (); linear(4) } -> r: relu }") == {
+        "add@",
+        "r",
+    }
+    assert _in_place(
+        "network n { input [4]; relu -> add { (); linear(4); linear(4) } -> r: relu }"
+    ) == {"r"}
     # the activations with an inplace flag, through dropout and drop path (MBConv's tail)
     assert _in_place(
         "network n { input [4, 3, 3]; bn -> s: silu -> conv(4, 1) -> r6: relu6 -> dropout(0.1)"
@@ -832,10 +847,14 @@ def test_outputs_statement_leaves_out_side_outputs_not_made() -> None:
     training mode returns the main output alone. A field naming no side output the body
     writes is still an error."""
     src = NAMED_OUTPUTS.replace("network named {", "network named(early = true, late = true) {")
-    src = src.replace("-> side early: (global_avgpool(flatten=true) -> linear(2))",
-                      "-> if early { side early: (global_avgpool(flatten=true) -> linear(2)) }")
-    src = src.replace("-> side late: (global_avgpool(flatten=true) -> linear(5))",
-                      "-> if late { side late: (global_avgpool(flatten=true) -> linear(5)) }")
+    src = src.replace(
+        "-> side early: (global_avgpool(flatten=true) -> linear(2))",
+        "-> if early { side early: (global_avgpool(flatten=true) -> linear(2)) }",
+    )
+    src = src.replace(
+        "-> side late: (global_avgpool(flatten=true) -> linear(5))",
+        "-> if late { side late: (global_avgpool(flatten=true) -> linear(5)) }",
+    )
     x = torch.randn(2, 3, 8, 8)
     assert fresh(src).train()(x)._fields == ("logits", "late", "early_head")
     assert fresh(src, early=False).train()(x)._fields == ("logits", "late")
@@ -867,7 +886,9 @@ def test_outputs_statement_names_and_orders_training_outputs(tmp_path):
         for copied in (pickle.loads(pickle.dumps(out)), copy.deepcopy(out), copy.copy(out)):
             assert type(copied) is type(out) and copied.names == out.names
             assert torch.equal(copied.early_head, out.early_head)
-        assert repr(out).startswith("Outputs(logits=tensor(") and ", early_head=tensor(" in repr(out)
+        assert repr(out).startswith("Outputs(logits=tensor(") and ", early_head=tensor(" in repr(
+            out
+        )
         plain = model.eval()(x)
         torch.testing.assert_close(plain, out.logits)
         path = tmp_path / "named.pt"
@@ -1030,8 +1051,10 @@ def test_scopes_are_what_torch_fx_makes_from_the_same_graph():
         # TorchScript is told not to compile), and calls going straight to nn.Module.__call__
         children = {k for k, v in vars(cls).items() if is_child(v)}
         assert children == set(m._modules)
-        assert set(cls.__jit_unused_properties__) == {*fx.GraphModule.__jit_unused_properties__,
-                                                      *children}
+        assert set(cls.__jit_unused_properties__) == {
+            *fx.GraphModule.__jit_unused_properties__,
+            *children,
+        }
         unused = {"__jit_unused_properties__"}
         assert vars(cls).keys() - unused - children == vars(ref_cls).keys() - {"__call__"}
         assert cls.__call__ is nn.Module.__call__ is not ref_cls.__call__
@@ -1074,7 +1097,7 @@ def test_an_error_in_a_scope_shows_its_generated_line():
     with pytest.raises(RuntimeError) as info:
         model(torch.randn(2, 5, 16, 16))  # 5 channels where the stem takes 3
     lines = traceback.format_tb(info.tb)
-    assert any("getattr(self, \"0\")(x)" in line for line in lines), lines
+    assert any('getattr(self, "0")(x)' in line for line in lines), lines
 
 
 def test_later_scopes_of_a_structure_make_their_fx_graph_when_asked():
@@ -1124,8 +1147,11 @@ def _scope_classes(model: nn.Module) -> tuple[int, int, int]:
         assert isinstance(m, ScopeModule)
         assert {k for k, v in vars(type(m)).items() if is_child(v)} >= set(m._modules)
         assert "__call__" not in vars(type(m))
-    return (len(scopes), len({type(m) for m in scopes}),
-            len({(m.code, type(m).__name__) for m in scopes}))
+    return (
+        len(scopes),
+        len({type(m) for m in scopes}),
+        len({(m.code, type(m).__name__) for m in scopes}),
+    )
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle", "torch.save", "deepcopy, pickle"])
@@ -1175,8 +1201,12 @@ def test_torchscript_compiles_a_network_its_copies_and_its_optimised_version() -
     what torch.fx lists for GraphModule."""
     model = archdsl.build(archdsl.check(RESNET_1111)).eval()
     x = torch.randn(2, *model.archdsl_graph.input_shape)
-    for module in (model, copy.deepcopy(model), pickle.loads(pickle.dumps(model)),
-                   archdsl.optimize_for_inference(model)):
+    for module in (
+        model,
+        copy.deepcopy(model),
+        pickle.loads(pickle.dumps(model)),
+        archdsl.optimize_for_inference(model),
+    ):
         scripted = torch.jit.script(module)
         with torch.no_grad():
             torch.testing.assert_close(scripted(x), module(x))
@@ -1200,7 +1230,7 @@ def test_a_scope_recompiled_after_the_build_changes_alone():
     model = archdsl.build(archdsl.check(MIXED)).eval()
     scopes = [m for m in model.modules() if isinstance(m, fx.GraphModule)]
     first, twin = next(
-        (a, b) for i, a in enumerate(scopes) for b in scopes[i + 1:] if type(a) is type(b)
+        (a, b) for i, a in enumerate(scopes) for b in scopes[i + 1 :] if type(a) is type(b)
     )
     from archdsl.backends.fx_scopes import is_child
 

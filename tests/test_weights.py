@@ -199,7 +199,9 @@ def test_a_folder_is_not_read(tmp_path: Path) -> None:
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 
-def test_safetensors_weights_load_and_compute_what_the_pth_does(net: nn.Module, tmp_path: Path) -> None:
+def test_safetensors_weights_load_and_compute_what_the_pth_does(
+    net: nn.Module, tmp_path: Path
+) -> None:
     """timm publishes safetensors; written by the reference library, read by archdsl's own
     reader, the network computes bit for bit what it computes from the same weights in a
     .pth (the reader copies the 8-byte-aligned data, so kernels see aligned weights)."""
@@ -214,7 +216,9 @@ def test_safetensors_weights_load_and_compute_what_the_pth_does(net: nn.Module, 
     assert torch.equal(from_st, net.eval()(x))
 
 
-def test_safetensors_reader_and_writer_agree_with_the_reference_for_every_dtype(tmp_path: Path) -> None:
+def test_safetensors_reader_and_writer_agree_with_the_reference_for_every_dtype(
+    tmp_path: Path,
+) -> None:
     """Odd sizes put most tensors at offsets that are not multiples of their item size."""
     torch.manual_seed(0)
     tensors = {}
@@ -240,13 +244,16 @@ def test_safetensors_reader_and_writer_agree_with_the_reference_for_every_dtype(
         assert sorted(got) == sorted(expected)  # (the reference writes them in its own order)
         for k, t in expected.items():
             assert got[k].dtype == t.dtype and got[k].shape == t.shape, k
-            assert torch.equal(got[k].reshape(-1).view(torch.uint8), t.reshape(-1).view(torch.uint8)), k
+            assert torch.equal(
+                got[k].reshape(-1).view(torch.uint8), t.reshape(-1).view(torch.uint8)
+            ), k
 
 
 def _safetensors_file(header: bytes, data: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + data
 
 
+# fmt: off
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -270,6 +277,7 @@ def _safetensors_file(header: bytes, data: bytes) -> bytes:
         (_safetensors_file(b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b""), "nested too deeply"),
     ],
 )
+# fmt: on
 def test_malformed_safetensors(content: bytes, message: str, tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     path.write_bytes(content)

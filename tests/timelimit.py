@@ -26,8 +26,9 @@ class TimeLimit:
     def __init__(self, seconds: float, *, wall: bool = False, error: type[BaseException] = Hang):
         self.seconds = seconds
         self.error = error
-        self.sig, self.timer = (signal.SIGALRM, signal.ITIMER_REAL) if wall else (
-            signal.SIGPROF, signal.ITIMER_PROF)
+        self.sig, self.timer = (
+            (signal.SIGALRM, signal.ITIMER_REAL) if wall else (signal.SIGPROF, signal.ITIMER_PROF)
+        )
         self.armed = False
         self.previous: object = None
 
@@ -43,8 +44,12 @@ class TimeLimit:
         signal.setitimer(self.timer, self.seconds, 0.05)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if not self.armed:
             return
         self.armed = False

@@ -286,9 +286,16 @@ class Summary:
         side: list[tuple[str, str]] = []
         if self.side_outputs:
             names = ", ".join(self.side_outputs)
-            fields = ", ".join(f if f == source else f"{f}={source}" for f, source in self.training_outputs)
-            side = [("Side outputs", f"{names}: training only, counted in params, not in MACs; "
-                                     f"training mode returns ({fields})")]
+            fields = ", ".join(
+                f if f == source else f"{f}={source}" for f, source in self.training_outputs
+            )
+            side = [
+                (
+                    "Side outputs",
+                    f"{names}: training only, counted in params, not in MACs; "
+                    f"training mode returns ({fields})",
+                )
+            ]
         return [
             (
                 "Network",
@@ -448,8 +455,10 @@ def as_graph(
     or spec text (a string holding ``{`` or a newline)."""
     if isinstance(spec, Graph):
         if network is not None or params:
-            raise ValueError("a checked graph is one network with its parameters set; "
-                             "network= and parameters apply to a spec")
+            raise ValueError(
+                "a checked graph is one network with its parameters set; "
+                "network= and parameters apply to a spec"
+            )
         return spec
     from archdsl import api
 
@@ -471,7 +480,9 @@ def as_graph(
 def _training_outputs(graph: Graph) -> tuple[tuple[str, str], ...]:
     label = {node_id: name for name, node_id in getattr(graph, "side_outputs", {}).items()}
     label[graph.output] = "out"
-    return tuple((field, label[node_id]) for field, node_id in getattr(graph, "output_fields", {}).items())
+    return tuple(
+        (field, label[node_id]) for field, node_id in getattr(graph, "output_fields", {}).items()
+    )
 
 
 def summary(

@@ -91,8 +91,9 @@ class ScopeModule(fx.GraphModule):
     attribute for attribute, so a torch version that sets more or otherwise fails there.
     """
 
-    def __init__(self, root: nn.Module | dict[str, Any], graph: fx.Graph,
-                 class_name: str = "GraphModule") -> None:
+    def __init__(
+        self, root: nn.Module | dict[str, Any], graph: fx.Graph, class_name: str = "GraphModule"
+    ) -> None:
         if (
             not isinstance(root, dict)
             or not isinstance(graph, ScopeGraph)
@@ -229,7 +230,8 @@ def _class_like(model: type[M], bases: tuple[type, ...]) -> type[M]:
     """A class on ``bases`` with ``model``'s name and attributes, but for those torch.fx's
     ``recompile`` makes for each class (``_wrapped_call``, ``__call__``)."""
     attributes = {
-        k: v for k, v in vars(model).items()
+        k: v
+        for k, v in vars(model).items()
         if k not in ("__dict__", "__weakref__", "__call__", "_wrapped_call")
     }
     metaclass: Any = type(model)
@@ -260,8 +262,12 @@ _UNPICKLED: weakref.WeakValueDictionary[tuple[str, str], type[nn.Module]] = (
 """The classes of unpickled scopes, by class name and generated code."""
 
 
-def _unpickled(rebuild: Callable[..., fx.GraphModule], args: tuple[Any, ...],
-               class_name: str, recomputed: bool = False) -> fx.GraphModule:
+def _unpickled(
+    rebuild: Callable[..., fx.GraphModule],
+    args: tuple[Any, ...],
+    class_name: str,
+    recomputed: bool = False,
+) -> fx.GraphModule:
     """A scope unpickled: torch.fx's module, moved to a :class:`ScopeModule` class;
     ``recomputed`` if :func:`archdsl.grad_checkpointing` had set it so."""
     gm = _scope_unpickled(rebuild(*args), class_name)

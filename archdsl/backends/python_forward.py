@@ -28,7 +28,10 @@ def identifier(name: str) -> bool:
 
 
 def forward_body(
-    members: list[Member], input_id: str, output_id: str, sides: dict[str, str],
+    members: list[Member],
+    input_id: str,
+    output_id: str,
+    sides: dict[str, str],
     fields: dict[str, str] | None = None,
 ) -> tuple[list[tuple[str, str | Group]], list[str]]:
     """The forward body (without shape comments) and, per line, the value it computes.

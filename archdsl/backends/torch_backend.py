@@ -79,7 +79,7 @@ class _Layout:
 
 
 def _local(path: str, scope: str) -> str:
-    return path[len(scope) + 1:] if scope else path
+    return path[len(scope) + 1 :] if scope else path
 
 
 # Ops whose backward does not read their output, so a later op may overwrite it.
@@ -89,12 +89,14 @@ _OVERWRITABLE = frozenset({"conv", "bn", "linear", "add", "concat"})
 # input, which is safe where that input could be written over.
 _PASS_THROUGH = frozenset({"identity", "dropout", "drop_path"})
 # The activations with an ``inplace`` flag (their modules' keyword, as torchvision sets it).
-_IN_PLACE_ACTIVATIONS = frozenset({"relu", "relu6", "silu", "hardswish", "hardsigmoid",
-                                   "leaky_relu"})
+_IN_PLACE_ACTIVATIONS = frozenset(
+    {"relu", "relu6", "silu", "hardswish", "hardsigmoid", "leaky_relu"}
+)
 
 
-def in_place(graph: Graph, layout: _Layout,
-             outputs: Mapping[str, str] | None = None) -> dict[str, int]:
+def in_place(
+    graph: Graph, layout: _Layout, outputs: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """The activations and ``add`` nodes that may overwrite an input, as torchvision's
     ``ReLU(inplace=True)``, ``SiLU(inplace=True)`` and ``out += identity`` do, with the
     index of that input (node id -> 0 or 1). An input may be overwritten where it is read
@@ -111,8 +113,11 @@ def in_place(graph: Graph, layout: _Layout,
 
     def writable(value: str, reader: str) -> bool:
         scope = layout.scope_of[reader]
-        while (value not in kept and graph.users(value) == [reader]
-               and layout.scope_of.get(value) == scope):
+        while (
+            value not in kept
+            and graph.users(value) == [reader]
+            and layout.scope_of.get(value) == scope
+        ):
             op = graph.node(value).op
             if op in _OVERWRITABLE:
                 return True
@@ -189,8 +194,14 @@ def _module(b: _Build, node: OpNode, in_shapes: list[Any]) -> nn.Module:
     return module
 
 
-def build(graph: Graph, *, device: torch.device | str | None = None, init: bool = True,
-          outputs: Mapping[str, str] | None = None, inplace: bool = True) -> fx.GraphModule:
+def build(
+    graph: Graph,
+    *,
+    device: torch.device | str | None = None,
+    init: bool = True,
+    outputs: Mapping[str, str] | None = None,
+    inplace: bool = True,
+) -> fx.GraphModule:
     """Build the torch module for a checked graph.
 
     With ``outputs`` (name -> node id, from :func:`archdsl.backbone.prune`, every node at
@@ -201,12 +212,18 @@ def build(graph: Graph, *, device: torch.device | str | None = None, init: bool 
     layout = _Layout(graph)
     meta = str(device) == "meta"
     initialised = init and not meta
-    b = _Build(graph, layout, in_place(graph, layout, outputs) if inplace else {},
-               _overwritten(graph) if initialised else {}, meta)
+    b = _Build(
+        graph,
+        layout,
+        in_place(graph, layout, outputs) if inplace else {},
+        _overwritten(graph) if initialised else {},
+        meta,
+    )
     on_device = torch.device(device) if device is not None else contextlib.nullcontext()
     with on_device, gc_paused():
-        root = _build_scope(b, _ROOT, graph.node("input").id, graph.output, camel(graph.name),
-                            outputs)
+        root = _build_scope(
+            b, _ROOT, graph.node("input").id, graph.output, camel(graph.name), outputs
+        )
     if initialised:
         apply_init(root, graph, b.modules)
     root.archdsl_graph = graph  # type: ignore[assignment]
@@ -261,8 +278,9 @@ def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return module(x) if module.training else None
 
 
-def pack_outputs(main: torch.Tensor, values: tuple[torch.Tensor | None, ...],
-                 names: tuple[str, ...]) -> torch.Tensor | tuple:
+def pack_outputs(
+    main: torch.Tensor, values: tuple[torch.Tensor | None, ...], names: tuple[str, ...]
+) -> torch.Tensor | tuple:
     """``main`` alone in eval mode (the side outputs, None, were skipped), else the
     outputs ``values`` (``main`` among them) by their field ``names``."""
     if any(v is None for v in values):
@@ -270,12 +288,20 @@ def pack_outputs(main: torch.Tensor, values: tuple[torch.Tensor | None, ...],
     return _OUTPUTS_TYPES[names](*values)
 
 
-def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_name: str,
-                 outputs: Mapping[str, str] | None = None) -> fx.GraphModule:
+def _build_scope(
+    b: _Build,
+    scope: str,
+    input_id: str,
+    output_id: str,
+    class_name: str,
+    outputs: Mapping[str, str] | None = None,
+) -> fx.GraphModule:
     graph = b.graph
     modules: dict[str, nn.Module] = {}
     children: dict[str, fx.GraphModule] = {}
-    sides = {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
+    sides = (
+        {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
+    )
     # What the scope computes, in order: ("call", module name, input ids, output id) or
     # ("merge", node, input ids); then which id it returns.
     steps: list[tuple[Any, ...]] = []
@@ -283,8 +309,13 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
         if kind == "scope":
             child: Scope = obj
             name = _local(child.path, scope)
-            sub = _build_scope(b, child.path, child.input, child.output,
-                               "Sequential" if child.kind == "seq" else camel(child.name))
+            sub = _build_scope(
+                b,
+                child.path,
+                child.input,
+                child.output,
+                "Sequential" if child.kind == "seq" else camel(child.name),
+            )
             # GraphModule.__init__ recompiles every GraphModule among its children, and
             # theirs in turn, so a scope at depth d would be code-generated d times (554
             # generations for efficientnet_b0's 107 scopes). The children were compiled
@@ -326,8 +357,9 @@ def _build_scope(b: _Build, scope: str, input_id: str, output_id: str, class_nam
     return gm
 
 
-def _structure_key(b: _Build, input_id: str, steps: list[tuple[Any, ...]],
-                   output_id: str) -> tuple[Any, ...]:
+def _structure_key(
+    b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_id: str
+) -> tuple[Any, ...]:
     """What a scope's fx graph is made from, with node ids replaced by their order in the
     scope: two scopes with the same key get the same graph and the same generated code."""
     local = {input_id: 0}
@@ -345,8 +377,14 @@ def _structure_key(b: _Build, input_id: str, steps: list[tuple[Any, ...]],
     return tuple(key)
 
 
-def _scope_graph(b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_id: str,
-                 sides: Mapping[str, str], outputs: Mapping[str, str] | None) -> ScopeGraph:
+def _scope_graph(
+    b: _Build,
+    input_id: str,
+    steps: list[tuple[Any, ...]],
+    output_id: str,
+    sides: Mapping[str, str],
+    outputs: Mapping[str, str] | None,
+) -> ScopeGraph:
     """The fx graph of a scope from its steps (see :func:`_build_scope`)."""
     g = ScopeGraph()
     env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
@@ -372,8 +410,9 @@ def _scope_graph(b: _Build, input_id: str, steps: list[tuple[Any, ...]], output_
     return g
 
 
-def _emit_merge(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...],
-                overwrite: int | None = None) -> fx.Node:
+def _emit_merge(
+    g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...], overwrite: int | None = None
+) -> fx.Node:
     """A merge as functions; a sum that overwrites input ``overwrite`` (see
     :func:`in_place`) as ``out += identity``, the input overwritten first."""
     if node.op == "concat":
@@ -405,7 +444,9 @@ _INIT: dict[str, Callable[..., Any]] = {
 }
 
 
-def apply_init(root: nn.Module, graph: Graph, modules: Mapping[str, nn.Module] | None = None) -> None:
+def apply_init(
+    root: nn.Module, graph: Graph, modules: Mapping[str, nn.Module] | None = None
+) -> None:
     """Apply the network's ``init`` rules, in module order, over PyTorch's default init.
     ``modules`` (module path -> module) saves looking each one up from the root."""
     if not graph.init:

@@ -270,8 +270,10 @@ def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> n
     builder = BUILDERS.get(opdef.name) or custom.BUILDERS[opdef.name]
     module = builder(attrs, [tuple(s) for s in input_shapes])
     if not isinstance(module, nn.Module):
-        raise TypeError(f"the build function of op '{opdef.name}' returned {type(module).__name__}, "
-                        "not a torch.nn.Module")
+        raise TypeError(
+            f"the build function of op '{opdef.name}' returned {type(module).__name__}, "
+            "not a torch.nn.Module"
+        )
     return module
 
 

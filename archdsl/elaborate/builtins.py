@@ -90,7 +90,9 @@ def _bi_round(args: list[Any], span: Span) -> Any:
 
 
 def _bi_range(args: list[Any], span: Span) -> Any:
-    if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+    if not 1 <= len(args) <= 3 or not all(
+        isinstance(a, int) and not isinstance(a, bool) for a in args
+    ):
         raise ArchTypeError("range() takes 1 to 3 integers", span)
     if len(args) == 3 and args[2] == 0:
         raise ArchTypeError("range() step must not be zero", span)
@@ -106,7 +108,9 @@ def _bi_range(args: list[Any], span: Span) -> Any:
 
 def _bi_make_divisible(args: list[Any], span: Span) -> Any:
     if not 1 <= len(args) <= 3:
-        raise ArchTypeError("make_divisible(value, divisor=8, min_value=none) takes 1 to 3 arguments", span)
+        raise ArchTypeError(
+            "make_divisible(value, divisor=8, min_value=none) takes 1 to 3 arguments", span
+        )
     v = finite("make_divisible(): ", _num_arg("make_divisible", args[0], span), span)
     divisor = args[1] if len(args) > 1 else 8
     if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 1:

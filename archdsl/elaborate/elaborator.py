@@ -51,6 +51,7 @@ MAX_SCOPE_DEPTH = 64  # nested modules: blocks, seqs and labelled groups each ad
 # Nested chains: every block or seq body, if/for body, merge branch and (group) adds one.
 MAX_CHAIN_DEPTH = 160
 
+
 @dataclass
 class _Namespace:
     path: str
@@ -65,10 +66,13 @@ def _check_assert(stmt: ast.AssertStmt, env: Env) -> None:
     """``assert cond, "message"``: nothing when ``cond`` is true, else an error at it."""
     value = evaluate(stmt.cond, env)
     if not isinstance(value, bool):
-        raise ArchTypeError(f"assert needs a condition (true or false), got {show(value)}", stmt.cond.span)
+        raise ArchTypeError(
+            f"assert needs a condition (true or false), got {show(value)}", stmt.cond.span
+        )
     if not value:
         e = ArchTypeError(
-            f"assertion failed: {stmt.message}" if stmt.message else "assertion failed", stmt.cond.span
+            f"assertion failed: {stmt.message}" if stmt.message else "assertion failed",
+            stmt.cond.span,
         )
         seen: dict[str, str] = {}  # the values the condition read, for the reader
         for node in ast.walk(stmt.cond):
@@ -97,7 +101,9 @@ class Elaborator:
         self._plain_labels: dict[int, tuple[ast.Label, str]] = {}  # id -> (label, its name)
 
     # ---- networks -------------------------------------------------------------------
-    def network(self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None) -> Graph:
+    def network(
+        self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None
+    ) -> Graph:
         defn, module, values, scales, aliases = self._bind_network(ref, overrides)
         try:
             return self._network(ref, defn, module, values, scales)
@@ -111,14 +117,23 @@ class Elaborator:
                 e.calls.extend(("network", defn.name, alias.base_span) for alias in aliases)
             raise
 
-    def _network(self, ref: NetworkRef, defn: ast.NetworkDef, module: SpecModule,
-                 values: dict[str, Any], scales: list[ast.ScaleClause]) -> Graph:
+    def _network(
+        self,
+        ref: NetworkRef,
+        defn: ast.NetworkDef,
+        module: SpecModule,
+        values: dict[str, Any],
+        scales: list[ast.ScaleClause],
+    ) -> Graph:
         self.scaling = self._scaling(scales)
         env = module.env.child(values, scaling=self.scaling, budget=self.budget)
         graph = Graph(name=ref.defn.name, input_shape=())
         graph.params = dict(values)
-        graph.scaling = {"width": self.scaling.width, "depth": self.scaling.depth,
-                         "resolution": self.scaling.resolution}
+        graph.scaling = {
+            "width": self.scaling.width,
+            "depth": self.scaling.depth,
+            "resolution": self.scaling.resolution,
+        }
         graph.span = ref.defn.span
         self.graph = graph
         self.ns = [_Namespace("")]
@@ -130,7 +145,8 @@ class Elaborator:
                 if cur is not None:
                     first = next(n for n in graph.nodes() if n.op == "input")
                     raise ArchTypeError(
-                        f"a network has exactly one input statement; the first is at {first.span}", stmt.span
+                        f"a network has exactly one input statement; the first is at {first.span}",
+                        stmt.span,
                     )
                 shape = self._input_shape(evaluate(stmt.shape, env), stmt.shape.span)
                 if self.scaling.resolution != 1.0 and len(shape) == 3:
@@ -150,7 +166,8 @@ class Elaborator:
             elif isinstance(stmt, ast.OutputsStmt):
                 if outputs is not None:
                     raise ArchTypeError(
-                        f"a network has one outputs statement; the first is at {outputs.span}", stmt.span
+                        f"a network has one outputs statement; the first is at {outputs.span}",
+                        stmt.span,
                     )
                 outputs = stmt
             else:
@@ -161,17 +178,23 @@ class Elaborator:
                     )
                 cur = self._stmt(stmt, env, cur)
         if cur is None:
-            raise ArchTypeError(f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span)
+            raise ArchTypeError(
+                f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span
+            )
         graph.output = cur
         if outputs is not None or graph.side_outputs:
-            graph.output_fields = output_fields(outputs, cur, graph.side_outputs, self.side_spans, defn)
+            graph.output_fields = output_fields(
+                outputs, cur, graph.side_outputs, self.side_spans, defn
+            )
         check_init_paths(inits, graph, defn)
         graph.init = tuple(inits)  # type: ignore[assignment]
         return graph
 
     def _bind_network(
         self, ref: NetworkRef, overrides: Mapping[str, Any]
-    ) -> tuple[ast.NetworkDef, SpecModule, dict[str, Any], list[ast.ScaleClause], list[ast.NetworkAlias]]:
+    ) -> tuple[
+        ast.NetworkDef, SpecModule, dict[str, Any], list[ast.ScaleClause], list[ast.NetworkAlias]
+    ]:
         """Follow ``network b = a(args)`` to the defining network; bind its parameters:
         defaults, then each alias's arguments (outermost last), then ``overrides``. Also
         returns the aliases followed, the one naming the defining network first."""
@@ -184,9 +207,15 @@ class Elaborator:
         for alias_ref in reversed(chain):
             alias = alias_ref.defn
             assert isinstance(alias, ast.NetworkAlias)
-            given.update(self._bind_args(
-                alias.args, list(params), f"network '{defn.name}'", alias_ref.module.env, alias.span
-            ))
+            given.update(
+                self._bind_args(
+                    alias.args,
+                    list(params),
+                    f"network '{defn.name}'",
+                    alias_ref.module.env,
+                    alias.span,
+                )
+            )
             scales.extend(alias.scales)
         for name, value in overrides.items():
             if name not in params:
@@ -208,7 +237,9 @@ class Elaborator:
                 values[p.name] = evaluate(p.default, env)
             else:
                 raise ArchTypeError(
-                    f"network '{defn.name}' needs a value for parameter '{p.name}'", p.span, ref.module.source
+                    f"network '{defn.name}' needs a value for parameter '{p.name}'",
+                    p.span,
+                    ref.module.source,
                 )
             env.set(p.name, values[p.name])
         aliases = [r.defn for r in reversed(chain) if isinstance(r.defn, ast.NetworkAlias)]
@@ -216,7 +247,9 @@ class Elaborator:
 
     def _scaling(self, clauses: list[ast.ScaleClause]) -> Scaling:
         def bind(clause: ast.ScaleClause, names: list[str]) -> dict[str, Any]:
-            return self._bind_args(clause.args, names, "scaled", Env({}, budget=self.budget), clause.span)
+            return self._bind_args(
+                clause.args, names, "scaled", Env({}, budget=self.budget), clause.span
+            )
 
         return compound_scaling(clauses, bind)
 
@@ -227,7 +260,8 @@ class Elaborator:
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
         ):
             raise ArchTypeError(
-                f"input must be a list of 1 to 3 positive integers like [3, 224, 224], got {show(value)}", span
+                f"input must be a list of 1 to 3 positive integers like [3, 224, 224], got {show(value)}",
+                span,
             )
         _check_dims(tuple(value), span)
         return tuple(value)
@@ -275,7 +309,8 @@ class Elaborator:
         if isinstance(stmt, ast.InitStmt):
             raise ArchTypeError(
                 "'init' statements belong in a network's body (at its top, or under an if or for "
-                "there), not in a block or seq", stmt.span,
+                "there), not in a block or seq",
+                stmt.span,
             )
         what = {ast.InputStmt: "input", ast.OutputsStmt: "outputs"}.get(type(stmt), "this")
         raise ArchTypeError(f"'{what}' statements belong at the top of a network body", stmt.span)
@@ -329,8 +364,9 @@ class Elaborator:
         """A training-only side output, computed from ``cur``; the chain goes on from ``cur``."""
         assert self.graph is not None
         if len(self.ns) != 1 or self.block_stack:
-            raise ArchTypeError("side outputs belong in a network's body, not inside a block or seq",
-                                item.span)
+            raise ArchTypeError(
+                "side outputs belong in a network's body, not inside a block or seq", item.span
+            )
         as_item = ast.Item(item.span, item.label, item.primary, None)
         out = self._item(as_item, env, cur)
         name = self._label(item.label, env)
@@ -365,11 +401,14 @@ class Elaborator:
             text.append(str(value))
         name = "".join(text)
         if not _IDENTIFIER.fullmatch(name):
-            raise ArchTypeError(f"label '{name}' is not a valid name (letters, digits, _)", label.span)
+            raise ArchTypeError(
+                f"label '{name}' is not a valid name (letters, digits, _)", label.span
+            )
         if name in RESERVED_LABELS or name.startswith("_"):
             raise ArchNameError(
                 f"label '{name}' is reserved: it is a Python keyword, an attribute every torch "
-                f"module has, or starts with '_'; choose another name", label.span
+                f"module has, or starts with '_'; choose another name",
+                label.span,
             )
         return name
 
@@ -397,13 +436,18 @@ class Elaborator:
         if isinstance(prim, ast.If):
             cond = evaluate(prim.cond, env)
             if not isinstance(cond, bool):
-                raise ArchTypeError(f"'if' needs true or false, got {type_name(cond)} {show(cond)}", prim.cond.span)
+                raise ArchTypeError(
+                    f"'if' needs true or false, got {type_name(cond)} {show(cond)}", prim.cond.span
+                )
             body = prim.then if cond else prim.other
             return cur if body is None else self._body(body, env.child(), cur)
         if isinstance(prim, ast.For):
             values = evaluate(prim.iterable, env)
             if not isinstance(values, tuple):
-                raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", prim.iterable.span)
+                raise ArchTypeError(
+                    f"'for' needs a list, got {type_name(values)} {show(values)}",
+                    prim.iterable.span,
+                )
             budget = self.budget
             try:
                 budget.spend(len(values), prim.span)
@@ -418,9 +462,13 @@ class Elaborator:
     def _count(self, expr: ast.Expr, env: Env) -> int:
         n = evaluate(expr, env)
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ArchTypeError(f"repetition count must be a non-negative integer, got {show(n)}", expr.span)
+            raise ArchTypeError(
+                f"repetition count must be a non-negative integer, got {show(n)}", expr.span
+            )
         if n > MAX_REPEAT:
-            raise ArchLimitError(f"repetition count {n} exceeds the limit of {MAX_REPEAT}", expr.span)
+            raise ArchLimitError(
+                f"repetition count {n} exceeds the limit of {MAX_REPEAT}", expr.span
+            )
         return n
 
     @contextlib.contextmanager
@@ -459,7 +507,9 @@ class Elaborator:
         if opdef is not None:
             return opdef
         if isinstance(target, NetworkRef):
-            raise ArchTypeError(f"'{call.name}' is a network; only blocks and ops can be layers", call.name_span)
+            raise ArchTypeError(
+                f"'{call.name}' is a network; only blocks and ops can be layers", call.name_span
+            )
         blocks = [n for n in env.visible() if isinstance(_safe_lookup(env, n), BlockRef)]
         raise ArchNameError(unknown_layer(call.name, blocks), call.name_span)
 
@@ -497,14 +547,25 @@ class Elaborator:
         for name, default in opdef.defaults:
             if name not in attrs:
                 if default is REQUIRED:
-                    sig = ", ".join(q.name if q.default is REQUIRED else f"{q.name}={show(q.default)}" for q in opdef.params)
-                    raise ArchTypeError(f"{opdef.name} needs a value for '{name}': {opdef.name}({sig})", call.span)
+                    sig = ", ".join(
+                        q.name if q.default is REQUIRED else f"{q.name}={show(q.default)}"
+                        for q in opdef.params
+                    )
+                    raise ArchTypeError(
+                        f"{opdef.name} needs a value for '{name}': {opdef.name}({sig})", call.span
+                    )
                 attrs[name] = default
         try:
             attrs = normalize_attrs(opdef, attrs)
         except ValueProblem as e:
-            span = next((a.span for i, a in enumerate(call.args)
-                         if (a.name or (names[i] if i < len(names) else None)) == e.param), call.span)
+            span = next(
+                (
+                    a.span
+                    for i, a in enumerate(call.args)
+                    if (a.name or (names[i] if i < len(names) else None)) == e.param
+                ),
+                call.span,
+            )
             raise ArchTypeError(e.message, span) from None
         producer = self.graph.node(cur)
         try:
@@ -512,8 +573,18 @@ class Elaborator:
         except ShapeProblem as e:
             raise self._shape_error(e, opdef.name, path, call.span, [producer]) from None
         _check_dims(shape, call.span)
-        return self._add(OpNode(self.graph.new_id(opdef.name), opdef.name, attrs, path, call.span, shape,
-                                self.ns[-1].path), [cur])
+        return self._add(
+            OpNode(
+                self.graph.new_id(opdef.name),
+                opdef.name,
+                attrs,
+                path,
+                call.span,
+                shape,
+                self.ns[-1].path,
+            ),
+            [cur],
+        )
 
     def _add(self, node: OpNode, inputs: list[str]) -> str:
         assert self.graph is not None
@@ -553,9 +624,12 @@ class Elaborator:
             elif p.default is not None:
                 benv.set(p.name, evaluate(p.default, benv))
             else:
-                sig = ", ".join(q.name if q.default is None else f"{q.name}=..." for q in defn.params)
+                sig = ", ".join(
+                    q.name if q.default is None else f"{q.name}=..." for q in defn.params
+                )
                 raise ArchTypeError(
-                    f"block '{defn.name}' needs a value for '{p.name}': {defn.name}({sig})", call.span
+                    f"block '{defn.name}' needs a value for '{p.name}': {defn.name}({sig})",
+                    call.span,
                 )
         self.block_stack.append((defn.name, call.span))
         try:
@@ -571,7 +645,9 @@ class Elaborator:
                 scope.defined = defn.span
                 scope.values = _plain_values(defn, body.names, benv.names)
                 defaults = {p.name: p.default for p in defn.params}
-                scope.defaults = {k: v.value for k, v in defaults.items() if isinstance(v, ast.Literal)}
+                scope.defaults = {
+                    k: v.value for k, v in defaults.items() if isinstance(v, ast.Literal)
+                }
         finally:
             self.block_stack.pop()
         return cur
@@ -593,8 +669,18 @@ class Elaborator:
         except ShapeProblem as e:
             raise self._shape_error(e, merge.kind, None, merge.span, producers) from None
         _check_dims(shape, merge.span)
-        return self._add(OpNode(self.graph.new_id(merge.kind), merge.kind, {}, None, merge.span, shape,
-                                self.ns[-1].path), outs)
+        return self._add(
+            OpNode(
+                self.graph.new_id(merge.kind),
+                merge.kind,
+                {},
+                None,
+                merge.span,
+                shape,
+                self.ns[-1].path,
+            ),
+            outs,
+        )
 
 
 MAX_DIM = 2**31 - 1
@@ -610,7 +696,8 @@ def _check_dims(shape: tuple[int, ...], span: Span) -> None:
         elements *= d
     if elements > MAX_ELEMENTS:
         raise ArchLimitError(
-            f"shape {list(shape)} has {elements:,} elements per sample, above {MAX_ELEMENTS:,}", span
+            f"shape {list(shape)} has {elements:,} elements per sample, above {MAX_ELEMENTS:,}",
+            span,
         )
 
 

@@ -96,9 +96,14 @@ class Env:
     scaling: Scaling
     budget: Budget
 
-    def __init__(self, names: Mapping[str, Any], parent: Env | None = None,
-                 in_shape: InShape | None = None, scaling: Scaling | None = None,
-                 budget: Budget | None = None):
+    def __init__(
+        self,
+        names: Mapping[str, Any],
+        parent: Env | None = None,
+        in_shape: InShape | None = None,
+        scaling: Scaling | None = None,
+        budget: Budget | None = None,
+    ):
         self.names = dict(names)
         self.parent = parent
         if parent is not None:  # inherit what is not given
@@ -109,8 +114,13 @@ class Env:
         self.scaling = scaling if scaling is not None else Scaling()
         self.budget = budget if budget is not None else Budget()
 
-    def child(self, names: Mapping[str, Any] | None = None, in_shape: InShape | None = None,
-              scaling: Scaling | None = None, budget: Budget | None = None) -> Env:
+    def child(
+        self,
+        names: Mapping[str, Any] | None = None,
+        in_shape: InShape | None = None,
+        scaling: Scaling | None = None,
+        budget: Budget | None = None,
+    ) -> Env:
         return Env(names or {}, self, in_shape, scaling, budget)
 
     def lookup(self, name: str) -> Any:
@@ -131,7 +141,6 @@ class Env:
 
     def set(self, name: str, value: Any) -> None:
         self.names[name] = value
-
 
 
 def from_python(value: Any, what: str, span: Span, depth: int = 0) -> Any:
@@ -166,7 +175,6 @@ def from_python(value: Any, what: str, span: Span, depth: int = 0) -> Any:
     raise ArchTypeError(f"{what}: cannot use a Python {type(value).__name__} as a value", span)
 
 
-
 def _positional(expr: ast.Call, names: tuple[str, ...], env: Env) -> list[Any]:
     """Arguments of a builtin call in parameter order, keywords placed by name."""
     values: dict[str, Any] = {}
@@ -186,7 +194,6 @@ def _positional(expr: ast.Call, names: tuple[str, ...], env: Env) -> list[Any]:
     if len(out) != len(values):
         raise ArchTypeError(f"{expr.func}(): missing '{names[len(out)]}'", expr.span)
     return out
-
 
 
 def evaluate(expr: ast.Expr, env: Env) -> Any:
@@ -218,7 +225,9 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
         try:
             return _binop(expr.op, left, right, expr, budget)
         except OverflowError:
-            raise ArchLimitError(f"{show(left)} {expr.op} {show(right)} is too large", expr.span) from None
+            raise ArchLimitError(
+                f"{show(left)} {expr.op} {show(right)} is too large", expr.span
+            ) from None
     if isinstance(expr, ast.Call):
         budget.left -= 1  # a call counts two steps (it takes about twice an operator's time)
         if expr.func in SCALING_BUILTINS:
@@ -260,7 +269,9 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
     if isinstance(expr, ast.Comprehension):
         values = evaluate(expr.iterable, env)
         if not isinstance(values, tuple):
-            raise ArchTypeError(f"'for' needs a list, got {type_name(values)} {show(values)}", expr.iterable.span)
+            raise ArchTypeError(
+                f"'for' needs a list, got {type_name(values)} {show(values)}", expr.iterable.span
+            )
         inner = env.child()  # one frame for every pass: an expression cannot assign
         out = []
         try:
@@ -295,12 +306,16 @@ def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
     if isinstance(base, InShape):
         base = base.shape
     if not isinstance(base, (tuple, str)):
-        raise ArchTypeError(f"cannot index {type_name(base)} {show(base)}; only a list can be indexed", expr.base.span)
+        raise ArchTypeError(
+            f"cannot index {type_name(base)} {show(base)}; only a list can be indexed",
+            expr.base.span,
+        )
     if not isinstance(idx, int) or isinstance(idx, bool):
         raise ArchTypeError(f"list index must be an integer, got {type_name(idx)}", expr.index.span)
     if not -len(base) <= idx < len(base):
         raise ArchTypeError(
-            f"index {idx} out of range for a list of {len(base)} items {show(base)}", expr.index.span
+            f"index {idx} out of range for a list of {len(base)} items {show(base)}",
+            expr.index.span,
         )
     return base[idx]
 
@@ -355,7 +370,9 @@ def _binop(op: str, a: Any, b: Any, expr: ast.BinOp, budget: Budget) -> Any:
         return a + b
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         if len(a) + len(b) > MAX_STRING:
-            raise ArchLimitError(f"string of {len(a) + len(b):,} characters; the limit is {MAX_STRING:,}", span)
+            raise ArchLimitError(
+                f"string of {len(a) + len(b):,} characters; the limit is {MAX_STRING:,}", span
+            )
         return a + b
     if not (is_num(a) and is_num(b)):
         raise ArchTypeError(

@@ -102,7 +102,7 @@ class Loader:
             return self.cache[real]
         where = span or Span(str(path), 0, 0)
         if real in self.stack:
-            cycle = " -> ".join(os.path.basename(p) for p in self.stack[self.stack.index(real):])
+            cycle = " -> ".join(os.path.basename(p) for p in self.stack[self.stack.index(real) :])
             raise ArchImportError(f"import cycle: {cycle} -> {os.path.basename(real)}", where)
         if len(self.stack) >= MAX_IMPORT_DEPTH:
             raise ArchLimitError(f"imports nested deeper than {MAX_IMPORT_DEPTH}", where)
@@ -153,7 +153,7 @@ class Loader:
     def _resolve(self, imp: ast.Import, module: SpecModule) -> str:
         rel = imp.path
         if not rel or os.path.isabs(rel):
-            raise ArchImportError(f"import path must be relative, got \"{rel}\"", imp.span)
+            raise ArchImportError(f'import path must be relative, got "{rel}"', imp.span)
         candidates = []
         if not module.path.startswith("<"):
             candidates.append(Path(module.path).parent / rel)
@@ -169,16 +169,18 @@ class Loader:
                 found = False
             if found:
                 real = os.path.realpath(c)
-                if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots):
+                if not any(
+                    real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots
+                ):
                     raise ArchImportError(
-                        f"import \"{rel}\" reads {real}, outside the spec roots "
+                        f'import "{rel}" reads {real}, outside the spec roots '
                         f"({', '.join(self.roots)}); add its folder to the search path to allow it",
                         imp.span,
                     )
                 return str(c)
         looked = ", ".join(str(c.parent) for c in candidates)
         hint = _closest_spec_file(rel, candidates)
-        raise ArchImportError(f"cannot find \"{rel}\"{hint} (looked in {looked})", imp.span)
+        raise ArchImportError(f'cannot find "{rel}"{hint} (looked in {looked})', imp.span)
 
 
 def _closest_spec_file(rel: str, candidates: list[Path]) -> str:
@@ -188,8 +190,11 @@ def _closest_spec_file(rel: str, candidates: list[Path]) -> str:
     stems: set[str] = set()
     for c in candidates:
         try:
-            stems.update(e.name[: -len(".arch")] for e in os.scandir(c.parent)
-                         if e.name.endswith(".arch") and e.is_file())
+            stems.update(
+                e.name[: -len(".arch")]
+                for e in os.scandir(c.parent)
+                if e.name.endswith(".arch") and e.is_file()
+            )
         except OSError:  # no such folder, or one we may not read
             continue
     folder, name = os.path.split(rel)

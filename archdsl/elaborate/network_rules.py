@@ -29,7 +29,9 @@ def alias_chain(ref: NetworkRef) -> tuple[list[NetworkRef], NetworkRef]:
     seen: set[int] = set()
     while isinstance(ref.defn, ast.NetworkAlias):
         if id(ref.defn) in seen:
-            raise ArchNameError(f"network '{ref.defn.name}' is defined in terms of itself", ref.defn.span)
+            raise ArchNameError(
+                f"network '{ref.defn.name}' is defined in terms of itself", ref.defn.span
+            )
         seen.add(id(ref.defn))
         chain.append(ref)
         alias = ref.defn
@@ -38,7 +40,9 @@ def alias_chain(ref: NetworkRef) -> tuple[list[NetworkRef], NetworkRef]:
             nets = [n for n, v in ref.module.names.items() if isinstance(v, NetworkRef)]
             what = "unknown network" if target is None else "not a network:"
             raise ArchNameError(
-                f"{what} '{alias.base}'{did_you_mean(alias.base, nets)}", alias.base_span, ref.module.source
+                f"{what} '{alias.base}'{did_you_mean(alias.base, nets)}",
+                alias.base_span,
+                ref.module.source,
             )
         ref = target
     return chain, ref
@@ -99,7 +103,9 @@ def init_rule(stmt: ast.InitStmt, bind: Callable[[list[str]], dict[str, Any]]) -
     """Resolve an ``init`` statement; ``bind(names)`` binds its arguments to ``names``."""
     opdef = get_op(stmt.target[0]) if len(stmt.target) == 1 else None
     if stmt.tensor not in ("weight", "bias"):
-        raise ArchNameError(f"init: tensor must be 'weight' or 'bias', got '{stmt.tensor}'", stmt.span)
+        raise ArchNameError(
+            f"init: tensor must be 'weight' or 'bias', got '{stmt.tensor}'", stmt.span
+        )
     names = INIT_FUNCTIONS.get(stmt.fn)
     if names is None:
         raise ArchNameError(
@@ -127,11 +133,15 @@ def check_init_paths(inits: list[InitRule], graph: Graph, network: ast.NetworkDe
         if rule.path is None or any(rule_matches(rule, n) for n in graph.nodes()):
             continue
         if unmade is None:  # labels the body writes under an if that was false
-            unmade = written_labels(network) - {n.path.split(".")[0] for n in graph.nodes() if n.path}
+            unmade = written_labels(network) - {
+                n.path.split(".")[0] for n in graph.nodes() if n.path
+            }
         if rule.path.split(".")[0] in unmade:
             continue  # a rule for a module this instance does not have
         paths = [n.path for n in graph.nodes() if n.path]
-        raise ArchNameError(f"init: no module named '{rule.path}'{did_you_mean(rule.path, paths)}", rule.span)
+        raise ArchNameError(
+            f"init: no module named '{rule.path}'{did_you_mean(rule.path, paths)}", rule.span
+        )
 
 
 _SCALING_NAMES = ["width", "depth", "resolution", "phi", "alpha", "beta", "gamma"]
@@ -154,14 +164,20 @@ def compound_scaling(
         args = bind(clause, _SCALING_NAMES)
         for k, v in args.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 and k != "phi":
-                raise ArchTypeError(f"scaled(): {k} must be a positive number, got {show(v)}",
-                                    next(a.span for a in clause.args if a.name == k or a.name is None))
+                raise ArchTypeError(
+                    f"scaled(): {k} must be a positive number, got {show(v)}",
+                    next(a.span for a in clause.args if a.name == k or a.name is None),
+                )
         if "phi" in args:
             if {"width", "depth", "resolution"} & args.keys():
-                raise ArchTypeError("scaled(): give either phi or width/depth/resolution", clause.span)
+                raise ArchTypeError(
+                    "scaled(): give either phi or width/depth/resolution", clause.span
+                )
             phi = args["phi"]
             if abs(phi) > 16:
-                raise ArchLimitError(f"scaled(): phi {phi} is out of range (|phi| <= 16)", clause.span)
+                raise ArchLimitError(
+                    f"scaled(): phi {phi} is out of range (|phi| <= 16)", clause.span
+                )
             depth *= args.get("alpha", 1.2) ** phi
             width *= args.get("beta", 1.1) ** phi
             resolution *= args.get("gamma", 1.15) ** phi
@@ -173,7 +189,9 @@ def compound_scaling(
             resolution *= args.get("resolution", 1.0)
     for k, v in (("width", width), ("depth", depth), ("resolution", resolution)):
         if not 1e-3 <= v <= 1e3:
-            raise ArchLimitError(f"scaled(): {k} multiplier {v:g} is out of range", clauses[-1].span)
+            raise ArchLimitError(
+                f"scaled(): {k} multiplier {v:g} is out of range", clauses[-1].span
+            )
     return Scaling(width, depth, resolution)
 
 
@@ -181,7 +199,10 @@ MAIN_OUTPUT = "out"  # the main output's name, in Outputs and in ``outputs(...)`
 
 
 def output_fields(
-    stmt: ast.OutputsStmt | None, main: str, sides: dict[str, str], side_spans: dict[str, Span],
+    stmt: ast.OutputsStmt | None,
+    main: str,
+    sides: dict[str, str],
+    side_spans: dict[str, Span],
     network: ast.NetworkDef,
 ) -> dict[str, str]:
     """The fields of a network's training-mode outputs, in order: field name -> node id.
@@ -199,7 +220,8 @@ def output_fields(
     if not written:
         raise ArchTypeError(
             f"outputs(...) names the training-mode outputs of a network with side outputs; "
-            f"network '{network.name}' has none", stmt.span,
+            f"network '{network.name}' has none",
+            stmt.span,
         )
     sources = {MAIN_OUTPUT: main, **sides}
     fields = {}
@@ -209,11 +231,14 @@ def output_fields(
             raise ArchNameError(
                 f"outputs: network '{network.name}' has no output named '{f.source}'"
                 f"{did_you_mean(f.source, [*sources, *written])}; it has "
-                f"{_listing([*sides, *(w for w in written if w and w not in sides)])}", f.source_span,
+                f"{_listing([*sides, *(w for w in written if w and w not in sides)])}",
+                f.source_span,
             )
         if f.source in listed:
-            raise ArchNameError(f"outputs: '{f.source}' is listed twice; the first at {listed[f.source]}",
-                                f.source_span)
+            raise ArchNameError(
+                f"outputs: '{f.source}' is listed twice; the first at {listed[f.source]}",
+                f.source_span,
+            )
         if f.name in fields:
             raise ArchNameError(f"outputs: two fields named '{f.name}'", f.span)
         _check_field_name(f.name, f.span, "outputs:")
@@ -232,7 +257,8 @@ def output_fields(
         which = ", ".join(f"'{m}'" for m in missing)
         raise ArchNameError(
             f"outputs: {which} not listed; list every output of network '{network.name}' once: "
-            f"{_listing(sides)}", stmt.span,
+            f"{_listing(sides)}",
+            stmt.span,
         )
     return fields if sides else {}
 
@@ -272,11 +298,20 @@ def _check_field_name(name: str, span: Span, what: str) -> None:
             f"a side output cannot be labelled '{MAIN_OUTPUT}': that names the main output", span
         )
     if name.startswith("_") or keyword.iskeyword(name) or name == "names":
-        why = ("it is a Python keyword" if keyword.iskeyword(name)
-               else "'names' is its property" if name == "names" else "no field starts with '_'")
-        fix = (f"; name its field with outputs({MAIN_OUTPUT}, ..., other={name})"
-               if what == "side output" else "")
+        why = (
+            "it is a Python keyword"
+            if keyword.iskeyword(name)
+            else "'names' is its property"
+            if name == "names"
+            else "no field starts with '_'"
+        )
+        fix = (
+            f"; name its field with outputs({MAIN_OUTPUT}, ..., other={name})"
+            if what == "side output"
+            else ""
+        )
         raise ArchNameError(
             f"{what} '{name}' cannot name a field: training mode returns a namedtuple, and "
-            f"{why}{fix}", span,
+            f"{why}{fix}",
+            span,
         )

@@ -38,7 +38,9 @@ class InShape:
             return dims[0]
         if name in ("h", "w"):
             if len(dims) != 3:
-                raise ArchTypeError(f"in.{name}: the input has shape {list(dims)}, no spatial size", span)
+                raise ArchTypeError(
+                    f"in.{name}: the input has shape {list(dims)}, no spatial size", span
+                )
             return dims[1] if name == "h" else dims[2]
         raise ArchNameError(
             f"'in' has no attribute '{name}'{did_you_mean(name, ['c', 'h', 'w', 'shape', 'rank'])}",

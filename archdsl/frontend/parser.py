@@ -29,13 +29,13 @@ _CLOSERS = {")", "]"}
 _JOIN_AFTER = {
     "{", "(", "[", ",", "=", ":", "->", "+", "-", "*", "/", "//", "%", "**",
     "==", "!=", "<", "<=", ">", ">=", "and", "or", "not", "if", "else", "x", "in",
-}
+}  # fmt: skip
 _JOIN_BEFORE = {"->", "}", ")", "]", "else", ","}
 # Tokens that add a level to the expression they are in, and tokens that end one.
 _EXPR_OPERATORS = {
     "+", "-", "*", "/", "//", "%", "**", "==", "!=", "<", "<=", ">", ">=", ".",
     "and", "or", "not", "if",
-}
+}  # fmt: skip
 _EXPR_SEPARATORS = {",", "=", ":", "->", "x"}
 
 
@@ -91,8 +91,13 @@ class _Postlex:
                     yield pending
                     levels[-1].end_element()
                 pending = None
-            if prev is not None and prev.value == "}" and value != "else" and (
-                prev.type not in _VALUE_TYPES  # _is_word(prev), inlined: once per token
+            if (
+                prev is not None
+                and prev.value == "}"
+                and value != "else"
+                and (
+                    prev.type not in _VALUE_TYPES  # _is_word(prev), inlined: once per token
+                )
             ):
                 chains[-1] = []  # the if-else chain at this level ended
             level = levels[-1]
@@ -116,8 +121,11 @@ class _Postlex:
                 inner.end_element()
                 if value != "}":  # a call, index, list or group is a level of its expression
                     self._deeper(levels[-1], inner.longest + 1)
-            elif value == "if" and prev is not None and prev.value == "else" and (
-                before_prev is not None and before_prev.value == "}"
+            elif (
+                value == "if"
+                and prev is not None
+                and prev.value == "else"
+                and (before_prev is not None and before_prev.value == "}")
             ):
                 chains[-1].append(tok)  # "} else if": one level deeper than the "if" before
                 self._check_nesting(tok, body=1)
@@ -402,7 +410,9 @@ class _ToAst:
         return str(children[0])
 
     def label(self, ext, children):
-        parts = tuple(str(c) if isinstance(c, (Token, str)) else c for c in children if c is not None)
+        parts = tuple(
+            str(c) if isinstance(c, (Token, str)) else c for c in children if c is not None
+        )
         return ast.Label(self._s(ext), parts)
 
     def op_call(self, ext, children):
@@ -429,7 +439,9 @@ class _ToAst:
     def if_item(self, ext, children):
         cond, then, _else, other = children
         if isinstance(other, ast.If):
-            other = ast.Body(other.span, (ast.Chain(other.span, (ast.Item(other.span, None, other, None),)),))
+            other = ast.Body(
+                other.span, (ast.Chain(other.span, (ast.Item(other.span, None, other, None),)),)
+            )
         return ast.If(self._s(ext), cond, then, other)
 
     def for_item(self, ext, children):
@@ -482,10 +494,12 @@ class _ToAst:
     def number(self, ext, children):
         text = str(children[0])
         if len(text.split(".")[0].split("e")[0].split("E")[0]) > 19:
-            self._defer(ArchLimitError(
-                f"number {text[:24]}{'...' * (len(text) > 24)} is too large (limit 10^18)",
-                self._s(ext),
-            ))
+            self._defer(
+                ArchLimitError(
+                    f"number {text[:24]}{'...' * (len(text) > 24)} is too large (limit 10^18)",
+                    self._s(ext),
+                )
+            )
             return ast.Literal(self._s(ext), 0)
         if any(c in text for c in ".eE"):
             value: int | float = float(text)

@@ -22,4 +22,4 @@ RESERVED_LABELS: frozenset[str] = frozenset({
     "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "return",
     "self", "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty",
     "to_folder", "train", "try", "type", "while", "with", "xpu", "yield", "zero_grad",
-})
+})  # fmt: skip

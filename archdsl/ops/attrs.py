@@ -187,9 +187,7 @@ def _plan(opdef: OpDef) -> tuple[frozenset[str], tuple[tuple[Any, ...], ...]]:
     once per op definition (kept with it, so its id is not reused while cached)."""
     cached = _PLANS.get(id(opdef))
     if cached is None or cached[0] is not opdef:
-        plan = tuple(
-            (p.name, KINDS[p.kind][1], p.choices, p) for p in opdef.params
-        )
+        plan = tuple((p.name, KINDS[p.kind][1], p.choices, p) for p in opdef.params)
         cached = _PLANS[id(opdef)] = (opdef, frozenset(p.name for p in opdef.params), plan)
     return cached[1], cached[2]
 

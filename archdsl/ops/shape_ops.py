@@ -71,7 +71,9 @@ def _channel_affine_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     for name in ("scale", "shift"):
         if len(attrs[name]) != shape[0]:
             channels = f"{shape[0]} channel" + "s" * (shape[0] != 1)
-            raise ShapeProblem(f"channel_affine: {name} has {len(attrs[name])} values for {channels}")
+            raise ShapeProblem(
+                f"channel_affine: {name} has {len(attrs[name])} values for {channels}"
+            )
     return shape
 
 
