@@ -1,7 +1,7 @@
 """The code's own checks, run with the tests so that CI holds every change to them
-(STYLE.md): ruff's lint rules over everything written in Python here, and mypy's types over
-the package and its CLI (the files ``[tool.mypy]`` in pyproject.toml names). Both tools
-come with the ``test`` extra, pinned, since a new release may add rules."""
+(STYLE.md): ruff's lint rules and layout over everything written in Python here, and mypy's
+types over the package and its CLI (the files ``[tool.mypy]`` in pyproject.toml names).
+Both tools come with the ``test`` extra, pinned, since a new release may add rules."""
 
 from __future__ import annotations
 
@@ -22,8 +22,15 @@ def run(tool: str, *args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+PYTHON = ("archdsl", "cli", "tests", "bench", "examples")
+
+
 def test_ruff_finds_nothing() -> None:
-    run("ruff", "check", "archdsl", "cli", "tests", "bench", "examples")
+    run("ruff", "check", *PYTHON)
+
+
+def test_the_code_is_formatted_as_ruff_formats_it() -> None:
+    run("ruff", "format", "--check", *PYTHON)
 
 
 def test_mypy_finds_nothing() -> None:
