@@ -288,16 +288,25 @@ def test_py_names_structural_variants_by_what_differs() -> None:
         "BottleneckDeform",
         "DcnResnet50",
     ]
-    # the input added to the result, where no member tells the classes apart; the
+    # where no member tells the classes apart: an argument moved off the neutral value the
+    # plainest has (expand_ratio 6, not 1), then the input added to the result; the
     # expansion convolution shifts the numbered members, which is not a leaf replaced
     mobilenet = archdsl.emit_python(archdsl.load_graph("mobilenet_v2"))
     assert _class_names(mobilenet)[1:4] == [
         "InvertedResidual",
-        "InvertedResidual2",
-        "InvertedResidualSkip",
+        "InvertedResidualExpand",
+        "InvertedResidualExpandSkip",
     ]
     efficientnet = _class_names(archdsl.emit_python(archdsl.load_graph("efficientnet_b0")))
-    assert "MbconvStochasticDepth" in efficientnet  # the member says it: no "Skip" after it
+    assert efficientnet[2:5] == ["Mbconv", "MbconvExpand", "MbconvStochasticDepth"]
+    # the member says it (no "Skip" after it); where it repeats a name, the argument added
+    efficientnet = _class_names(archdsl.emit_python(archdsl.load_graph("efficientnet_b3")))
+    assert efficientnet[2:6] == [
+        "Mbconv",
+        "MbconvStochasticDepth",
+        "MbconvExpand",
+        "MbconvStochasticDepthExpand",
+    ]
 
 
 def test_py_block_classes_say_which_arguments_make_them() -> None:
@@ -308,8 +317,8 @@ def test_py_block_classes_say_which_arguments_make_them() -> None:
     docs = re.findall(r"class (InvertedResidual\w*)\(nn.Module\):\n\s+\"\"\"(.*?)\"\"\"", mobilenet)
     assert [(name, doc.split(")")[-1]) for name, doc in docs] == [
         ("InvertedResidual", " with expand_ratio = 1."),
-        ("InvertedResidual2", " with expand_ratio = 6."),
-        ("InvertedResidualSkip", " with expand_ratio = 6."),
+        ("InvertedResidualExpand", " with expand_ratio = 6."),
+        ("InvertedResidualExpandSkip", " with expand_ratio = 6."),
     ]
     # the place is the block's definition, not one of its calls
     line = _defined_at("lib/densenet.arch", "block dense_block(")

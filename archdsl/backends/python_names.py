@@ -8,11 +8,14 @@ keeps the block's name; each other one is named by what it has that the plainest
 * the size of a numbered family of members (``DenseBlock6`` ... ``DenseBlock24``);
 * a member of another class in the same place (``DeformConv2d`` for ``Conv2d``:
   ``BottleneckDeform``);
-* failing those, its input added to its result, a residual (``InvertedResidualSkip``).
+* failing those, the block arguments it moves off a neutral value the plainest has (1, 0,
+  false): ``expand_ratio`` 6 where the plainest has 1 gives ``InvertedResidualExpand``
+  (also where member names alone would repeat a name: ``MbconvStochasticDepthExpand``);
+  then its input added to its result, a residual (``InvertedResidualExpandSkip``).
 
-A structure that none of these tells apart keeps a number (``InvertedResidual2``), and every
-class of such a block says in its docstring which arguments of the block make it this one
-(``with expand_ratio = 6``), when the instances agree on any.
+A structure that none of these tells apart keeps a number (``Block2``). Every class of such
+a block says in its docstring which arguments of the block make it this one (``with
+expand_ratio = 6``), when the instances agree on any.
 """
 
 from __future__ import annotations
@@ -41,22 +44,30 @@ def name_variants(analysis: Analysis, classes: list[ClassPlan]) -> None:
         }
         plain = min(variants, key=lambda c: (len(attrs[id(c)]), c.shortcut))
         extras = {id(c): [a for a in attrs[id(c)] if a not in attrs[id(plain)]] for c in variants}
-        family = _numbered_family([a for c in variants if c is not plain for a in extras[id(c)]])
-        plain_leaves = _leaf_classes(analysis, plain)
+        telling = _telling(analysis, variants) if variants[0].scope_kind == "block" else {}
         for cls in variants:
-            if family is not None:
+            values = telling.get(id(cls), {})
+            cls.variant = ", ".join(f"{n} = {_show(v)}" for n, v in list(values.items())[:3])
+        family = _numbered_family([a for c in variants if c is not plain for a in extras[id(c)]])
+        if family is not None:
+            for cls in variants:
                 numbered = (_NUMBERED.fullmatch(a) for a in attrs[id(cls)])
                 cls.name += str(sum(1 for m in numbered if m and m.group(1) == family))
-                continue
+            continue
+        plain_leaves = _leaf_classes(analysis, plain)
+        taken = {plain.name}
+        for cls in variants:
             if cls is plain:
                 continue
             words = [camel(a) for a in extras[id(cls)][:2]]
             words += _replaced(plain_leaves, _leaf_classes(analysis, cls))
-            if not words and cls.shortcut and not plain.shortcut:
-                words.append("Skip")
+            raised = _raised(telling.get(id(plain), {}), telling.get(id(cls), {}))
+            if not words:
+                words = raised + (["Skip"] if cls.shortcut and not plain.shortcut else [])
+            elif cls.name + "".join(words) in taken:
+                words += raised  # MbconvStochasticDepth with and without expansion
             cls.name += "".join(words)
-        if variants[0].scope_kind == "block":
-            _describe(analysis, variants)
+            taken.add(cls.name)
 
 
 def _numbered_family(names: list[str]) -> str | None:
@@ -101,9 +112,9 @@ def _replaced(plain: dict[str, str], other: dict[str, str]) -> list[str]:
     return words[:2]
 
 
-def _describe(analysis: Analysis, variants: list[ClassPlan]) -> None:
-    """Set ``variant`` on each class of one block: the block's arguments (and locals) that
-    are the same for all of a class's instances and differ between the classes."""
+def _telling(analysis: Analysis, variants: list[ClassPlan]) -> dict[int, dict[str, Any]]:
+    """For each class of one block (by ``id``), the block's arguments (and locals) that are
+    the same for all of its instances and differ between the classes, with their values."""
     frames = [[analysis.graph.scopes[path].values for path in cls.instances] for cls in variants]
     names = [n for n in frames[0][0] if all(n in f for fs in frames for f in fs)]
     telling = []
@@ -111,8 +122,18 @@ def _describe(analysis: Analysis, variants: list[ClassPlan]) -> None:
         per_class = [{_show(f[name]) for f in fs} for fs in frames]
         if all(len(values) == 1 for values in per_class) and len(set.union(*per_class)) > 1:
             telling.append(name)
-    for cls, fs in zip(variants, frames):
-        cls.variant = ", ".join(f"{n} = {_show(fs[0][n])}" for n in telling[:3])
+    return {id(cls): {n: fs[0][n] for n in telling} for cls, fs in zip(variants, frames)}
+
+
+def _raised(plain: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Words for the arguments the plainest class has at a neutral value (1, 0, false)
+    and ``other`` has not: ``Expand`` for ``expand_ratio`` 6 where the plainest has 1."""
+    words = []
+    for name, value in plain.items():
+        neutral = value is False or (type(value) in (int, float) and value in (0, 1))
+        if neutral and other.get(name, value) != value:
+            words.append(camel(name.split("_")[0]))
+    return words[:2]
 
 
 def _show(value: Any) -> str:
