@@ -77,6 +77,20 @@ def test_the_inference_rewrites_keep_the_network(seed: int) -> None:
             assert float((got - want).abs().max() / want.abs().max()) < 1e-4
 
 
+@pytest.mark.slow  # inductor compiles C++: about 6 s a network
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_compile_for_inference_keeps_the_network(seed: int) -> None:
+    """The fastest path (the compile rules, then inductor with frozen weights) computes
+    what the network computes, within 1e-4 relative."""
+    graph = checked(seed)
+    net = fill(archdsl.build(graph)).eval()
+    x = torch.randn(2, *graph.input_shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        want = net(x)
+        got = archdsl.compile_for_inference(net)(x)
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-4
+
+
 @pytest.mark.slow  # torch.export and the ONNX exporter: about 2 s a network
 @pytest.mark.parametrize("seed", SEEDS[:6])
 def test_the_exports_are_the_network(seed: int, tmp_path: Path) -> None:
