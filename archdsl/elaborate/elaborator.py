@@ -667,7 +667,15 @@ class Elaborator:
         try:
             shape = tuple(opdef.infer({}, [p.shape for p in producers]))
         except ShapeProblem as e:
-            raise self._shape_error(e, merge.kind, None, merge.span, producers) from None
+            err = self._shape_error(e, merge.kind, None, merge.span, producers)
+            note = (
+                _projection_note(outs.index(cur), producers)
+                if merge.kind == "add" and cur in outs
+                else None
+            )
+            if note is not None:
+                err.notes.append(note)
+            raise err from None
         _check_dims(shape, merge.span)
         return self._add(
             OpNode(
@@ -681,6 +689,28 @@ class Elaborator:
             ),
             outs,
         )
+
+
+def _projection_note(i: int, producers: list[OpNode]) -> str | None:
+    """For an ``add`` whose branch ``i`` passes its input on unchanged while another branch
+    changes the shape: the projection that makes the two fit, as ResNet's downsample."""
+    have = producers[i].shape
+    want = next((p.shape for p in producers if p.shape != have), None)
+    if want is None:
+        return None
+    what = f"input {i} is the add's input passed on unchanged ('()', or an 'if' that built nothing)"
+    if len(have) == len(want) == 3:
+        c, h, w = want
+        strides = [
+            s for s in range(1, 9) if (have[1] - 1) // s + 1 == h and (have[2] - 1) // s + 1 == w
+        ]
+        if strides:
+            stride = f", stride={strides[0]}" if strides[0] != 1 else ""
+            return (
+                f"{what}; project it to {list(want)} as ResNet's downsample does: "
+                f"'seq {{ conv({c}, 1{stride}, bias=false); bn }}'"
+            )
+    return f"{what}; it needs the other branch's shape {list(want)}"
 
 
 MAX_DIM = 2**31 - 1
