@@ -668,13 +668,10 @@ class Elaborator:
             shape = tuple(opdef.infer({}, [p.shape for p in producers]))
         except ShapeProblem as e:
             err = self._shape_error(e, merge.kind, None, merge.span, producers)
-            note = (
-                _projection_note(outs.index(cur), producers)
-                if merge.kind == "add" and cur in outs
-                else None
-            )
-            if note is not None:
-                err.notes.append(note)
+            if merge.kind == "add" and cur in outs:
+                err.notes += filter(None, [_projection_note(outs.index(cur), producers)])
+            if merge.kind == "concat":
+                err.notes += _padding_notes(self.graph, producers)
             raise err from None
         _check_dims(shape, merge.span)
         return self._add(
@@ -711,6 +708,45 @@ def _projection_note(i: int, producers: list[OpNode]) -> str | None:
                 f"'seq {{ conv({c}, 1{stride}, bias=false); bn }}'"
             )
     return f"{what}; it needs the other branch's shape {list(want)}"
+
+
+_WINDOWED = ("conv", "deform_conv", "maxpool", "avgpool")
+
+
+def _padding_notes(graph: Graph, producers: list[OpNode]) -> list[str]:
+    """For a ``concat`` whose inputs differ in size: each input made by a stride-1
+    convolution or pooling that shrank the size the others have, with the padding that
+    keeps it (a 3x3 convolution in an inception branch without ``padding=1``)."""
+    sizes = [p.shape[1:] for p in producers]
+    target = max(sizes, key=sizes.count)
+    notes = []
+    for p in producers:
+        if p.shape[1:] == target:
+            continue
+        while len(graph.inputs(p.id)) == 1:  # back to the layer that changed the size
+            before = graph.node(graph.inputs(p.id)[0])
+            if before.shape[1:] != p.shape[1:]:
+                break
+            p = before
+        if p.op not in _WINDOWED or len(p.shape) != 3:
+            continue
+        source = graph.node(graph.inputs(p.id)[0])
+        attrs = p.attrs
+        stride = attrs.get("stride") or attrs["kernel"]  # a pooling's default: its kernel
+        if source.shape[1:] != target or stride != (1, 1):
+            continue
+        kernel, dilation = attrs["kernel"], attrs.get("dilation", (1, 1))
+        span = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        if any(x % 2 for x in span) or not isinstance(attrs.get("padding"), tuple):
+            continue  # no symmetric padding keeps the size
+        need = [x // 2 for x in span]
+        text = str(need[0]) if need[0] == need[1] else str(need)
+        size = "x".join(map(str, target))
+        notes.append(
+            f"{describe(p.op, p.path)} turns {size} into "
+            f"{'x'.join(map(str, p.shape[1:]))}: padding={text} keeps {size}"
+        )
+    return notes
 
 
 MAX_DIM = 2**31 - 1
