@@ -571,7 +571,14 @@ class Elaborator:
         try:
             shape = tuple(opdef.infer(attrs, [producer.shape]))
         except ShapeProblem as e:
-            raise self._shape_error(e, opdef.name, path, call.span, [producer]) from None
+            err = self._shape_error(e, opdef.name, path, call.span, [producer])
+            flattened = producer.attrs.get("flatten") is True and len(producer.shape) == 1
+            if flattened and "[C, H, W]" in e.message:  # a global pooling's flatten=true
+                err.notes.append(
+                    f"{describe(producer.op, producer.path)} flattens its output "
+                    f"(flatten=true); without it the output is [{producer.shape[0]}, 1, 1]"
+                )
+            raise err from None
         _check_dims(shape, call.span)
         return self._add(
             OpNode(
