@@ -13,32 +13,35 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate, from_python
+from archdsl.elaborate.binding import bind_args, bind_network, frame_values
+from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import (
     InitRule,
-    alias_chain,
     check_init_paths,
     compound_scaling,
     init_rule,
     output_fields,
 )
-from archdsl.elaborate.values import InShape, Scaling, did_you_mean, show, type_name, unknown_layer
+from archdsl.elaborate.shape_errors import (
+    check_dims,
+    merge_shape_error,
+    op_shape_error,
+)
+from archdsl.elaborate.values import InShape, Scaling, show, type_name, unknown_layer
 from archdsl.errors import (
     ArchError,
     ArchLimitError,
     ArchNameError,
-    ArchShapeError,
     ArchTypeError,
     Span,
 )
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
-from archdsl.ir.graph import describe
 from archdsl.ir.reserved import RESERVED_LABELS
 from archdsl.ops import get_op, normalize_attrs
 from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
@@ -104,7 +107,7 @@ class Elaborator:
     def network(
         self, ref: NetworkRef, overrides: Mapping[str, Any], span: Span | None = None
     ) -> Graph:
-        defn, module, values, scales, aliases = self._bind_network(ref, overrides)
+        defn, module, values, scales, aliases = bind_network(ref, overrides, self.budget)
         try:
             return self._network(ref, defn, module, values, scales)
         except ArchError as e:
@@ -190,66 +193,9 @@ class Elaborator:
         graph.init = tuple(inits)  # type: ignore[assignment]
         return graph
 
-    def _bind_network(
-        self, ref: NetworkRef, overrides: Mapping[str, Any]
-    ) -> tuple[
-        ast.NetworkDef, SpecModule, dict[str, Any], list[ast.ScaleClause], list[ast.NetworkAlias]
-    ]:
-        """Follow ``network b = a(args)`` to the defining network; bind its parameters:
-        defaults, then each alias's arguments (outermost last), then ``overrides``. Also
-        returns the aliases followed, the one naming the defining network first."""
-        chain, ref = alias_chain(ref)
-        defn = ref.defn
-        assert isinstance(defn, ast.NetworkDef)
-        params = {p.name: p for p in defn.params}
-        given: dict[str, Any] = {}
-        scales: list[ast.ScaleClause] = []
-        for alias_ref in reversed(chain):
-            alias = alias_ref.defn
-            assert isinstance(alias, ast.NetworkAlias)
-            given.update(
-                self._bind_args(
-                    alias.args,
-                    list(params),
-                    f"network '{defn.name}'",
-                    alias_ref.module.env,
-                    alias.span,
-                )
-            )
-            scales.extend(alias.scales)
-        for name, value in overrides.items():
-            if name not in params:
-                known = ", ".join(params) or "none"
-                raise ArchNameError(
-                    f"network '{defn.name}' has no parameter '{name}' (set by the caller)"
-                    f"{did_you_mean(name, params)}; its parameters: {known}",
-                    chain[0].defn.span if chain else defn.span,
-                    (chain[0].module if chain else ref.module).source,
-                )
-            what = f"parameter '{name}' (set by the caller)"
-            given[name] = from_python(value, what, params[name].span)
-        values: dict[str, Any] = {}
-        env = ref.module.env.child(budget=self.budget)
-        for p in defn.params:
-            if p.name in given:
-                values[p.name] = given[p.name]
-            elif p.default is not None:
-                values[p.name] = evaluate(p.default, env)
-            else:
-                raise ArchTypeError(
-                    f"network '{defn.name}' needs a value for parameter '{p.name}'",
-                    p.span,
-                    ref.module.source,
-                )
-            env.set(p.name, values[p.name])
-        aliases = [r.defn for r in reversed(chain) if isinstance(r.defn, ast.NetworkAlias)]
-        return defn, ref.module, values, scales, aliases
-
     def _scaling(self, clauses: list[ast.ScaleClause]) -> Scaling:
         def bind(clause: ast.ScaleClause, names: list[str]) -> dict[str, Any]:
-            return self._bind_args(
-                clause.args, names, "scaled", Env({}, budget=self.budget), clause.span
-            )
+            return bind_args(clause.args, names, "scaled", Env({}, budget=self.budget), clause.span)
 
         return compound_scaling(clauses, bind)
 
@@ -263,12 +209,12 @@ class Elaborator:
                 f"input must be a list of 1 to 3 positive integers like [3, 224, 224], got {show(value)}",
                 span,
             )
-        _check_dims(tuple(value), span)
+        check_dims(tuple(value), span)
         return tuple(value)
 
     def _init_rule(self, stmt: ast.InitStmt, env: Env) -> InitRule:
         def bind(names: list[str]) -> dict[str, Any]:
-            return self._bind_args(stmt.args, names, f"init function '{stmt.fn}'", env, stmt.span)
+            return bind_args(stmt.args, names, f"init function '{stmt.fn}'", env, stmt.span)
 
         return init_rule(stmt, bind)
 
@@ -513,37 +459,10 @@ class Elaborator:
         blocks = [n for n in env.visible() if isinstance(_safe_lookup(env, n), BlockRef)]
         raise ArchNameError(unknown_layer(call.name, blocks), call.name_span)
 
-    def _bind_args(
-        self, args: tuple[ast.Arg, ...], names: Sequence[str], what: str, env: Env, span: Span
-    ) -> dict[str, Any]:
-        bound: dict[str, Any] = {}
-        positional = True
-        for i, a in enumerate(args):
-            if a.name is None:
-                if not positional:
-                    raise ArchTypeError("positional argument after a keyword argument", a.span)
-                if i >= len(names):
-                    raise ArchTypeError(
-                        f"{what} takes at most {len(names)} positional argument{'s' * (len(names) != 1)}, got {len(args)}",
-                        a.span,
-                    )
-                name = names[i]
-            else:
-                positional = False
-                name = a.name
-                if name not in names:
-                    raise ArchNameError(
-                        f"{what} has no parameter '{name}'{did_you_mean(name, names)}", a.span
-                    )
-            if name in bound:
-                raise ArchTypeError(f"{what}: parameter '{name}' given twice", a.span)
-            bound[name] = evaluate(a.value, env)
-        return bound
-
     def _op(self, call: ast.OpCall, opdef: OpDef, env: Env, cur: str, path: str) -> str:
         assert self.graph is not None
         names = opdef.param_names
-        attrs = self._bind_args(call.args, names, opdef.name, env, call.span) if call.args else {}
+        attrs = bind_args(call.args, names, opdef.name, env, call.span) if call.args else {}
         for name, default in opdef.defaults:
             if name not in attrs:
                 if default is REQUIRED:
@@ -571,15 +490,8 @@ class Elaborator:
         try:
             shape = tuple(opdef.infer(attrs, [producer.shape]))
         except ShapeProblem as e:
-            err = self._shape_error(e, opdef.name, path, call.span, [producer])
-            flattened = producer.attrs.get("flatten") is True and len(producer.shape) == 1
-            if flattened and "[C, H, W]" in e.message:  # a global pooling's flatten=true
-                err.notes.append(
-                    f"{describe(producer.op, producer.path)} flattens its output "
-                    f"(flatten=true); without it the output is [{producer.shape[0]}, 1, 1]"
-                )
-            raise err from None
-        _check_dims(shape, call.span)
+            raise op_shape_error(e, opdef.name, path, call.span, producer) from None
+        check_dims(shape, call.span)
         return self._add(
             OpNode(
                 self.graph.new_id(opdef.name),
@@ -599,19 +511,6 @@ class Elaborator:
             raise ArchLimitError(f"the network has more than {MAX_NODES} nodes", node.span)
         return self.graph.add(node, inputs).id
 
-    def _shape_error(
-        self, e: ShapeProblem, op: str, path: str | None, span: Span, producers: list[OpNode]
-    ) -> ArchShapeError:
-        message = e.message.removeprefix(f"{op}: ").removeprefix(f"{op} ")
-        err = ArchShapeError(f"{describe(op, path)}: {message}", span)
-        if e.arithmetic:
-            err.notes.append(e.arithmetic)
-        for i, p in enumerate(producers):
-            who = "the network input" if p.op == "input" else describe(p.op, p.path)
-            port = f"input {i}" if len(producers) > 1 else "its input"
-            err.notes.append(f"{port} {list(p.shape)} comes from {who} at {p.span}")
-        return err
-
     def _block(self, call: ast.OpCall, ref: BlockRef, env: Env, cur: str, path: str) -> str:
         assert self.graph is not None
         defn = ref.defn
@@ -622,7 +521,7 @@ class Elaborator:
         if len(self.block_stack) >= MAX_BLOCK_DEPTH:
             raise ArchLimitError(f"blocks nested deeper than {MAX_BLOCK_DEPTH}", call.span)
         names = [p.name for p in defn.params]
-        given = self._bind_args(call.args, names, f"block '{defn.name}'", env, call.span)
+        given = bind_args(call.args, names, f"block '{defn.name}'", env, call.span)
         in_shape = InShape(self.graph.node(cur).shape)
         benv = ref.module.env.child(in_shape=in_shape, scaling=self.scaling, budget=self.budget)
         for p in defn.params:
@@ -650,7 +549,7 @@ class Elaborator:
                     raise
                 scope.output = cur
                 scope.defined = defn.span
-                scope.values = _plain_values(defn, body.names, benv.names)
+                scope.values = frame_values(defn, body.names, benv.names)
                 defaults = {p.name: p.default for p in defn.params}
                 scope.defaults = {
                     k: v.value for k, v in defaults.items() if isinstance(v, ast.Literal)
@@ -674,13 +573,9 @@ class Elaborator:
         try:
             shape = tuple(opdef.infer({}, [p.shape for p in producers]))
         except ShapeProblem as e:
-            err = self._shape_error(e, merge.kind, None, merge.span, producers)
-            if merge.kind == "add" and cur in outs:
-                err.notes += filter(None, [_projection_note(outs.index(cur), producers)])
-            if merge.kind == "concat":
-                err.notes += _padding_notes(self.graph, producers)
-            raise err from None
-        _check_dims(shape, merge.span)
+            passed_on = outs.index(cur) if cur in outs else None
+            raise merge_shape_error(e, merge, self.graph, producers, passed_on) from None
+        check_dims(shape, merge.span)
         return self._add(
             OpNode(
                 self.graph.new_id(merge.kind),
@@ -695,107 +590,8 @@ class Elaborator:
         )
 
 
-def _projection_note(i: int, producers: list[OpNode]) -> str | None:
-    """For an ``add`` whose branch ``i`` passes its input on unchanged while another branch
-    changes the shape: the projection that makes the two fit, as ResNet's downsample."""
-    have = producers[i].shape
-    want = next((p.shape for p in producers if p.shape != have), None)
-    if want is None:
-        return None
-    what = f"input {i} is the add's input passed on unchanged ('()', or an 'if' that built nothing)"
-    if len(have) == len(want) == 3:
-        c, h, w = want
-        strides = [
-            s for s in range(1, 9) if (have[1] - 1) // s + 1 == h and (have[2] - 1) // s + 1 == w
-        ]
-        if strides:
-            stride = f", stride={strides[0]}" if strides[0] != 1 else ""
-            return (
-                f"{what}; project it to {list(want)} as ResNet's downsample does: "
-                f"'seq {{ conv({c}, 1{stride}, bias=false); bn }}'"
-            )
-    return f"{what}; it needs the other branch's shape {list(want)}"
-
-
-_WINDOWED = ("conv", "deform_conv", "maxpool", "avgpool")
-
-
-def _padding_notes(graph: Graph, producers: list[OpNode]) -> list[str]:
-    """For a ``concat`` whose inputs differ in size: each input made by a stride-1
-    convolution or pooling that shrank the size the others have, with the padding that
-    keeps it (a 3x3 convolution in an inception branch without ``padding=1``)."""
-    sizes = [p.shape[1:] for p in producers]
-    target = max(sizes, key=sizes.count)
-    notes = []
-    for p in producers:
-        if p.shape[1:] == target:
-            continue
-        while len(graph.inputs(p.id)) == 1:  # back to the layer that changed the size
-            before = graph.node(graph.inputs(p.id)[0])
-            if before.shape[1:] != p.shape[1:]:
-                break
-            p = before
-        if p.op not in _WINDOWED or len(p.shape) != 3:
-            continue
-        source = graph.node(graph.inputs(p.id)[0])
-        attrs = p.attrs
-        stride = attrs.get("stride") or attrs["kernel"]  # a pooling's default: its kernel
-        if source.shape[1:] != target or stride != (1, 1):
-            continue
-        kernel, dilation = attrs["kernel"], attrs.get("dilation", (1, 1))
-        span = [d * (k - 1) for k, d in zip(kernel, dilation)]
-        if any(x % 2 for x in span) or not isinstance(attrs.get("padding"), tuple):
-            continue  # no symmetric padding keeps the size
-        need = [x // 2 for x in span]
-        text = str(need[0]) if need[0] == need[1] else str(need)
-        size = "x".join(map(str, target))
-        notes.append(
-            f"{describe(p.op, p.path)} turns {size} into "
-            f"{'x'.join(map(str, p.shape[1:]))}: padding={text} keeps {size}"
-        )
-    return notes
-
-
-MAX_DIM = 2**31 - 1
-MAX_ELEMENTS = 2**40
-
-
-def _check_dims(shape: tuple[int, ...], span: Span) -> None:
-    """Refuse tensor shapes no machine could hold (per sample)."""
-    elements = 1
-    for d in shape:
-        if d > MAX_DIM:
-            raise ArchLimitError(f"shape {list(shape)} has a dimension above {MAX_DIM:,}", span)
-        elements *= d
-    if elements > MAX_ELEMENTS:
-        raise ArchLimitError(
-            f"shape {list(shape)} has {elements:,} elements per sample, above {MAX_ELEMENTS:,}",
-            span,
-        )
-
-
 def _safe_lookup(env: Env, name: str) -> Any:
     try:
         return env.lookup(name)
     except KeyError:
         return None
-
-
-def _plain_values(
-    defn: ast.BlockDef, locals_: Mapping[str, Any], params: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The numbers, booleans, strings and lists of numbers of a block's frame: its locals
-    first, the names nearest to where values are used, then its parameters, then the
-    locals that only rename another name (``c7 = channels_7x7``)."""
-    stmts = defn.body.stmts
-    aliases = {s.name for s in stmts if isinstance(s, ast.Assign) and isinstance(s.value, ast.Name)}
-    frame = {k: v for k, v in locals_.items() if k not in aliases}
-    frame.update((k, v) for k, v in params.items() if k not in locals_)
-    frame.update((k, v) for k, v in locals_.items() if k in aliases)
-    return {k: v for k, v in frame.items() if _plain(v)}
-
-
-def _plain(value: Any) -> bool:
-    if type(value) is tuple:
-        return all(type(v) in (int, float) for v in value)
-    return type(value) in (int, float, bool, str)
