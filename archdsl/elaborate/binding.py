@@ -13,6 +13,7 @@ overrides; and the plain values a block's frame ends with (``Scope.values``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from archdsl.elaborate.evaluate import Budget, Env, evaluate, from_python
@@ -109,21 +110,46 @@ def bind_network(
     return defn, ref.module, values, scales, aliases
 
 
+@dataclass(frozen=True)
+class BlockFrame:
+    """What every call of one block shares in its scope's record: the parameters' literal
+    defaults, and the locals that only rename another name (``c7 = channels_7x7``)."""
+
+    defaults: Mapping[str, Any]
+    aliases: frozenset[str]
+
+
+def block_frame(defn: ast.BlockDef) -> BlockFrame:
+    defaults = {p.name: p.default.value for p in defn.params if isinstance(p.default, ast.Literal)}
+    stmts = defn.body.stmts
+    aliases = {s.name for s in stmts if isinstance(s, ast.Assign) and isinstance(s.value, ast.Name)}
+    return BlockFrame(defaults, frozenset(aliases))
+
+
 def frame_values(
-    defn: ast.BlockDef, locals_: Mapping[str, Any], params: Mapping[str, Any]
+    frame: BlockFrame, locals_: Mapping[str, Any], params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The numbers, booleans, strings and lists of numbers of a block's frame: its locals
     first, the names nearest to where values are used, then its parameters, then the
-    locals that only rename another name (``c7 = channels_7x7``)."""
-    stmts = defn.body.stmts
-    aliases = {s.name for s in stmts if isinstance(s, ast.Assign) and isinstance(s.value, ast.Name)}
-    frame = {k: v for k, v in locals_.items() if k not in aliases}
-    frame.update((k, v) for k, v in params.items() if k not in locals_)
-    frame.update((k, v) for k, v in locals_.items() if k in aliases)
-    return {k: v for k, v in frame.items() if _plain(v)}
+    locals that only rename another name."""
+    aliases = frame.aliases
+    values = {}
+    for k, v in locals_.items():
+        if (type(v) in _PLAIN or _numbers(v)) and k not in aliases:
+            values[k] = v
+    for k, v in params.items():
+        if (type(v) in _PLAIN or _numbers(v)) and k not in locals_:
+            values[k] = v
+    for k in aliases:
+        v = locals_.get(k)
+        if type(v) in _PLAIN or _numbers(v):
+            values[k] = v
+    return values
 
 
-def _plain(value: Any) -> bool:
-    if type(value) is tuple:
-        return all(type(v) in (int, float) for v in value)
-    return type(value) in (int, float, bool, str)
+def _numbers(value: Any) -> bool:
+    return type(value) is tuple and all(type(v) in _NUMBERS for v in value)
+
+
+_NUMBERS = frozenset({int, float})
+_PLAIN = frozenset({int, float, bool, str})

@@ -17,8 +17,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from archdsl.elaborate.binding import bind_args, bind_network, frame_values
-from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, evaluate
+from archdsl.elaborate.binding import (
+    BlockFrame,
+    bind_args,
+    bind_network,
+    block_frame,
+    frame_values,
+)
+from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, check_assert, evaluate
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import (
     InitRule,
@@ -65,30 +71,6 @@ class _Namespace:
         return f"{self.path}.{segment}" if self.path else segment
 
 
-def _check_assert(stmt: ast.AssertStmt, env: Env) -> None:
-    """``assert cond, "message"``: nothing when ``cond`` is true, else an error at it."""
-    value = evaluate(stmt.cond, env)
-    if not isinstance(value, bool):
-        raise ArchTypeError(
-            f"assert needs a condition (true or false), got {show(value)}", stmt.cond.span
-        )
-    if not value:
-        e = ArchTypeError(
-            f"assertion failed: {stmt.message}" if stmt.message else "assertion failed",
-            stmt.cond.span,
-        )
-        seen: dict[str, str] = {}  # the values the condition read, for the reader
-        for node in ast.walk(stmt.cond):
-            if isinstance(node, ast.InRef):
-                seen.setdefault("in", show(evaluate(node, env)).removeprefix("in"))
-            elif isinstance(node, ast.Name) and node.id not in seen:
-                with contextlib.suppress(ArchError):  # a comprehension's variable, unbound here
-                    seen[node.id] = show(evaluate(node, env))
-        if seen:
-            e.notes.append("where " + ", ".join(f"{k} = {v}" for k, v in seen.items()))
-        raise e
-
-
 class Elaborator:
     """Builds one network's graph. Not reusable: make one per network instance."""
 
@@ -102,6 +84,7 @@ class Elaborator:
         self.side_spans: dict[str, Span] = {}  # side output -> its label, for errors
         self.inits: list[InitRule] = []  # the network's init rules, in order
         self._plain_labels: dict[int, tuple[ast.Label, str]] = {}  # id -> (label, its name)
+        self._frames: dict[int, tuple[ast.BlockDef, BlockFrame]] = {}  # id -> (block, frame)
 
     # ---- networks -------------------------------------------------------------------
     def network(
@@ -163,7 +146,7 @@ class Elaborator:
             elif isinstance(stmt, ast.Assign):
                 env.set(stmt.name, evaluate(stmt.value, env))
             elif isinstance(stmt, ast.AssertStmt):
-                _check_assert(stmt, env)
+                check_assert(stmt, env)
             elif isinstance(stmt, ast.InitStmt):
                 inits.append(self._init_rule(stmt, env))
             elif isinstance(stmt, ast.OutputsStmt):
@@ -230,7 +213,7 @@ class Elaborator:
             env.set(stmt.name, evaluate(stmt.value, env))
             return cur
         if isinstance(stmt, ast.AssertStmt):
-            _check_assert(stmt, env)
+            check_assert(stmt, env)
             return cur
         if isinstance(stmt, ast.InitStmt) and len(self.ns) == 1 and not self.block_stack:
             self.inits.append(self._init_rule(stmt, env))  # under an if of the network's body
@@ -548,12 +531,12 @@ class Elaborator:
                         e.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
+                frame = self._frames.get(id(defn))
+                if frame is None or frame[0] is not defn:
+                    frame = self._frames[id(defn)] = (defn, block_frame(defn))
                 scope.defined = defn.span
-                scope.values = frame_values(defn, body.names, benv.names)
-                defaults = {p.name: p.default for p in defn.params}
-                scope.defaults = {
-                    k: v.value for k, v in defaults.items() if isinstance(v, ast.Literal)
-                }
+                scope.values = frame_values(frame[1], body.names, benv.names)
+                scope.defaults = frame[1].defaults
         finally:
             self.block_stack.pop()
         return cur

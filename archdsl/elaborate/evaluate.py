@@ -11,6 +11,7 @@ and :class:`InShape` (``in``, the shape of the current block's input).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -407,3 +408,27 @@ def _binop(op: str, a: Any, b: Any, expr: ast.BinOp, budget: Budget) -> Any:
     if r.__class__ is float and not math.isfinite(r):  # 1e300 * 1e300 overflows to inf
         raise ArchLimitError(f"{show(a)} {op} {show(b)} is too large", span)
     return check_num(r, span)
+
+
+def check_assert(stmt: ast.AssertStmt, env: Env) -> None:
+    """``assert cond, "message"``: nothing when ``cond`` is true, else an error at it."""
+    value = evaluate(stmt.cond, env)
+    if not isinstance(value, bool):
+        raise ArchTypeError(
+            f"assert needs a condition (true or false), got {show(value)}", stmt.cond.span
+        )
+    if not value:
+        e = ArchTypeError(
+            f"assertion failed: {stmt.message}" if stmt.message else "assertion failed",
+            stmt.cond.span,
+        )
+        seen: dict[str, str] = {}  # the values the condition read, for the reader
+        for node in ast.walk(stmt.cond):
+            if isinstance(node, ast.InRef):
+                seen.setdefault("in", show(evaluate(node, env)).removeprefix("in"))
+            elif isinstance(node, ast.Name) and node.id not in seen:
+                with contextlib.suppress(ArchError):  # a comprehension's variable, unbound here
+                    seen[node.id] = show(evaluate(node, env))
+        if seen:
+            e.notes.append("where " + ", ".join(f"{k} = {v}" for k, v in seen.items()))
+        raise e
