@@ -20,9 +20,9 @@ from torch import nn
 import archdsl
 from archdsl import optimize
 from archdsl.ir import Graph
+from emitted import import_source, run_both
 from reference import fill
 from specgen import spec
-from test_outputs import import_source, run_both
 
 SEEDS = range(24)
 

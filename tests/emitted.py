@@ -1,0 +1,70 @@
+"""What the tests of archdsl's outputs share: a network that uses every construct the
+writers must handle, and loading emitted source back as a user would."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+import archdsl
+
+# concat, mul, add, a numbered seq, an identity branch, a repeated block, dropout, a constant
+# scale and two training-only side outputs: every construct the .py writer must turn into code.
+MIXED = """
+block se(c) {
+  mul { identity; (global_avgpool -> fc1: conv(c, 1) -> sigmoid) }
+}
+
+block unit(c, stride = 1) {
+  add {
+    (conv1: conv(c, 3, stride=stride, padding=1, bias=false) -> bn1: bn -> relu
+     -> conv2: conv(c, 3, padding=1, bias=false) -> bn2: bn -> gate: se(c) -> scale(0.5))
+    if stride != 1 or in.c != c {
+      downsample: seq { conv(c, 1, stride=stride, bias=false); bn }
+    }
+  }
+  -> relu
+}
+
+network mixed(num_classes = 5) {
+  input [3, 20, 20]
+  norm: channel_affine([2, 0.5, 1], [0.1, -0.2, 0])
+  stem: seq { conv(8, 3, padding=1, bias=false); bn; relu }
+  -> mix: concat { conv(4, 1); (maxpool(3, stride=1, padding=1) -> conv(6, 1)); identity }
+  -> side early: (global_avgpool(flatten=true) -> linear(3))
+  -> stage: unit(12, 2) x 2
+  -> side late: (global_avgpool(flatten=true) -> dropout(0.5) -> linear(2))
+  -> head: (global_avgpool(flatten=true) -> dropout(0.25) -> linear(num_classes))
+}
+"""
+
+
+def import_source(source: str, path: Path) -> ModuleType:
+    """Import emitted source from a file, as a user would."""
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def emitted_class(network: nn.Module, tmp_path: Path) -> type[nn.Module]:
+    module = import_source(archdsl.emit_python(network), tmp_path / "emitted_net.py")
+    (name,) = module.__all__
+    return getattr(module, name)  # type: ignore[no-any-return]
+
+
+def run_both(a: nn.Module, b: nn.Module, x: torch.Tensor, training: bool) -> tuple:
+    a.train(training)
+    b.train(training)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        ya = a(x)
+        torch.manual_seed(1)
+        yb = b(x)
+    return ya, yb

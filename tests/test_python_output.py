@@ -1,0 +1,505 @@
+"""The ``.py`` output of ``archdsl compile -o``: standalone PyTorch source.
+
+The emitted file is imported the way a user would (``importlib``) and must compute what the
+compiled module computes with its weights, build every module as archdsl builds it, and
+read like code a person would write (names, classes, layout as ``ruff format``'s).
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import archdsl
+from archdsl.backends import python_layout, python_source
+from archdsl.backends.deform_conv import DeformConv2d
+from archdsl.ops import Param
+from emitted import MIXED, emitted_class, import_source, run_both
+
+ROOT = Path(__file__).resolve().parent.parent
+RES = 64  # resolution for the big networks: small enough to be quick, every stage still runs
+
+
+@pytest.fixture(scope="module")
+def mixed() -> nn.Module:
+    torch.manual_seed(0)
+    return archdsl.compile(MIXED)
+
+
+# ---- .py ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet"])
+def test_py_matches_the_compiled_network(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.load(name)
+    cls = emitted_class(net, tmp_path)
+    assert cls.__name__ == python_source.camel(name)
+    emitted = cls()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    assert [(k, v.shape) for k, v in emitted.state_dict().items()] == [
+        (k, v.shape) for k, v in net.state_dict().items()
+    ]
+    x = torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(2))
+    ya, yb = run_both(net, emitted, x, training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
+# Nothing labelled: numbered members (a name cannot start with their digits) inside
+# classes whose widths differ between instances, and inside an inline seq.
+UNLABELLED = """
+block se(r = 4) {
+  mul { (); global_avgpool -> conv(in.c // r, 1) -> relu -> conv(in.c, 1) -> sigmoid }
+}
+block res(c, s = 1) {
+  add {
+    (conv(c, 3, stride=s, padding=1) -> bn -> relu -> conv(c, 3, padding=1) -> bn -> se())
+    if s != 1 or in.c != c { seq { conv(c, 1, stride=s); bn } }
+  }
+  -> relu
+}
+network toy {
+  input [3, 16, 16]
+  conv(8, 3, padding=1) -> res(8) -> res(16, 2) -> res(24, 2)
+  -> seq { conv(24, 1) -> mid: conv(24, 3, padding=1) }
+  -> global_avgpool(flatten=true) -> linear(10)
+}
+"""
+
+
+def test_py_of_unlabelled_layers_is_python(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(UNLABELLED)
+    source = archdsl.emit_python(net)
+    assert "def __init__(self, in_channels: int, conv1_out_channels: int)" in source  # se
+    assert "class Seq(nn.Module):" in source  # the seq numbered 5, not "class 5"
+    emitted = import_source(source, tmp_path / "unlabelled.py").Toy()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    ya, yb = run_both(net, emitted, x, training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
+def test_py_training_outputs_in_the_order_of_the_fields(tmp_path: Path) -> None:
+    """googlenet's outputs(logits=out, aux_logits2=aux2, aux_logits1=aux1): the emitted
+    file returns the three tensors in that order, as the compiled module does."""
+    torch.manual_seed(0)
+    net = archdsl.load("googlenet", resolution=RES)
+    source = archdsl.emit_python(net)
+    assert "return x, aux2, aux1  # (logits, aux_logits2, aux_logits1)" in source
+    emitted = import_source(source, tmp_path / "googlenet_py.py").Googlenet()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, RES, RES)
+    ya, yb = run_both(net, emitted, x, training=True)  # same seed: same dropout masks
+    assert ya.names == ("logits", "aux_logits2", "aux_logits1") and len(yb) == 3
+    for a, b in zip(ya, yb):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    assert not torch.equal(ya.aux_logits1, ya.aux_logits2)
+
+
+def test_py_side_outputs_merges_and_training_mode(mixed: nn.Module, tmp_path: Path) -> None:
+    emitted = emitted_class(mixed, tmp_path)()
+    emitted.load_state_dict(mixed.state_dict(), strict=True)
+    x = torch.randn(3, 3, 20, 20)
+    ya, yb = run_both(mixed, emitted, x, training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+    ya, yb = run_both(mixed, emitted, x, training=True)  # same seed: same dropout masks
+    assert isinstance(yb, tuple) and len(yb) == len(ya) == 3
+    for a, b in zip(ya, yb):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_py_reads_like_hand_written_code(mixed: nn.Module) -> None:
+    source = archdsl.emit_python(mixed)
+    imports = [line for line in source.splitlines() if re.match(r"(import|from) ", line)]
+    # torch alone (GlobalPool2d, a small helper class the file carries, uses F)
+    assert imports == ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    assert "class GlobalPool2d(nn.Module):" in source
+    docstring, code = source.split('"""\n', 1)[0], source.split('"""\n', 1)[1]
+    assert "archdsl" in docstring and "archdsl" not in code
+    assert "pickle" not in source
+    # numbered members with state keep their numbers (state_dict keys 'mix.0.weight' ...)
+    assert 'self.add_module("0", nn.Conv2d(8, 4, kernel_size=1))' in source
+    assert 'out = getattr(self, "0")(x)' in source
+    assert '__all__ = ["Mixed"]' in source
+    forward = source.split("class Mixed(nn.Module):")[1].split("def forward")[1]
+    assert "early = self.early(x) if self.training else None  # N x 3" in forward
+    assert "if self.training:\n            return x, early, late\n        return x" in forward
+    assert "x = self.stage(x)  # N x 12 x 5 x 5" in forward  # shape comments
+    unit = source.split("class Unit")[1]  # repeated blocks share a parametrised class
+    assert "torch.cat([" in source and " * " in source and "out = out + " in unit
+    assert max(len(line) for line in source.splitlines()) <= python_source.LINE_LENGTH
+
+
+def test_py_one_class_per_structure_parameters_where_instances_differ() -> None:
+    source = archdsl.emit_python(archdsl.load_graph("googlenet"))
+    assert source.count("class Inception(nn.Module):") == 1
+    assert "self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)" in source
+    assert re.search(
+        r"class BasicConv\(nn.Module\):.*def __init__\(\s*self, in_channels: int, "
+        r"out_channels: int, kernel: int, stride: int = 1, padding: int = 0",
+        source,
+        re.DOTALL,
+    )
+    assert "self.branch2 = nn.Sequential(" in source  # a numbered chain: nn.Sequential
+    assert "x = self.inception4a(x)  # N x 512 x 14 x 14" in source
+
+
+def test_py_parameters_take_the_names_the_spec_gives_their_values() -> None:
+    """A class parameter is named as the block names its values (a parameter or local of
+    the block, or of a block written inline in it); two arguments always equal to one
+    such name become one parameter."""
+    googlenet = archdsl.emit_python(archdsl.load_graph("googlenet"))
+    assert re.search(  # torchvision's own signature, from inception(ch1x1, ch3x3red, ...)
+        r"class Inception\(nn.Module\):.*?def __init__\(\s*self,\s*in_channels: int,\s*"
+        r"ch1x1: int,\s*ch3x3red: int,\s*ch3x3: int,\s*ch5x5red: int,\s*ch5x5: int,\s*"
+        r"pool_proj: int,\s*\)",
+        googlenet,
+        re.DOTALL,
+    )
+    # the block's local `width` before its parameter `planes`, equal to it in resnet50
+    resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
+    assert "def __init__(self, in_channels: int, width: int)" in resnet
+    # a parameter named after one of the block's with a literal default takes it, goes
+    # last, and calls leave it out where they would pass the default
+    assert "int, out_channels: int, stride: int = 1) -> None:" in resnet
+    assert "BottleneckDownsample(64, 64, 256), Bottleneck(256, 64)" in resnet
+    assert "BottleneckDownsample(256, 128, 512, stride=2)," in resnet
+    inception = archdsl.emit_python(archdsl.load_graph("inception_v3"))
+    assert "kernel: int | tuple[int, ...],\n        stride: int = 1,\n" in inception
+    assert "self.branch1x1 = BasicConv(in_channels, 64, kernel=1)\n" in inception
+    assert "self.branch5x5_2 = BasicConv(48, 64, kernel=5, padding=2)\n" in inception
+    # a local that only renames a parameter (c7 = channels_7x7) comes after it
+    assert "def __init__(self, channels_7x7: int)" in inception
+    residual = "-> conv(out, 1)", "-> relu -> add { (); conv(hidden, 1) } -> conv(out, 1)"
+    labelled = "; unit(8, 2) -> unit(6, 3)", "; u0: unit(8, 2) -> u1: unit(6, 3)"
+    source = archdsl.emit_python(
+        archdsl.check(NUMBERED_UNITS.replace(*residual).replace(*labelled))
+    )
+    unit = source.split("class Unit(nn.Module):")[1].split("class ")[0]
+    assert re.search(
+        r"def __init__\(self, in_channels: int, hidden: int, out_channels: int\)", unit
+    )
+    assert "nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, groups=hidden)" in unit
+    assert "self.u1 = Unit(8, 24, 6)" in source  # in 8, hidden 8 * 3, out 6
+
+
+NUMBERED_UNITS = """
+block unit(out, t) {
+  hidden = in.c * t
+  conv(hidden, 1) -> conv(hidden, 3, padding=1, groups=hidden) -> conv(out, 1)
+}
+network net { input [4, 8, 8]; unit(8, 2) -> unit(6, 3) -> unit(4, 2) }
+"""
+
+
+def test_py_names_structural_variants_by_what_differs() -> None:
+    """A block built with different structures gets a class per structure, named by the
+    members the plainest lacks, or by the size of a numbered family of members."""
+    densenet = archdsl.emit_python(archdsl.load_graph("densenet121"))
+    for layers in (6, 12, 24, 16):
+        assert f"class DenseBlock{layers}(nn.Module):" in densenet
+        assert (
+            f"self.denselayer{layers} = DenseLayer("
+            in densenet.split(f"class DenseBlock{layers}(")[1]
+        )
+    assert "self.denseblock3 = DenseBlock24()" in densenet
+    resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
+    assert "class BottleneckDownsample(nn.Module):" in resnet
+    assert "class Bottleneck(nn.Module):" in resnet
+    # a leaf of a specialised class in the same place: DeformConv2d over Conv2d
+    dcn = _class_names(archdsl.emit_python(archdsl.load_graph("dcn_resnet50")))
+    assert dcn == [
+        "DeformConv2d",
+        "BottleneckDownsample",
+        "Bottleneck",
+        "BottleneckDownsampleDeform",
+        "BottleneckDeform",
+        "DcnResnet50",
+    ]
+    # where no member tells the classes apart: an argument moved off the neutral value the
+    # plainest has (expand_ratio 6, not 1), then the input added to the result; the
+    # expansion convolution shifts the numbered members, which is not a leaf replaced
+    mobilenet = archdsl.emit_python(archdsl.load_graph("mobilenet_v2"))
+    assert _class_names(mobilenet)[1:4] == [
+        "InvertedResidual",
+        "InvertedResidualExpand",
+        "InvertedResidualExpandSkip",
+    ]
+    efficientnet = _class_names(archdsl.emit_python(archdsl.load_graph("efficientnet_b0")))
+    assert efficientnet[2:5] == ["Mbconv", "MbconvExpand", "MbconvStochasticDepth"]
+    # the member says it (no "Skip" after it); where it repeats a name, the argument added
+    efficientnet = _class_names(archdsl.emit_python(archdsl.load_graph("efficientnet_b3")))
+    assert efficientnet[2:6] == [
+        "Mbconv",
+        "MbconvStochasticDepth",
+        "MbconvExpand",
+        "MbconvStochasticDepthExpand",
+    ]
+
+
+def test_py_block_classes_say_which_arguments_make_them() -> None:
+    """Each class of a block built with several structures names in its docstring the
+    block's arguments that are the same for all its instances and differ between the
+    classes: the one thing a reader cannot see in a numbered name."""
+    mobilenet = archdsl.emit_python(archdsl.load_graph("mobilenet_v2"))
+    docs = re.findall(r"class (InvertedResidual\w*)\(nn.Module\):\n\s+\"\"\"(.*?)\"\"\"", mobilenet)
+    assert [(name, doc.split(")")[-1]) for name, doc in docs] == [
+        ("InvertedResidual", " with expand_ratio = 1."),
+        ("InvertedResidualExpand", " with expand_ratio = 6."),
+        ("InvertedResidualExpandSkip", " with expand_ratio = 6."),
+    ]
+    # the place is the block's definition, not one of its calls
+    line = _defined_at("lib/densenet.arch", "block dense_block(")
+    densenet = archdsl.emit_python(archdsl.load_graph("densenet121"))
+    doc = densenet.split("class DenseBlock24(nn.Module):")[1].split("\n")[1]
+    assert doc.endswith(f'(densenet.arch, line {line}) with num_layers = 24."""')
+    dcn = archdsl.emit_python(archdsl.load_graph("dcn_resnet50"))
+    assert "with stride = 1, deformable = true." in dcn.split("class BottleneckDeform(")[1]
+    # a block built with one structure: nothing to tell apart
+    line = _defined_at("lib/inception.arch", "block inception(")
+    googlenet = archdsl.emit_python(archdsl.load_graph("googlenet"))
+    doc = googlenet.split("class Inception(nn.Module):")[1].split("\n")[1]
+    assert doc.endswith(f'(inception.arch, line {line})."""')
+
+
+def _defined_at(spec: str, start: str) -> int:
+    """The line of ``specs/{spec}`` that starts with ``start``."""
+    lines = (ROOT / "specs" / spec).read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.startswith(start))
+
+
+def _class_names(source: str) -> list[str]:
+    return re.findall(r"^class (\w+)\(", source, re.MULTILINE)
+
+
+def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    for name, source in [
+        ("mixed", archdsl.emit_python(mixed)),
+        ("googlenet", archdsl.emit_python(archdsl.load_graph("googlenet"))),
+        ("efficientnet_b0", archdsl.emit_python(archdsl.load_graph("efficientnet_b0"))),
+        # numbered members of the network, a constructor too long for one line each
+        ("numbered", archdsl.emit_python(archdsl.check(NUMBERED_UNITS))),
+    ]:
+        path = tmp_path / f"{name}.py"
+        path.write_text(source)
+        done = subprocess.run(
+            [ruff, "format", "--diff", "--line-length", "100", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"{name}:\n{done.stdout}{done.stderr}"
+
+
+def test_py_is_deterministic() -> None:
+    graph = archdsl.load_graph("resnet50")
+    assert archdsl.emit_python(graph) == archdsl.emit_python(archdsl.load_graph("resnet50"))
+
+
+def test_py_layout_splits_like_ruff() -> None:
+    group = python_source.Group("f(", ["a" * 40, "b" * 40, "c" * 40], ")")
+    assert python_source.layout_lines(group, "") == [
+        "f(",
+        "    " + "a" * 40 + ",",
+        "    " + "b" * 40 + ",",
+        "    " + "c" * 40 + ",",
+        ")",
+    ]
+    assert python_source.layout_lines(python_source.Group("f(", ["a", "b"], ")"), "") == ["f(a, b)"]
+
+
+def test_py_doctests() -> None:
+    for module in (python_source, python_layout):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0
+
+
+# ---- .py: deformable convolution ------------------------------------------------------
+
+DEFORM = """
+network dcn(num_classes = 4) {
+  input [6, 12, 12]
+  d1: deform_conv(8, 3, padding=1, offset_groups=2, bias=false) -> bn -> relu
+  -> d2: deform_conv(8, 3, stride=2, padding=1, groups=2, modulated=true)
+  -> pool: global_avgpool(flatten=true) -> fc: linear(num_classes)
+}
+"""
+
+
+def _nonzero_offsets(model: nn.Module) -> None:
+    """Offsets start at zero (the module is then a plain conv); move them off the grid."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, DeformConv2d):
+                module.offset.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+                module.offset.bias.uniform_(-1.5, 1.5, generator=torch.Generator().manual_seed(4))
+
+
+def test_py_carries_the_deformable_convolution(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(DEFORM).eval()
+    _nonzero_offsets(net)
+    source = archdsl.emit_python(net)
+    imports = [line for line in source.splitlines() if re.match(r"(import|from) ", line)]
+    assert imports == ["import torch", "import torch.nn.functional as F", "from torch import nn"]
+    assert "class DeformConv2d(nn.Module):" in source and "def deform_conv2d(" in source
+    assert "archdsl" not in source.split('"""\n', 1)[1]
+    module = import_source(source, tmp_path / "emitted_dcn.py")
+    emitted = module.Dcn().eval()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    assert repr(emitted.d2) == repr(net.d2)
+    x = torch.randn(2, 6, 12, 12, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert not torch.equal(net.d1.offset(x), torch.zeros(()))  # offsets really move
+        torch.testing.assert_close(emitted(x), net(x), rtol=0, atol=0)
+    # the emitted class on its own equals archdsl's, modulated or not, on random offsets
+    for kwargs in ({}, {"modulated": True, "offset_groups": 3, "stride": 2, "dilation": 2}):
+        ours = DeformConv2d(6, 4, 3, padding=2, **kwargs)
+        theirs = module.DeformConv2d(6, 4, 3, padding=2, **kwargs)
+        _nonzero_offsets(ours)
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(theirs(x), ours(x), rtol=0, atol=0)
+
+
+# ---- .py: ops registered from Python ----------------------------------------------------
+
+GATE_LAYERS = """
+import torch
+from torch import nn
+
+
+class Gate(nn.Module):
+    def __init__(self, channels: int, bias: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, 1, 1), 0.5))
+        self.bias = bias
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.weight + self.bias)
+
+
+def build_gate(attrs, input_shapes):
+    return Gate(input_shapes[0][0], attrs["bias"])
+"""
+
+GATED = """
+block unit(c, b) { conv(c, 3, padding=1) -> g: gate(b) -> relu }
+network gated { input [3, 8, 8]; first: unit(4, 0.5) -> second: unit(4, -1.0) -> third: gate }
+"""
+
+
+@pytest.fixture()
+def gate_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An op whose build function lives in an importable module, my_gate_layers."""
+    (tmp_path / "my_gate_layers.py").write_text(GATE_LAYERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    layers = importlib.import_module("my_gate_layers")
+    archdsl.register_op(
+        "gate",
+        params=[Param("bias", "float", 0.0)],
+        infer=lambda attrs, shapes: shapes[0],
+        build=layers.build_gate,
+    )
+    yield layers
+    archdsl.unregister_op("gate")
+    sys.modules.pop("my_gate_layers", None)
+
+
+def test_py_imports_the_build_function_of_a_registered_op(gate_op, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(GATED)
+    source = archdsl.emit_python(net)
+    imports = [line for line in source.splitlines() if re.match(r"(import|from) ", line)]
+    assert imports == [
+        "import torch",
+        "from torch import nn",
+        "from my_gate_layers import build_gate",
+    ]
+    assert "Needs torch and my_gate_layers (for ops registered from Python)." in source
+    # one Unit class; the op's attributes differ between its instances: a parameter
+    assert source.count("class Unit(nn.Module):") == 1
+    assert "self.g = build_gate(attrs, [(4, 8, 8)])" in source
+    assert 'self.third = build_gate({"bias": 0.0}, [(4, 8, 8)])' in source
+    module = import_source(source, tmp_path / "emitted_gated.py")
+    emitted = module.Gated()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(emitted(x), net(x), rtol=0, atol=0)
+
+
+def test_py_refuses_a_registered_op_it_cannot_import() -> None:
+    class LocalGate(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.sigmoid() * x
+
+    archdsl.register_op(
+        "local_gate",
+        params={},
+        infer=lambda attrs, shapes: shapes[0],
+        build=lambda attrs, shapes: LocalGate(),
+    )
+    try:
+        graph = archdsl.check("network n {\n  input [3, 4, 4]\n  conv(4, 3) -> local_gate\n}")
+        archdsl.emit_python(graph)
+    except archdsl.ArchTypeError as e:
+        assert "op 'local_gate' (registered from Python)" in e.message
+        assert "<lambda> cannot be imported" in e.message
+        assert e.line == 3
+    else:
+        raise AssertionError("expected an ArchTypeError")
+    finally:
+        archdsl.unregister_op("local_gate")
+
+
+def test_py_writes_a_registered_op_of_a_known_class_as_its_constructor() -> None:
+    archdsl.register_op(
+        "wide",
+        params={},
+        infer=lambda a, s: (8, *s[0][1:]),
+        build=lambda a, s: nn.Conv2d(s[0][0], 8, 1),
+    )
+    try:
+        source = archdsl.emit_python(archdsl.check("network n { input [3, 4, 4]; w: wide }"))
+    finally:
+        archdsl.unregister_op("wide")
+    assert "self.w = nn.Conv2d(3, 8, kernel_size=1)" in source
+    assert not [
+        line for line in source.splitlines() if line.startswith("from ") and "torch" not in line
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", archdsl.list_specs())
+def test_py_state_dict_of_every_bundled_spec(name: str) -> None:
+    graph = archdsl.load_graph(name)
+    source = archdsl.emit_python(graph)
+    assert max(len(line) for line in source.splitlines()) <= python_source.LINE_LENGTH
+    namespace: dict = {}
+    exec(compile(source, f"{name}.py", "exec"), namespace)
+    with torch.device("meta"):
+        emitted = namespace[namespace["__all__"][0]]()
+    compiled = archdsl.build(graph, device="meta")
+    assert [(k, v.shape) for k, v in emitted.state_dict().items()] == [
+        (k, v.shape) for k, v in compiled.state_dict().items()
+    ]
+    # every module with state is constructed exactly as archdsl constructs it
+    for path, module in compiled.named_modules():
+        if not any(True for _ in module.parameters(recurse=False)) and not list(
+            module.buffers(recurse=False)
+        ):
+            continue
+        assert repr(emitted.get_submodule(path)) == repr(module), path
