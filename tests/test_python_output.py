@@ -7,6 +7,7 @@ read like code a person would write (names, classes, layout as ``ruff format``'s
 
 from __future__ import annotations
 
+import ast as pyast
 import doctest
 import importlib
 import re
@@ -17,11 +18,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import archdsl
-from archdsl.backends import python_layout, python_source
+from archdsl.backends import python_exprs, python_layout, python_source
 from archdsl.backends.deform_conv import DeformConv2d
+from archdsl.elaborate.evaluate import Env, evaluate
+from archdsl.errors import ArchError, Span
+from archdsl.frontend import ast
 from archdsl.ops import Param
 from emitted import MIXED, emitted_class, import_source, run_both
 
@@ -202,6 +208,108 @@ network net { input [4, 8, 8]; unit(8, 2) -> unit(6, 3) -> unit(4, 2) }
 """
 
 
+# `unit` passes its `size` to `cbr` as `k`, whose padding the spec computes from it;
+# `odd` pads by `k // 2` in one instance and by 0 in the other, with the same structure.
+DERIVED = """
+block cbr(out, k) {
+  conv(out, k, padding=(k - 1) // 2, bias=false) -> bn -> relu
+}
+block unit(size, wide) {
+  a: cbr(wide, size) -> b: cbr(wide, 3)
+}
+block odd(k, same) {
+  if same { c: conv(8, k, padding=k // 2) } else { c: conv(8, k, padding=0) }
+}
+network net {
+  input [3, 32, 32]
+  u1: unit(3, 8) -> u2: unit(5, 12) -> u3: unit(7, 16) -> o1: odd(3, true) -> o2: odd(5, false)
+}
+"""
+
+
+def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
+    """A parameter the spec computes from others (padding from the kernel) is no parameter:
+    the argument is written as the spec's arithmetic over the class's own parameter names,
+    where that arithmetic gives its value in every instance."""
+    efficientnet = archdsl.emit_python(archdsl.load_graph("efficientnet_b0"))
+    block = efficientnet.split("class MbconvExpand(nn.Module):")[1].split("\nclass ")[0]
+    assert "padding=(kernel - 1) // 2," in block and "padding: int" not in block
+    assert "MbconvExpand(16, 96, kernel=3, stride=2, squeeze=4, out_channels=24)" in efficientnet
+    senet = archdsl.emit_python(archdsl.load_graph("senet154"))
+    assert "padding=shortcut_kernel // 2," in senet  # the spec's own `shortcut_kernel // 2`
+    assert "shortcut_kernel=3, padding=" not in senet
+
+    torch.manual_seed(0)
+    net = archdsl.compile(DERIVED)
+    source = archdsl.emit_python(net)
+    unit = source.split("class Unit(nn.Module):")[1].split("\nclass ")[0]
+    assert "def __init__(self, in_channels: int, out_channels: int, size: int)" in unit
+    assert "kernel_size=size, padding=(size - 1) // 2," in unit  # `k` is `size` here
+    odd = source.split("class Odd(nn.Module):")[1].split("\nclass ")[0]
+    assert "def __init__(self, in_channels: int, k: int, padding: int)" in odd
+    assert "self.o2 = Odd(8, k=5, padding=0)" in source
+    emitted = emitted_class(net, tmp_path)()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    ya, yb = run_both(net, emitted, torch.randn(2, 3, 32, 32), training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
+def _arithmetic(names: list[str]) -> st.SearchStrategy[ast.Expr]:
+    at = Span("<string>", 1, 1)
+    leaves = st.one_of(
+        st.sampled_from(names).map(lambda n: ast.Name(at, n)),
+        st.integers(-9, 9).map(lambda v: ast.Literal(at, v)),
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            inner.map(lambda e: ast.UnaryOp(at, "-", e)),
+            st.tuples(st.sampled_from(["+", "-", "*", "//", "%"]), inner, inner).map(
+                lambda t: ast.BinOp(at, t[0], t[1], t[2])
+            ),
+        ),
+        max_leaves=8,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _arithmetic(["a", "b"]),
+    st.fixed_dictionaries({"a": st.integers(-20, 20), "b": st.integers(-20, 20)}),
+)
+def test_py_arithmetic_reads_as_python_computes_it(expr: ast.Expr, env: dict) -> None:
+    """The written arithmetic, run by Python, gives what the spec's does; its parentheses
+    are the ones precedence needs."""
+    assert python_exprs.free_names(expr) is not None
+    try:
+        spec = evaluate(expr, Env(env))  # what the elaborator computes
+    except ArchError:  # a division by zero
+        spec = None
+    assert python_exprs.value(expr, env) == spec
+    names = {"a": "alpha", "b": "beta"}
+    text = python_exprs.render(expr, names)
+    try:
+        python = eval(text, {"__builtins__": {}}, {names[k]: v for k, v in env.items()})
+    except ZeroDivisionError:
+        python = None
+    assert python == spec, text
+    # no parentheses beyond what precedence needs: each pair, taken out, changes the parse
+    for i, c in enumerate(text):
+        if c == "(":
+            close = _closing(text, i)
+            bare = text[:i] + text[i + 1 : close] + text[close + 1 :]
+            assert pyast.dump(pyast.parse(bare)) != pyast.dump(pyast.parse(text)), text
+
+
+def _closing(text: str, i: int) -> int:
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[j], 0)
+        if depth == 0:
+            return j
+    raise AssertionError(text)
+
+
 def test_py_names_structural_variants_by_what_differs() -> None:
     """A block built with different structures gets a class per structure, named by the
     members the plainest lacks, or by the size of a numbered family of members."""
@@ -321,7 +429,7 @@ def test_py_layout_splits_like_ruff() -> None:
 
 
 def test_py_doctests() -> None:
-    for module in (python_source, python_layout):
+    for module in (python_source, python_layout, python_exprs):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0
 

@@ -14,6 +14,7 @@ and constructor parameters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from archdsl.backends import torch_modules
+from archdsl.backends.python_exprs import Derived, free_names, value
 from archdsl.backends.python_forward import TAKEN, forward_body, identifier
 from archdsl.backends.python_layout import Group, flat
 from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
@@ -74,6 +76,7 @@ class ClassPlan:
     shapes: list[list[Any]] = field(default_factory=list)  # per instance, per line
     params: list[ClassParam] = field(default_factory=list)
     slots: dict[tuple[str, str], ClassParam] = field(default_factory=dict)
+    derived: dict[tuple[str, str], Derived] = field(default_factory=dict)  # slot -> arithmetic
     shortcut: bool = False  # the forward adds the class's input to a result (a residual)
     variant: str = ""  # for one of a block's classes, the arguments that make it this one
 
@@ -261,10 +264,67 @@ class Analysis:
                 by_value[same] = param
                 cls.params.append(param)
             cls.slots[slot.key] = param
+        self._derive(cls)
         _unique_names(cls.params)
         self._defaults(cls)
         for i, path in enumerate(cls.instances):
             self.param_values[path] = {p.name: p.values[i] for p in cls.params}
+
+    def _derive(self, cls: ClassPlan) -> None:
+        """Drop a parameter whose every slot is a leaf argument the spec wrote as arithmetic
+        over names the class has as parameters, when that arithmetic gives the parameter's
+        value in every instance; those slots are written as the arithmetic."""
+        fills: dict[int, list[tuple[str, str]]] = {}
+        for key, param in cls.slots.items():
+            fills.setdefault(id(param), []).append(key)
+        for p in list(cls.params):
+            if p.kind == "channels" or not all(type(v) is int for v in p.values):
+                continue
+            derived = {}
+            for key in fills[id(p)]:
+                d = self._derivation(cls, key, p)
+                if d is None:
+                    break
+                derived[key] = d
+            else:
+                cls.params.remove(p)
+                cls.derived.update(derived)
+                for key in derived:
+                    del cls.slots[key]
+
+    def _derivation(self, cls: ClassPlan, key: tuple[str, str], p: ClassParam) -> Derived | None:
+        """The spec's arithmetic for slot ``key`` over ``cls``'s other parameters, if it
+        gives ``p``'s values: each name it reads stands for the parameter that has the
+        name's value in every instance."""
+        nodes = [_leaf_at(self.members, self.members[path], key[0]) for path in cls.instances]
+        expr = nodes[0].exprs.get(key[1]) if nodes[0] is not None else None
+        names = free_names(expr) if expr is not None else None
+        if expr is None or not names or any(n is None for n in nodes):
+            return None
+        envs = [self._names_at(n.scope) for n in nodes if n is not None]
+        mapping = {}
+        for name in names:
+            if not all(name in env for env in envs):
+                return None
+            values = tuple(env[name] for env in envs)
+            found = [q for q in cls.params if q is not p and q.values == values]
+            found.sort(key=lambda q: q.name != name)  # the parameter of the same name first
+            if not found:
+                return None
+            mapping[name] = found[0]
+        for i, v in enumerate(p.values):
+            if value(expr, {n: q.values[i] for n, q in mapping.items()}) != v:
+                return None
+        return Derived(expr, mapping)
+
+    def _names_at(self, path: str) -> Mapping[str, Any]:
+        """The values of the block whose body holds namespace ``path``."""
+        while path:
+            scope = self.graph.scopes.get(path)
+            if scope is not None and scope.kind == "block":
+                return scope.values
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+        return {}
 
     def _defaults(self, cls: ClassPlan) -> None:
         """Give a parameter named after one of the block's own parameters that block
@@ -307,6 +367,18 @@ class Analysis:
         s = self.graph.scopes[path]
         shape = self.graph.node(s.input if end == "in" else s.output).shape
         return shape[0] if shape else None
+
+
+def _leaf_at(members: dict[str, list[Member]], top: list[Member], where: str) -> OpNode | None:
+    """The node of the leaf at attribute path ``where`` (through inline sequentials)."""
+    first, _, rest = where.partition(".")
+    for m in top:
+        if m.attr == first and not m.shared:
+            if not rest:
+                return m.node if m.leaf is not None else None
+            if m.scope is not None:
+                return _leaf_at(members, members[m.scope.path], rest)
+    return None
 
 
 def _hashable(vector: tuple[Any, ...]) -> Any:

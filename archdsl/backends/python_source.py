@@ -12,6 +12,9 @@ The work is split by concern:
 
 * :mod:`~archdsl.backends.python_analysis`: which scopes become classes, which are inline
   ``nn.Sequential``s, and which constructor arguments become class parameters;
+* :mod:`~archdsl.backends.python_exprs`: arguments written as the spec's arithmetic
+  (``padding=(kernel - 1) // 2``) rather than as parameters;
+* :mod:`~archdsl.backends.python_names`: class names for a block's structural variants;
 * :mod:`~archdsl.backends.python_forward`: the straight-line ``forward`` of a class;
 * :mod:`~archdsl.backends.python_leaves`: one leaf module as a constructor call, and the
   source (or, for an op registered from Python, the import) the file carries for it;
@@ -215,7 +218,11 @@ class _Writer:
             args: list[str | Group] = []
             for arg, value, default in leaf.args:
                 param = cls.slots.get((where, arg))
-                if arg in leaf.positional:
+                derived = cls.derived.get((where, arg))
+                if derived is not None:
+                    text = derived.text()
+                    args.append(text if arg in leaf.positional else f"{arg}={text}")
+                elif arg in leaf.positional:
                     args.append(param.name if param is not None else literal_expr(value))
                 elif param is not None:
                     args.append(f"{arg}={param.name}")

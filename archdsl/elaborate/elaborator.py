@@ -484,6 +484,11 @@ class Elaborator:
                 call.span,
                 shape,
                 self.ns[-1].path,
+                {
+                    a.name or names[i]: a.value
+                    for i, a in enumerate(call.args)
+                    if not isinstance(a.value, ast.Literal)
+                },
             ),
             [cur],
         )

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import networkx
 
     from archdsl.elaborate.network_rules import InitRule
+    from archdsl.frontend.ast import Expr
 
 Shape = tuple[int, ...]
 
@@ -39,6 +40,9 @@ class OpNode:
     ``None`` for the graph input and for merges, which are plain functions.
     ``scope`` is the path of the innermost namespace the node belongs to.
     ``shape`` is the inferred per-sample output shape (no batch dimension).
+    ``exprs`` holds the spec's expression for each attribute written as one rather than
+    as a literal (``padding=(kernel - 1) // 2``): the ``.py`` output writes such an
+    argument as the spec does where it holds in every instance of a class.
     """
 
     id: str
@@ -48,6 +52,7 @@ class OpNode:
     span: Span
     shape: Shape
     scope: str = ""
+    exprs: Mapping[str, Expr] = field(default_factory=dict)
 
 
 @dataclass
