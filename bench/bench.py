@@ -16,10 +16,7 @@ runs, which is what an otherwise idle machine would show.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
 import resource
 import shutil
 import statistics
@@ -27,8 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,116 +32,24 @@ import torch
 from torch import nn
 
 import archdsl
-
-THREADS = 2
-NETWORKS = ("resnet50", "densenet121", "efficientnet_b0", "googlenet")
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def torchvision_models() -> Any:
-    """torchvision's model definitions. Its compiled ops are built for CUDA and fail to
-    register against this CPU torch; the models themselves are pure Python, so the module
-    that registers the ops is stubbed out before the import (here only, never in archdsl)."""
-    sys.modules.setdefault(
-        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
-    )
-    import torchvision.models
-
-    return torchvision.models
-
-
-# ---- timing -------------------------------------------------------------------------
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(
-    a: Callable[[], Any], b: Callable[[], Any], reps: int, warmup: int = 1
-) -> dict[str, Any]:
-    """Run ``a`` and ``b`` alternately (ABBA order), after ``warmup`` runs of each."""
-    for _ in range(warmup):
-        a()
-        b()
-    ta: list[float] = []
-    tb: list[float] = []
-    for i in range(reps):
-        if i % 2 == 0:
-            ta.append(timed(a))
-            tb.append(timed(b))
-        else:
-            tb.append(timed(b))
-            ta.append(timed(a))
-    return {
-        "a": statistics.median(ta),
-        "b": statistics.median(tb),
-        "ratio": statistics.median(x / y for x, y in zip(ta, tb)),
-        "a_best": min(ta),
-        "b_best": min(tb),
-        "best_ratio": min(ta) / min(tb),
-        "a_runs": ta,
-        "b_runs": tb,
-    }
-
-
-def median_time(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    return statistics.median(timed(fn) for _ in range(reps))
-
-
-def both(r: dict[str, Any], side: str) -> str:
-    """``median (best)`` of one side of an interleaved comparison, in ms."""
-    return f"{ms(r[side])} ({ms(r[side + '_best'])})"
-
-
-def ms(t: float) -> str:
-    return f"{t * 1000:,.1f}" if t < 10 else f"{t * 1000:,.0f}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-# ---- the machine ------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "isa": torch.backends.cpu.get_cpu_capability(),
-        "loadavg_at_start": os.getloadavg(),
-    }
-    for pkg in ("torchvision", "onnxruntime", "onnx"):
-        with contextlib.suppress(Exception):
-            info[pkg] = __import__(pkg).__version__
-    return info
-
-
-def faults_per_call(fn: Callable[[], Any], calls: int = 3) -> float:
-    """Minor page faults per call of ``fn`` (most are first touches of memory the OS
-    handed out, zeroed), after one call to warm up."""
-    fn()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(calls):
-        fn()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
-
+from inference import compiled, optimised
+from measure import (
+    NETWORKS,
+    RESULTS,
+    ROOT,
+    THREADS,
+    Run,
+    add_run,
+    both,
+    interleaved,
+    machine,
+    median_time,
+    ms,
+    pair,
+    run_sections,
+    table,
+    torchvision_models,
+)
 
 # ---- the sections ---------------------------------------------------------------------
 
@@ -265,15 +169,6 @@ def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
         opt.step()
 
     return step
-
-
-def pair(tvm: Any, name: str) -> tuple[nn.Module, nn.Module]:
-    """torchvision's network and archdsl's, with the same weights."""
-    torch.manual_seed(0)
-    tv = getattr(tvm, name)()
-    ad = archdsl.load(name)
-    ad.load_state_dict(tv.state_dict())
-    return tv, ad
 
 
 def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
@@ -402,184 +297,6 @@ def training_memory(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, 
     return table(header, rows), raw
 
 
-def _onnx_session(model: nn.Module, x: torch.Tensor, path: Path) -> Callable[[], Any]:
-    import onnxruntime as ort
-
-    archdsl.export(model, path, example=x)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    # Idle onnxruntime threads spin by default, taking the cores from torch's runs that
-    # alternate with them; without spinning both sides get the machine to themselves.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return lambda: session.run(None, feed)
-
-
-def optimised(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
-    """archdsl.optimize_for_inference vs torchvision eager, and vs onnxruntime running the
-    ONNX export of the same optimised network (batch 8 and 1, no torch.compile)."""
-    reps = 3 if quick else 5
-    rows, raw = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in nets:
-            for batch, entry, row in _optimised_one(tvm, name, reps, Path(tmp)):
-                raw[f"{name} b{batch}"] = entry
-                rows.append(row)
-    header = [
-        "network",
-        "batch",
-        "torchvision eager ms",
-        "archdsl optimised ms",
-        "speed-up",
-        "speed-up of best",
-        "onnxruntime ms",
-        "optimised / onnxruntime",
-        "of best",
-        "page faults per forward (tv / optimised / ort)",
-    ]
-    return table(header, rows), raw
-
-
-def _optimised_one(tvm: Any, name: str, reps: int, tmp: Path) -> Iterator[tuple[int, dict, list]]:
-    tv, ad = pair(tvm, name)
-    tv.eval()
-    fast = archdsl.optimize_for_inference(ad)
-    res = archdsl.load_graph(name).input_shape
-    for batch in (8, 1):
-        x = torch.randn(batch, *res)
-        with torch.no_grad():
-            expected = tv(x)
-            err = float((fast(x) - expected).abs().max() / expected.abs().max())
-            r = interleaved(lambda x=x: fast(x), lambda x=x: tv(x), reps)
-            row = [
-                name,
-                str(batch),
-                both(r, "b"),
-                both(r, "a"),
-                f"{1 / r['ratio']:.2f}x",
-                f"{1 / r['best_ratio']:.2f}x",
-            ]
-            entry: dict[str, Any] = {"vs_torchvision": r, "rel_error": err}
-            faults = [faults_per_call(lambda x=x: tv(x)), faults_per_call(lambda x=x: fast(x))]
-            if _have("onnxruntime") and _have("onnxscript"):
-                ort_run = _onnx_session(fast, x, tmp / f"{name}_{batch}.onnx")
-                o = interleaved(lambda x=x: fast(x), ort_run, reps)
-                entry["vs_onnxruntime"] = o
-                faults.append(faults_per_call(ort_run))
-                row += [both(o, "b"), f"{o['ratio']:.2f}", f"{o['best_ratio']:.2f}"]
-            else:
-                row += ["n/a", "n/a", "n/a"]
-            entry["faults_per_forward"] = faults
-            row.append(" / ".join(f"{f:,.0f}" for f in faults))
-        yield batch, entry, row
-
-
-def compiled(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, Any]]:
-    """torch.compile (inductor) of torchvision's network and of archdsl's, plus archdsl's
-    fastest path (:func:`archdsl.compile_for_inference`); and onnxruntime on the ONNX
-    export for reference. Batch 8 (the fastest path against onnxruntime at batch 1 too),
-    eval, no_grad."""
-    reps = 3 if quick else 7
-    rows, raw = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in nets:
-            entry = _compiled_one(tvm, name, reps, Path(tmp))
-            raw[name] = entry
-            f, r = entry["frozen_vs_torchvision_eager"], entry["compiled_vs_compiled"]
-            o = entry.get("frozen_vs_onnxruntime")
-            o1 = entry.get("frozen_vs_onnxruntime_b1")
-            rows.append(
-                [
-                    name,
-                    both(f, "b"),
-                    both(r, "b"),
-                    both(r, "a"),
-                    both(f, "a"),
-                    f"{both(o, 'a')} / {both(o, 'b')}" if o else "n/a",
-                    f"{o['ratio']:.2f} ({o['best_ratio']:.2f})" if o else "n/a",
-                    f"{both(o1, 'a')} / {both(o1, 'b')}" if o1 else "n/a",
-                    f"{o1['ratio']:.2f} ({o1['best_ratio']:.2f})" if o1 else "n/a",
-                    f"{entry['compile_s_torchvision']:.0f} / {entry['compile_s_archdsl']:.0f}"
-                    f" / {entry['compile_s_archdsl_optimised_frozen']:.0f}",
-                ]
-            )
-    header = [
-        "network (b8)",
-        "torchvision eager ms",
-        "torchvision compiled ms",
-        "archdsl compiled ms",
-        "archdsl optimised + compiled (freezing, cpp_wrapper) ms",
-        "the same / onnxruntime, side by side, ms",
-        "fastest archdsl / onnxruntime",
-        "batch 1: the same / onnxruntime, ms",
-        "batch 1: fastest / onnxruntime",
-        "compile s (tv / archdsl / frozen)",
-    ]
-    return table(header, rows), raw
-
-
-# The fastest path archdsl offers on a CPU: optimize_for_inference, then inductor with the
-def _frozen() -> bool:
-    """Whether the last compilation froze the weights: inductor's freezing passes prepack
-    the convolutions' weights (its counters say how many), the plain compile does not."""
-    from torch._dynamo.utils import counters
-
-    return counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
-
-
-def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
-    tv, ad = pair(tvm, name)
-    tv.eval()
-    ad.eval()
-    x = torch.randn(8, *archdsl.load_graph(name).input_shape)
-    entry: dict[str, Any] = {}
-    with torch.no_grad():
-        torch._dynamo.reset()
-        t0 = time.perf_counter()
-        tv_c = torch.compile(tv)
-        tv_c(x)
-        entry["compile_s_torchvision"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ad_c = torch.compile(ad)
-        ad_c(x)
-        entry["compile_s_archdsl"] = time.perf_counter() - t0
-        entry["compiled_vs_compiled"] = interleaved(lambda: ad_c(x), lambda: tv_c(x), reps)
-        fast = archdsl.optimize_for_inference(ad)  # onnxruntime runs its ONNX export
-        from torch._dynamo.utils import counters
-
-        counters.clear()
-        t0 = time.perf_counter()
-        fast_c = archdsl.compile_for_inference(ad)
-        fast_c(x)
-        entry["compile_s_archdsl_optimised_frozen"] = time.perf_counter() - t0
-        entry["frozen"] = _frozen()
-        if not entry["frozen"]:
-            print(
-                f"warning: {name}: the optimised network compiled without freezing", file=sys.stderr
-            )
-        expected = tv(x)
-        entry["rel_error_frozen"] = float((fast_c(x) - expected).abs().max() / expected.abs().max())
-        entry["frozen_vs_torchvision_eager"] = interleaved(lambda: fast_c(x), lambda: tv(x), reps)
-        entry["faults_per_forward_frozen"] = faults_per_call(lambda: fast_c(x))
-        entry["frozen_vs_torchvision_compiled"] = interleaved(
-            lambda: fast_c(x), lambda: tv_c(x), reps
-        )
-        if _have("onnxruntime") and _have("onnxscript"):
-            ort_run = _onnx_session(fast, x, tmp / f"{name}.onnx")
-            entry["frozen_vs_onnxruntime"] = interleaved(lambda: fast_c(x), ort_run, 2 * reps + 1)
-            # batch 1, where what runs around the kernels (guards, calls) weighs more
-            x1 = x[:1].clone()
-            fast_c(x1)  # compiles for this shape
-            ort_one = _onnx_session(fast, x1, tmp / f"{name}_b1.onnx")
-            entry["frozen_vs_onnxruntime_b1"] = interleaved(
-                lambda: fast_c(x1), ort_one, 4 * reps + 1
-            )
-        torch._dynamo.reset()
-    return entry
-
-
 def generated_spec(units: int) -> str:
     """A spec whose text grows with its size: ``units`` residual units written out one by
     one (7 IR nodes each: conv, bn, relu, conv, bn, add, relu), after a stem."""
@@ -636,14 +353,6 @@ def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
     return text, raw
 
 
-def _have(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
 SECTIONS = (
     "frontend",
     "construction",
@@ -653,15 +362,6 @@ SECTIONS = (
     "compiled",
     "scaling",
 )
-
-
-@contextlib.contextmanager
-def section(title: str) -> Iterator[None]:
-    start = time.perf_counter()
-    print(f"\n## {title}\n", flush=True)
-    yield
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n({time.perf_counter() - start:.0f} s; load average after: {load})", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -716,37 +416,6 @@ def main(argv: list[str] | None = None) -> int:
         add_run(path, time.strftime("run_%Y-%m-%d_%H%M", time.localtime(started)), results)
     print(f"\ntotal {results['total_seconds']:.0f} s; raw timings in {path}")
     return 0
-
-
-RESULTS = Path(__file__).parent / "results.json"
-
-
-def add_run(path: Path, key: str, results: dict[str, Any]) -> None:
-    """Add one run's ``results`` to the JSON record at ``path`` under ``key``, keeping
-    the runs already there (a second run in the same minute gets a suffix)."""
-    record = json.loads(path.read_text()) if path.exists() else {}
-    name, n = key, 1
-    while name in record:
-        n += 1
-        name = f"{key}_{n}"
-    record[name] = results
-    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
-
-
-Run = tuple[str, str, Callable[[], tuple[str, dict[str, Any]]]]
-
-
-def run_sections(runs: list[Run], results: dict[str, Any]) -> None:
-    """Run each section (key, title, run), printing its table and putting its raw timings
-    in ``results`` under its key."""
-    start = time.perf_counter()
-    for key, title, run in runs:
-        with section(title):
-            text, raw = run()
-            print(text, flush=True)
-            results[key] = raw
-    results["machine"]["loadavg_at_end"] = os.getloadavg()
-    results["total_seconds"] = time.perf_counter() - start
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import archdsl
-from bench import both, interleaved, machine, pair, run_sections, table, torchvision_models
+from measure import both, interleaved, machine, pair, run_sections, table, torchvision_models
 
 NETWORKS = ("resnet50", "densenet121", "efficientnet_b0", "googlenet")
 BATCHES = (1, 64)

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load_bench():
+    # the script imports its sibling modules (measure, inference), as `python bench/bench.py` can
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
     spec = importlib.util.spec_from_file_location("bench", ROOT / "bench" / "bench.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
