@@ -266,9 +266,7 @@ def compile(
     graph = check(
         source, network=network, path=path, search_path=search_path, params=params, **kwargs
     )
-    if weights is not None:
-        return build_with_weights(graph, weights, device=device, outputs=outputs)
-    return build(graph, device=device, outputs=outputs)
+    return _module(graph, device, outputs, weights)
 
 
 def compile_file(
@@ -286,6 +284,16 @@ def compile_file(
     ``weights`` names a state_dict file to load, or is a state_dict (see
     :func:`build_with_weights`)."""
     graph = check_file(path, network=network, search_path=search_path, params=params, **kwargs)
+    return _module(graph, device, outputs, weights)
+
+
+def _module(
+    graph: Graph,
+    device: Any,
+    outputs: Sequence[str] | None,
+    weights: PathLike | Mapping[str, Any] | None,
+) -> nn.Module:
+    """The module of a checked graph, with ``weights`` loaded when given."""
     if weights is not None:
         return build_with_weights(graph, weights, device=device, outputs=outputs)
     return build(graph, device=device, outputs=outputs)
