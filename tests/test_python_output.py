@@ -254,6 +254,43 @@ def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
     torch.testing.assert_close(yb, ya, rtol=0, atol=0)
 
 
+# Two dense blocks of three layers, and a block that narrows its input by 4 and widens it back.
+WIDENING = """
+block layer(growth) { norm: bn -> relu -> conv: conv(growth, 3, padding=1, bias=false) }
+block dense(n, growth) {
+  for i in range(n) { concat { (); layer{i + 1}: layer(growth) } }
+}
+block shrink() { a: conv(in.c - 4, 1) -> b: conv(in.c, 1) }
+network net {
+  input [3, 16, 16]
+  stem: conv(8, 3, padding=1) -> d1: dense(3, 4) -> s1: shrink()
+  -> t: conv(12, 1) -> d2: dense(3, 4) -> s2: shrink()
+}
+"""
+
+
+def test_py_writes_widths_as_offsets_of_the_input_width(tmp_path: Path) -> None:
+    """A channel count that is the class's input width plus the same number in every
+    instance is written as that sum, not as a parameter of its own."""
+    densenet = archdsl.emit_python(archdsl.load_graph("densenet169"))
+    block = densenet.split("class DenseBlock32(nn.Module):")[1].split("\nclass ")[0]
+    assert "def __init__(self, in_channels: int) -> None:" in block
+    assert "self.denselayer2 = DenseLayer(in_channels + 32)\n" in block
+    assert "self.denselayer32 = DenseLayer(in_channels + 992)\n" in block
+    assert "self.denseblock4 = DenseBlock32(640)" in densenet
+
+    torch.manual_seed(0)
+    net = archdsl.compile(WIDENING)
+    source = archdsl.emit_python(net)
+    assert "self.layer3 = Layer(in_channels + 8)" in source  # from 8 and from 12
+    assert "self.a = nn.Conv2d(in_channels, in_channels - 4, kernel_size=1)" in source
+    assert "self.d2 = Dense(12)" in source and "self.s1 = Shrink(20)" in source
+    emitted = emitted_class(net, tmp_path)()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    ya, yb = run_both(net, emitted, torch.randn(2, 3, 16, 16), training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
 def _arithmetic(names: list[str]) -> st.SearchStrategy[ast.Expr]:
     at = Span("<string>", 1, 1)
     leaves = st.one_of(

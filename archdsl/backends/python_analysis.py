@@ -27,6 +27,8 @@ from archdsl.backends.python_forward import TAKEN, forward_body, identifier
 from archdsl.backends.python_layout import Group, flat
 from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
 from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel
+from archdsl.errors import Span
+from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
 
 ROOT = _ROOT
@@ -265,6 +267,7 @@ class Analysis:
                 cls.params.append(param)
             cls.slots[slot.key] = param
         self._derive(cls)
+        self._offsets(cls, in_c, out_c)
         _unique_names(cls.params)
         self._defaults(cls)
         for i, path in enumerate(cls.instances):
@@ -291,6 +294,36 @@ class Analysis:
                 cls.derived.update(derived)
                 for key in derived:
                     del cls.slots[key]
+
+    def _offsets(self, cls: ClassPlan, in_c: tuple[Any, ...], out_c: tuple[Any, ...]) -> None:
+        """A channel count that is the class's input width plus the same number in every
+        instance is written so: the layers of a dense block read ``in_channels + 32``,
+        ``in_channels + 64`` ... (concatenations widen by what they add), not a parameter
+        each."""
+        source = next((q for q in cls.params if q.kind == "channels" and q.values == in_c), None)
+        if source is None:
+            return
+        for p in list(cls.params):
+            if p.kind != "channels" or p.word or p.values in (in_c, out_c):
+                continue
+            if not all(type(v) is int for v in p.values):
+                continue
+            offsets = {v - w for v, w in zip(p.values, in_c)}
+            if len(offsets) != 1:
+                continue
+            offset = offsets.pop()
+            expr = ast.BinOp(
+                _NOWHERE,
+                "+" if offset > 0 else "-",
+                ast.Name(_NOWHERE, "in"),
+                ast.Literal(_NOWHERE, abs(offset)),
+            )
+            derived = Derived(expr, {"in": source})
+            for key, param in list(cls.slots.items()):
+                if param is p:
+                    cls.derived[key] = derived
+                    del cls.slots[key]
+            cls.params.remove(p)
 
     def _derivation(self, cls: ClassPlan, key: tuple[str, str], p: ClassParam) -> Derived | None:
         """The spec's arithmetic for slot ``key`` over ``cls``'s other parameters, if it
@@ -367,6 +400,9 @@ class Analysis:
         s = self.graph.scopes[path]
         shape = self.graph.node(s.input if end == "in" else s.output).shape
         return shape[0] if shape else None
+
+
+_NOWHERE = Span("<archdsl>", 0, 0)
 
 
 def _leaf_at(members: dict[str, list[Member]], top: list[Member], where: str) -> OpNode | None:

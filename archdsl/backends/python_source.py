@@ -241,10 +241,17 @@ class _Writer:
         positional = True
         for p in child.params:
             param = cls.slots.get((where, p.name))
+            derived = cls.derived.get((where, p.name))
             value = values[p.name]
-            if param is None and value == p.default and type(value) is type(p.default):
+            if param is derived is None and value == p.default and type(value) is type(p.default):
                 continue  # only parameters with a default, all passed by name
-            text = param.name if param is not None else literal(value)
+            text = (
+                derived.text()
+                if derived is not None
+                else param.name
+                if param is not None
+                else literal(value)
+            )
             positional = positional and p.kind == "channels"
             args.append(text if positional else f"{p.name}={text}")
         return Group(f"{child.name}(", args, ")")
