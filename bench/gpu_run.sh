@@ -14,5 +14,5 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/gpu.txt"
 # from the repository root, but importing the installed copy (PYTHONPATH) like a user
 timeout 300 python3 -P -m pytest -q -p no:cacheprovider tests/test_devices.py \
-    "tests/test_torch_backend.py::test_cuda_matches_cpu" 2>&1 | tee "$OUT/tests.log"
+    "tests/test_torch_persistence.py::test_cuda_matches_cpu" 2>&1 | tee "$OUT/tests.log"
 timeout "${BENCH_SECONDS:-420}" python3 bench/gpu.py --json "$OUT/gpu.json" "$@" 2>&1 | tee "$OUT/gpu.md"

@@ -1,6 +1,6 @@
 """The evaluator's semantics where Python's differ: equality, redefinition, quoted values.
 
-Limits (numbers, lists, the step budget) are tested in test_limits.py.
+Limits (numbers, lists, the step budget) are tested in test_limits_numbers.py.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class ScopeModule(fx.GraphModule):
     that scope alone; outside a build (deepcopy, unpickling, ``recompile`` after an edit)
     everything is torch.fx's own. What the fast paths set is what the installed torch's
     ``GraphModule.__init__`` and ``recompile`` set (read off a probe module at import:
-    torch 2.10 added an attribute, for one); tests/test_torch_backend.py compares every
+    torch 2.10 added an attribute, for one); tests/test_torch_persistence.py compares every
     scope of a built network with a GraphModule made by torch.fx from the same graph,
     attribute for attribute, so a torch version that sets more or otherwise fails there.
     """
