@@ -5,7 +5,8 @@ them check. These are networks a user might write: one to three blocks (residual
 projection under an ``if``, dense concatenation in a ``for`` with templated labels, squeeze
 and excitation, ``seq``, labelled groups, repetition, pooling, dropout, stochastic depth,
 blocks inside blocks), half their layers labelled and half numbered, called with different
-widths, strides and expansions, sometimes with side outputs. A few draws repeat a label and
+widths, strides, expansions and kernel sizes (widths and paddings written as arithmetic
+over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with side outputs. A few draws repeat a label and
 fail to check; callers skip those.
 
 >>> import random, archdsl
@@ -30,7 +31,12 @@ def spec(r: random.Random) -> str:
     items = []
     for j in range(r.randint(2, 5)):
         args = [str(r.choice([4, 8, 12]))]
-        for name, values, p in (("s", [1, 2], 0.5), ("t", [1, 2, 3], 0.4), ("n", [1, 2, 3], 0.4)):
+        for name, values, p in (
+            ("s", [1, 2], 0.5),
+            ("t", [1, 2, 3], 0.4),
+            ("n", [1, 2, 3], 0.4),
+            ("k", [1, 3, 5], 0.4),
+        ):
             if r.random() < p:
                 args.append(f"{name}={r.choice(values)}")
         item = f"{_label(r, f'stage{j}')}{r.choice(blocks)}({', '.join(args)})"
@@ -66,12 +72,17 @@ def _block(r: random.Random, name: str, blocks: list[str]) -> str:
     ]
     t = r.choice([1, 2])
     n = r.choice([1, 2])
-    return f"block {name}(c, s = 1, t = {t}, n = {n}) {{\n  h = in.c * t\n  {r.choice(shapes)}\n}}"
+    k = r.choice([1, 3])
+    return (
+        f"block {name}(c, s = 1, t = {t}, n = {n}, k = {k}) {{\n  h = in.c * t\n  "
+        f"{r.choice(shapes)}\n}}"
+    )
 
 
 def _chain(r: random.Random, out: str, blocks: list[str]) -> str:
     n = r.randint(1, 3)
-    widths = [r.choice([out, "h", "in.c"]) for _ in range(n - 1)] + [out]
+    widths = [r.choice([out, "h", "in.c", f"{out} * 2", f"{out} // 2 + 1"]) for _ in range(n - 1)]
+    widths.append(out)
     return " -> ".join(_unit(r, w, blocks, i) for i, w in enumerate(widths))
 
 
@@ -94,7 +105,8 @@ def _unit(r: random.Random, out: str, blocks: list[str], i: int) -> str:
     if kind == "concat":
         return f"concat {{ conv({out}, 1); (conv(4, 1) -> relu) }} -> conv({out}, 1)"
     bias = ", bias=false" if r.random() < 0.5 else ""
-    text = f"{_label(r, f'conv{i}')}conv({out}, {k}, padding={k // 2}{bias})"
+    kernel = r.choice([f"{k}, padding={k // 2}", "k, padding=(k - 1) // 2", "k, padding=k // 2"])
+    text = f"{_label(r, f'conv{i}')}conv({out}, {kernel}{bias})"
     if r.random() < 0.5:
         text += f" -> {_label(r, f'bn{i}')}bn"
     if r.random() < 0.5:

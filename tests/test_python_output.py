@@ -238,6 +238,15 @@ def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
     senet = archdsl.emit_python(archdsl.load_graph("senet154"))
     assert "padding=shortcut_kernel // 2," in senet  # the spec's own `shortcut_kernel // 2`
     assert "shortcut_kernel=3, padding=" not in senet
+    # conv1's width is `planes * 2`: the class takes `planes`, which no slot holds itself
+    block = senet.split("class SenetBottleneck(nn.Module):")[1].split("\nclass ")[0]
+    assert "def __init__(self, in_channels: int, planes: int, reduced: int)" in block
+    assert "self.conv1 = nn.Conv2d(in_channels, planes * 2, kernel_size=1, bias=False)" in block
+    assert "self.bn1 = nn.BatchNorm2d(planes * 2)" in block
+    assert "SenetBottleneck(256, 64, 16)," in senet
+    # a width that is a name the block binds stays that name (ResNet's `width`)
+    resnet = archdsl.emit_python(archdsl.load_graph("resnet50"))
+    assert "def __init__(self, in_channels: int, width: int)" in resnet
 
     torch.manual_seed(0)
     net = archdsl.compile(DERIVED)
@@ -252,6 +261,40 @@ def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
     emitted.load_state_dict(net.state_dict(), strict=True)
     ya, yb = run_both(net, emitted, torch.randn(2, 3, 32, 32), training=False)
     torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+    # a width computed from the block's `c`, which is the class's input width in the
+    # blocks that keep their width and its output width in those that widen
+    net = archdsl.compile(BOTTLENECKS)
+    source = archdsl.emit_python(net)
+    keep = source.split("class BneckSkip(nn.Module):")[1].split("\nclass ")[0]
+    assert "def __init__(self, in_channels: int) -> None:" in keep
+    assert "nn.Conv2d(in_channels, in_channels // 4, kernel_size=1, bias=False)" in keep
+    widen = source.split("class Bneck(nn.Module):")[1].split("\nclass ")[0]
+    assert "def __init__(self, in_channels: int, out_channels: int) -> None:" in widen
+    assert "nn.Conv2d(out_channels // 4, out_channels, kernel_size=1, bias=False)" in widen
+    assert "self.b1 = Bneck(16, 32)" in source and "self.b2 = BneckSkip(32)" in source
+    emitted = emitted_class(net, tmp_path)()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    ya, yb = run_both(net, emitted, torch.randn(2, 3, 16, 16), training=False)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+
+
+BOTTLENECKS = """
+block bneck(c, stride = 1) {
+  add {
+    (conv(c // 4, 1, bias=false) -> bn -> relu
+     -> conv(c // 4, 3, stride=stride, padding=1, bias=false) -> bn -> relu
+     -> conv(c, 1, bias=false) -> bn)
+    if stride != 1 or in.c != c { conv(c, 1, stride=stride, bias=false) -> bn }
+  }
+  -> relu
+}
+network net {
+  input [3, 16, 16]
+  stem: conv(16, 3, padding=1); a1: bneck(16); a2: bneck(16)
+  b1: bneck(32, 2); b2: bneck(32); c1: bneck(64, 2); c2: bneck(64)
+}
+"""
 
 
 # Two dense blocks of three layers, and a block that narrows its input by 4 and widens it back.

@@ -266,34 +266,51 @@ class Analysis:
                 by_value[same] = param
                 cls.params.append(param)
             cls.slots[slot.key] = param
-        self._derive(cls)
+        self._derive(cls, in_c, out_c, words)
         self._offsets(cls, in_c, out_c)
         _unique_names(cls.params)
         self._defaults(cls)
         for i, path in enumerate(cls.instances):
             self.param_values[path] = {p.name: p.values[i] for p in cls.params}
 
-    def _derive(self, cls: ClassPlan) -> None:
-        """Drop a parameter whose every slot is a leaf argument the spec wrote as arithmetic
-        over names the class has as parameters, when that arithmetic gives the parameter's
-        value in every instance; those slots are written as the arithmetic."""
+    def _derive(
+        self,
+        cls: ClassPlan,
+        in_c: tuple[Any, ...],
+        out_c: tuple[Any, ...],
+        words: dict[str, tuple[Any, ...]],
+    ) -> None:
+        """Drop a parameter that one of its slots computes in the spec as arithmetic over
+        names, when that arithmetic gives the parameter's value in every instance; its slots
+        are written as the arithmetic. A name stands for the class parameter with its value
+        in every instance, or, failing one, becomes a parameter named as the spec names it
+        (SENet's ``planes`` for ``planes * 2``). The class's own input and output widths
+        stay parameters, and so does a parameter the arithmetic reads."""
         fills: dict[int, list[tuple[str, str]]] = {}
         for key, param in cls.slots.items():
             fills.setdefault(id(param), []).append(key)
+        read: set[int] = set()  # parameters a derived argument reads
         for p in list(cls.params):
-            if p.kind == "channels" or not all(type(v) is int for v in p.values):
+            if id(p) in read or not all(type(v) is int for v in p.values):
                 continue
-            derived = {}
+            if p.kind == "channels" and p.values in (in_c, out_c):
+                continue
             for key in fills[id(p)]:
-                d = self._derivation(cls, key, p)
-                if d is None:
+                derived = self._derivation(cls, key, p, words)
+                if derived is not None:
                     break
-                derived[key] = d
             else:
-                cls.params.remove(p)
-                cls.derived.update(derived)
-                for key in derived:
-                    del cls.slots[key]
+                continue
+            at = cls.params.index(p)
+            cls.params.remove(p)
+            for q in derived.names.values():
+                read.add(id(q))
+                if q not in cls.params:  # a name of the spec's, new to the class
+                    cls.params.insert(at, q)
+                    at += 1
+            for key in fills[id(p)]:
+                cls.derived[key] = derived
+                del cls.slots[key]
 
     def _offsets(self, cls: ClassPlan, in_c: tuple[Any, ...], out_c: tuple[Any, ...]) -> None:
         """A channel count that is the class's input width plus the same number in every
@@ -303,8 +320,9 @@ class Analysis:
         source = next((q for q in cls.params if q.kind == "channels" and q.values == in_c), None)
         if source is None:
             return
+        read = {id(q) for d in cls.derived.values() for q in d.names.values()}
         for p in list(cls.params):
-            if p.kind != "channels" or p.word or p.values in (in_c, out_c):
+            if p.kind != "channels" or p.word or p.values in (in_c, out_c) or id(p) in read:
                 continue
             if not all(type(v) is int for v in p.values):
                 continue
@@ -325,26 +343,42 @@ class Analysis:
                     del cls.slots[key]
             cls.params.remove(p)
 
-    def _derivation(self, cls: ClassPlan, key: tuple[str, str], p: ClassParam) -> Derived | None:
-        """The spec's arithmetic for slot ``key`` over ``cls``'s other parameters, if it
-        gives ``p``'s values: each name it reads stands for the parameter that has the
-        name's value in every instance."""
+    def _derivation(
+        self,
+        cls: ClassPlan,
+        key: tuple[str, str],
+        p: ClassParam,
+        words: dict[str, tuple[Any, ...]],
+    ) -> Derived | None:
+        """The spec's arithmetic for slot ``key``, if it gives ``p``'s values, with the
+        parameter each name it reads stands for."""
         nodes = [_leaf_at(self.members, self.members[path], key[0]) for path in cls.instances]
-        expr = nodes[0].exprs.get(key[1]) if nodes[0] is not None else None
+        attr = _OP_ATTRS.get(key[1], key[1])
+        expr = nodes[0].exprs.get(attr) if nodes[0] is not None else None
         names = free_names(expr) if expr is not None else None
-        if expr is None or not names or any(n is None for n in nodes):
-            return None
+        if expr is None or not names or isinstance(expr, ast.Name) or None in nodes:
+            return None  # a bare name already names the parameter
         envs = [self._names_at(n.scope) for n in nodes if n is not None]
-        mapping = {}
+        taken = {q.name for q in cls.params}
+        mapping: dict[str, ClassParam] = {}
         for name in names:
             if not all(name in env for env in envs):
                 return None
             values = tuple(env[name] for env in envs)
+            if not all(type(v) is int for v in values):
+                return None
             found = [q for q in cls.params if q is not p and q.values == values]
             found.sort(key=lambda q: q.name != name)  # the parameter of the same name first
-            if not found:
+            if found:
+                mapping[name] = found[0]
+                continue
+            spelt = [w for w, v in words.items() if v == values and w not in taken]
+            spelt.sort(key=lambda w: w != name)
+            if not spelt:
                 return None
-            mapping[name] = found[0]
+            kind = "channels" if p.kind == "channels" else spelt[0]  # widths go by position
+            mapping[name] = ClassParam(spelt[0], kind, values, key, word=True)
+            taken.add(spelt[0])
         for i, v in enumerate(p.values):
             if value(expr, {n: q.values[i] for n, q in mapping.items()}) != v:
                 return None
@@ -403,6 +437,8 @@ class Analysis:
 
 
 _NOWHERE = Span("<archdsl>", 0, 0)
+# a constructor argument -> the op attribute it is made from, where the names differ
+_OP_ATTRS = {"out_channels": "out", "out_features": "out", "kernel_size": "kernel"}
 
 
 def _leaf_at(members: dict[str, list[Member]], top: list[Member], where: str) -> OpNode | None:
