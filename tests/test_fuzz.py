@@ -16,51 +16,35 @@ A spec is untrusted input. Hypothesis throws four kinds of text at :func:`archds
 Each case passes when ``check`` returns a graph or raises an ``ArchError`` that renders,
 within :data:`CASE_SECONDS` (:data:`LARGE_CASE_SECONDS` for one that reaches a size limit
 or checks a very large network); any other exception, or a slower case, fails. A sample also
-runs through the CLI (``archdsl check FILE``): exit 0 or 1, never a traceback.
+runs through the CLI (``archdsl check FILE``): exit 0 or 1, never a traceback. This
+oracle, :func:`run_case` and :func:`run_cli`, is in tests/fuzzoracle.py.
 
 Runs are deterministic (``derandomize=True``, no example database), so CI is
 reproducible; ``ARCHDSL_FUZZ_SCALE=20 pytest tests/test_fuzz.py`` runs twenty times as many
 examples (with a different derandomized stream) for a longer local hunt. Inputs that found
-bugs live in ``tests/fuzz_regressions/`` and are replayed by :func:`test_regression`.
+bugs live in ``tests/fuzz_regressions/`` and are replayed by test_fuzz_regressions.py,
+with the tests of the caret line under an error.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from hypothesis.control import currently_in_test_context
-from timelimit import TimeLimit
 
 import archdsl
 from archdsl.elaborate.evaluate import BUILTINS, SCALING_BUILTINS
 from archdsl.elaborate.loader import bundled_spec_root
 from archdsl.ops import OPS
-from archdsl_cli.main import UsageError, main, parse_set
+from archdsl_cli.main import UsageError, parse_set
+from fuzzoracle import CASE_SECONDS, run_case, run_cli, time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
-REGRESSIONS = Path(__file__).resolve().parent / "fuzz_regressions"
 SPEC_ROOT = bundled_spec_root()
-
-CASE_SECONDS = 1.0
-"""The slowest a case of ordinary size may be (measured twice, so a load spike does not
-fail it)."""
-
-LARGE_CASE_SECONDS = 3.0
-"""The slowest a case may be that reaches a size limit (an ``ArchLimitError``) or checks a
-network of more than :data:`LARGE_NODES` layers. The limits (``MAX_STEPS`` evaluation
-steps, ``MAX_NODES`` layers) allow that much work, which takes up to about 1.5 s here: a
-network of 190,000 layers checks in 1.3 s, a dense block of 10,000 layers runs out of steps
-after 1.0 s. A hang or a blow-up worse than linear still exceeds it."""
-
-LARGE_NODES = 20_000
 
 SCALE = max(1, int(os.environ.get("ARCHDSL_FUZZ_SCALE", "1")))
 
@@ -78,83 +62,6 @@ def fuzz_settings(examples: int) -> settings:
         # reads as a hang, and the report is a FlakyFailure instead of the case.
         phases=[phase for phase in Phase if phase is not Phase.explain],
     )
-
-
-# ---- the oracle -------------------------------------------------------------------------
-
-
-class CaseTimeout(BaseException):
-    """Raised by :func:`time_limit` in the main thread; not an Exception, so no handler in
-    archdsl swallows it."""
-
-
-def time_limit(seconds: float) -> TimeLimit:
-    """Interrupt the body after ``seconds`` of this process's CPU time, so a hanging case
-    fails instead of hanging the test run (tests/timelimit.py)."""
-    return TimeLimit(seconds, error=CaseTimeout)
-
-
-HANG_SECONDS = 10 * CASE_SECONDS
-"""After this long a case counts as hanging and is interrupted."""
-
-
-def _check_once(text: str, path: str, hang: float) -> tuple[str, float, float]:
-    """The outcome, the CPU seconds it took and the most it may take."""
-    start = time.process_time()  # CPU time: a busy neighbour does not slow a case
-    limit = CASE_SECONDS
-    try:
-        with time_limit(hang):
-            graph = archdsl.check(text, path=path)
-        outcome = "ok"
-        if sum(1 for _ in graph.nodes()) > LARGE_NODES:
-            limit = LARGE_CASE_SECONDS
-    except archdsl.ArchError as e:
-        rendered = e.render()  # what the CLI prints; must not crash either
-        assert rendered.startswith(str(e.span)), rendered
-        assert isinstance(e.line, int) and isinstance(e.column, int)
-        outcome = type(e).__name__
-        if isinstance(e, archdsl.ArchLimitError):
-            limit = LARGE_CASE_SECONDS
-    except CaseTimeout:
-        return "timeout", time.process_time() - start, limit
-    return outcome, time.process_time() - start, limit
-
-
-def run_case(text: str, path: str = "<fuzz>", hang: float = HANG_SECONDS) -> str:
-    """Check ``text``; fail on anything but a graph or an ArchError, or on a slow case.
-
-    Returns the outcome (``"ok"`` or the ArchError class name) for ``note``/statistics.
-    """
-    outcome, seconds, limit = _check_once(text, path, hang)
-    if outcome != "timeout" and seconds > limit:  # a loaded CI machine is not a bug
-        outcome, seconds, limit = _check_once(text, path, hang)
-    if currently_in_test_context():  # the regression replays run outside hypothesis
-        note(f"outcome: {outcome} in {seconds:.3f} s")
-    assert outcome != "timeout", f"check() did not finish in {hang} s"
-    assert seconds <= limit, f"check() took {seconds:.2f} s (limit {limit} s)"
-    return outcome
-
-
-def run_cli(
-    text: str, folder: Path, name: str = "fuzz.arch", hang: float = HANG_SECONDS
-) -> tuple[int, str]:
-    """``archdsl check FILE`` in-process: exit 0 or 1 and no traceback, ever."""
-    path = folder / name
-    path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            with time_limit(hang):
-                code = main(["check", str(path)])
-    except CaseTimeout:
-        raise AssertionError(f"archdsl check did not finish in {hang} s") from None
-    stderr = err.getvalue()
-    assert "Traceback" not in stderr, stderr
-    assert "internal error" not in stderr, stderr
-    assert code in (0, 1), (code, stderr)
-    if code == 1:
-        assert re.match(rf"{re.escape(str(path))}(:\d+:\d+)?: error: |.*: error: ", stderr), stderr
-    return code, stderr
 
 
 @pytest.fixture(scope="module")
@@ -631,79 +538,3 @@ def test_cli_on_mutated_specs(cli_dir: Path, data: st.DataObject) -> None:
 @given(text=st.one_of(spec_files(), spec_files().flatmap(mutations)))
 def test_cli_on_generated_specs(cli_dir: Path, text: str) -> None:
     run_cli(text, cli_dir)
-
-
-# ---- the caret line ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "separator", ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"]
-)
-def test_the_caret_line_is_the_line_of_the_error(separator: str) -> None:
-    """Only \\n ends a line, for the lexer and for the caret line alike (str.splitlines()
-    would also break at these)."""
-    text = f"# a comment{separator}with a stray separator\nnetwork n {{ input [3, 8, 8]; zz }}\n"
-    with pytest.raises(archdsl.ArchNameError) as info:
-        archdsl.check(text)
-    assert (info.value.line, info.value.column) == (2, 30)
-    assert info.value.render().split("\n")[1:3] == [
-        "  network n { input [3, 8, 8]; zz }",
-        "                               ^^",
-    ]
-
-
-@pytest.mark.parametrize(
-    "separator", ["\f", "\v", "\x1c", "\x85", "\u2028", "\r", "\x1b", "\u202e"]
-)
-def test_control_characters_in_the_caret_line_are_escaped(separator: str) -> None:
-    """A shown line never carries a character that moves the terminal's cursor or reorders
-    the text; the caret stays under the error."""
-    text = f"network n {{ input [3, 8, 8];{separator} zz }}\n"
-    with pytest.raises(archdsl.ArchError) as info:
-        archdsl.check(text)
-    shown, caret = info.value.render().split("\n")[1:3]
-    escaped = ascii(separator)[1:-1]
-    assert shown.isprintable() and escaped in shown
-    start = caret.index("^")  # the caret covers the name, or the escaped character
-    word = "zz" if info.value.column > 29 else escaped
-    assert shown[start : start + caret.count("^")] == word
-
-
-# ---- regressions: inputs that found bugs ----------------------------------------------------
-
-
-def _known_bugs() -> dict[str, str]:
-    """``tests/fuzz_regressions/KNOWN_BUGS``: ``file.arch: reason`` for inputs that still
-    fail; their replays are strict xfails, so a fix makes them fail until listed no more."""
-    path = REGRESSIONS / "KNOWN_BUGS"
-    if not path.is_file():
-        return {}
-    entries = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, reason = line.partition(":")
-            entries[name.strip()] = reason.strip()
-    return entries
-
-
-KNOWN_BUGS = _known_bugs()
-REGRESSION_CASES = sorted(p.name for p in REGRESSIONS.glob("*.arch"))
-
-
-def _regression(name: str) -> object:
-    if name in KNOWN_BUGS:
-        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name]))
-    return name
-
-
-def test_known_bugs_name_existing_regressions() -> None:
-    assert set(KNOWN_BUGS) <= set(REGRESSION_CASES)
-
-
-@pytest.mark.parametrize("name", [_regression(n) for n in REGRESSION_CASES])
-def test_regression(name: str, cli_dir: Path) -> None:
-    """Replay a kept input through the API (with the spec folder as its path, so its
-    imports resolve as they did) and through the CLI."""
-    text = (REGRESSIONS / name).read_bytes().decode("utf-8", errors="surrogatepass")
-    run_case(text, str(SPEC_ROOT / name), hang=2.0)
-    run_cli(text, cli_dir, name, hang=2.0)
