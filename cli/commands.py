@@ -266,6 +266,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         _save(model, out)
         times.append(("save", time.perf_counter() - start))
     print(report(graph, path, params, times, out, SAVE_EXTENSIONS.get(ext or "", "")))
+    if args.weights is not None and ext == ".py":  # checked against the network, not written
+        reader = "torch.load"
+        if args.weights.lower().endswith(".safetensors"):
+            reader = "safetensors.torch.load_file"
+        print(
+            f"the weights fit, but {out} is source only: its class loads them with "
+            f"load_state_dict({reader}({args.weights!r}))"
+        )
     return EXIT_OK
 
 

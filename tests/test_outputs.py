@@ -178,6 +178,27 @@ def test_cli_weights_and_optimize(
     mixed.train()
 
 
+def test_cli_weights_with_a_py_output_says_where_they_go(
+    spec_file: Path, tmp_path: Path, mixed: nn.Module, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The .py file is source only: the weights are checked against the network, and the
+    report says how the emitted class takes them; what it says works."""
+    weights = tmp_path / "w.pt"
+    torch.save(mixed.state_dict(), weights)
+    out = tmp_path / "net.py"
+    assert cli(["compile", str(spec_file), "--weights", str(weights), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"load_state_dict(torch.load({str(weights)!r}))" in printed
+    namespace: dict = {}
+    exec(compile(out.read_text(), str(out), "exec"), namespace)
+    emitted = namespace[namespace["__all__"][0]]()
+    emitted.load_state_dict(torch.load(str(weights)))
+    x = torch.randn(2, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(emitted.eval()(x), mixed.eval()(x), rtol=0, atol=0)
+    mixed.train()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
