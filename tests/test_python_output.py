@@ -59,6 +59,19 @@ def test_py_matches_the_compiled_network(name: str, tmp_path: Path) -> None:
     torch.testing.assert_close(yb, ya, rtol=0, atol=0)
 
 
+def test_py_refuses_a_module_whose_weights_left_its_network(tmp_path: Path) -> None:
+    """The source describes the network; a module changed since archdsl built it (batch
+    norms folded, a head replaced) would not load into it, so it is refused, saying why."""
+    net = archdsl.load("resnet18", num_classes=10)
+    folded = archdsl.optimize_for_inference(net)
+    with pytest.raises(ValueError, match=r"missing bn1\.bias, .*new conv1\.bias, .*\.pt2"):
+        archdsl.export(folded, tmp_path / "folded.py")
+    net.fc = nn.Linear(512, 3)
+    with pytest.raises(ValueError, match=r"other shape fc\.bias, fc\.weight\)"):
+        archdsl.emit_python(net)
+    assert not (tmp_path / "folded.py").exists()
+
+
 # Nothing labelled: numbered members (a name cannot start with their digits) inside
 # classes whose widths differ between instances, and inside an inline seq.
 UNLABELLED = """

@@ -76,7 +76,38 @@ def emit_python(network: Graph | nn.Module) -> str:
     graph = getattr(network, "archdsl_graph", network)
     if not isinstance(graph, Graph):
         raise TypeError("emit_python takes a checked graph or a module built by archdsl")
-    return _Writer(Analysis(graph)).write()
+    analysis = Analysis(graph)
+    if isinstance(network, nn.Module):
+        _check_unchanged(network, analysis)
+    return _Writer(analysis).write()
+
+
+def _check_unchanged(module: nn.Module, analysis: Analysis) -> None:
+    """Refuse a module whose weights are no longer those of its network (batch norms folded
+    by optimize_for_inference, a head replaced for fine-tuning): the source would describe
+    the network, and its state_dict would not take the module's."""
+    want = {
+        f"{analysis.graph.node(nid).path}.{k}": tuple(v.shape)
+        for nid, m in analysis.modules.items()
+        for k, v in m.state_dict().items()
+    }
+    have = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if have == want:
+        return
+    extra = sorted(set(have) - set(want))
+    missing = sorted(set(want) - set(have))
+    resized = sorted(k for k in set(have) & set(want) if have[k] != want[k])
+    what = "; ".join(
+        f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("new", extra), ("other shape", resized))
+        if keys
+    )
+    raise ValueError(
+        f"the module's weights are no longer those of the network {analysis.graph.name} "
+        f"({what}): the .py output writes the network as its spec defines it. Write it from "
+        "the module archdsl built (before optimize_for_inference or replacing layers), or "
+        "save this module as .pt2 or .onnx"
+    )
 
 
 class _Writer:
