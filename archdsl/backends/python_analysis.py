@@ -14,73 +14,25 @@ and constructor parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from archdsl.backends import torch_modules
-from archdsl.backends.python_exprs import Derived, free_names, value
+from archdsl.backends.python_exprs import derive, offsets
 from archdsl.backends.python_forward import TAKEN, forward_body, identifier
-from archdsl.backends.python_layout import Group, flat
+from archdsl.backends.python_layout import flat
 from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
+from archdsl.backends.python_plan import ClassParam, ClassPlan, Member
 from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel
-from archdsl.errors import Span
-from archdsl.frontend import ast
-from archdsl.ir import Graph, OpNode, Scope
+from archdsl.ir import Graph
 
 ROOT = _ROOT
 """The root scope's path."""
 
-
-@dataclass
-class Member:
-    """One statement-worthy thing a scope owns: a leaf module, a child scope or a merge."""
-
-    name: str  # local name (state_dict component); "" for merges
-    inputs: list[str]  # value (node) ids
-    output: str
-    node: OpNode | None = None  # a leaf or merge
-    scope: Scope | None = None  # a child scope
-    module: nn.Module | None = None  # the leaf module, built on the meta device
-    leaf: Leaf | None = None  # how to write the leaf module
-    attr: str = ""  # attribute in the emitted class ("" for merges and aliases)
-    shared: bool = False  # a stateless module another member already registered
-
-
-@dataclass
-class ClassParam:
-    """A constructor parameter of an emitted class: an argument that differs between the
-    scopes the class stands for."""
-
-    name: str
-    kind: str  # "channels" or the argument name
-    values: tuple[Any, ...]  # one per instance
-    first: tuple[str, str]  # the first slot (member path, argument) it fills
-    qualifier: str = ""  # that slot's member path as a name: "conv2", "branch2_conv1"
-    word: bool = False  # named by the spec (a parameter or local of the block)
-    default: Any = NO_DEFAULT  # the block parameter's literal default, when it names this
-
-
-@dataclass
-class ClassPlan:
-    """One emitted class: the structure its instances share, and its parameters."""
-
-    name: str
-    scope_kind: str  # "root", "block", "seq" or "group"
-    block: str
-    span: Any
-    members: list[Member]  # of the first instance: the structure all instances share
-    lines: list[tuple[str, str | Group]]  # forward body: (prefix, expression)
-    instances: list[str] = field(default_factory=list)  # scope paths
-    shapes: list[list[Any]] = field(default_factory=list)  # per instance, per line
-    params: list[ClassParam] = field(default_factory=list)
-    slots: dict[tuple[str, str], ClassParam] = field(default_factory=dict)
-    derived: dict[tuple[str, str], Derived] = field(default_factory=dict)  # slot -> arithmetic
-    shortcut: bool = False  # the forward adds the class's input to a result (a residual)
-    variant: str = ""  # for one of a block's classes, the arguments that make it this one
+__all__ = ["ROOT", "Analysis", "ClassParam", "ClassPlan", "Member"]
 
 
 class Analysis:
@@ -266,132 +218,12 @@ class Analysis:
                 by_value[same] = param
                 cls.params.append(param)
             cls.slots[slot.key] = param
-        self._derive(cls, in_c, out_c, words)
-        self._offsets(cls, in_c, out_c)
+        derive(self, cls, in_c, out_c, words)
+        offsets(cls, in_c, out_c)
         _unique_names(cls.params)
         self._defaults(cls)
         for i, path in enumerate(cls.instances):
             self.param_values[path] = {p.name: p.values[i] for p in cls.params}
-
-    def _derive(
-        self,
-        cls: ClassPlan,
-        in_c: tuple[Any, ...],
-        out_c: tuple[Any, ...],
-        words: dict[str, tuple[Any, ...]],
-    ) -> None:
-        """Drop a parameter that one of its slots computes in the spec as arithmetic over
-        names, when that arithmetic gives the parameter's value in every instance; its slots
-        are written as the arithmetic. A name stands for the class parameter with its value
-        in every instance, or, failing one, becomes a parameter named as the spec names it
-        (SENet's ``planes`` for ``planes * 2``). The class's own input and output widths
-        stay parameters, and so does a parameter the arithmetic reads."""
-        fills: dict[int, list[tuple[str, str]]] = {}
-        for key, param in cls.slots.items():
-            fills.setdefault(id(param), []).append(key)
-        read: set[int] = set()  # parameters a derived argument reads
-        for p in list(cls.params):
-            if id(p) in read or not all(type(v) is int for v in p.values):
-                continue
-            if p.kind == "channels" and p.values in (in_c, out_c):
-                continue
-            for key in fills[id(p)]:
-                derived = self._derivation(cls, key, p, words)
-                if derived is not None:
-                    break
-            else:
-                continue
-            at = cls.params.index(p)
-            cls.params.remove(p)
-            for q in derived.names.values():
-                read.add(id(q))
-                if q not in cls.params:  # a name of the spec's, new to the class
-                    cls.params.insert(at, q)
-                    at += 1
-            for key in fills[id(p)]:
-                cls.derived[key] = derived
-                del cls.slots[key]
-
-    def _offsets(self, cls: ClassPlan, in_c: tuple[Any, ...], out_c: tuple[Any, ...]) -> None:
-        """A channel count that is the class's input width plus the same number in every
-        instance is written so: the layers of a dense block read ``in_channels + 32``,
-        ``in_channels + 64`` ... (concatenations widen by what they add), not a parameter
-        each."""
-        source = next((q for q in cls.params if q.kind == "channels" and q.values == in_c), None)
-        if source is None:
-            return
-        read = {id(q) for d in cls.derived.values() for q in d.names.values()}
-        for p in list(cls.params):
-            if p.kind != "channels" or p.word or p.values in (in_c, out_c) or id(p) in read:
-                continue
-            if not all(type(v) is int for v in p.values):
-                continue
-            offsets = {v - w for v, w in zip(p.values, in_c)}
-            if len(offsets) != 1:
-                continue
-            offset = offsets.pop()
-            expr = ast.BinOp(
-                _NOWHERE,
-                "+" if offset > 0 else "-",
-                ast.Name(_NOWHERE, "in"),
-                ast.Literal(_NOWHERE, abs(offset)),
-            )
-            derived = Derived(expr, {"in": source})
-            for key, param in list(cls.slots.items()):
-                if param is p:
-                    cls.derived[key] = derived
-                    del cls.slots[key]
-            cls.params.remove(p)
-
-    def _derivation(
-        self,
-        cls: ClassPlan,
-        key: tuple[str, str],
-        p: ClassParam,
-        words: dict[str, tuple[Any, ...]],
-    ) -> Derived | None:
-        """The spec's arithmetic for slot ``key``, if it gives ``p``'s values, with the
-        parameter each name it reads stands for."""
-        nodes = [_leaf_at(self.members, self.members[path], key[0]) for path in cls.instances]
-        attr = _OP_ATTRS.get(key[1], key[1])
-        expr = nodes[0].exprs.get(attr) if nodes[0] is not None else None
-        names = free_names(expr) if expr is not None else None
-        if expr is None or not names or isinstance(expr, ast.Name) or None in nodes:
-            return None  # a bare name already names the parameter
-        envs = [self._names_at(n.scope) for n in nodes if n is not None]
-        taken = {q.name for q in cls.params}
-        mapping: dict[str, ClassParam] = {}
-        for name in names:
-            if not all(name in env for env in envs):
-                return None
-            values = tuple(env[name] for env in envs)
-            if not all(type(v) is int for v in values):
-                return None
-            found = [q for q in cls.params if q is not p and q.values == values]
-            found.sort(key=lambda q: q.name != name)  # the parameter of the same name first
-            if found:
-                mapping[name] = found[0]
-                continue
-            spelt = [w for w, v in words.items() if v == values and w not in taken]
-            spelt.sort(key=lambda w: w != name)
-            if not spelt:
-                return None
-            kind = "channels" if p.kind == "channels" else spelt[0]  # widths go by position
-            mapping[name] = ClassParam(spelt[0], kind, values, key, word=True)
-            taken.add(spelt[0])
-        for i, v in enumerate(p.values):
-            if value(expr, {n: q.values[i] for n, q in mapping.items()}) != v:
-                return None
-        return Derived(expr, mapping)
-
-    def _names_at(self, path: str) -> Mapping[str, Any]:
-        """The values of the block whose body holds namespace ``path``."""
-        while path:
-            scope = self.graph.scopes.get(path)
-            if scope is not None and scope.kind == "block":
-                return scope.values
-            path = path.rsplit(".", 1)[0] if "." in path else ""
-        return {}
 
     def _defaults(self, cls: ClassPlan) -> None:
         """Give a parameter named after one of the block's own parameters that block
@@ -434,23 +266,6 @@ class Analysis:
         s = self.graph.scopes[path]
         shape = self.graph.node(s.input if end == "in" else s.output).shape
         return shape[0] if shape else None
-
-
-_NOWHERE = Span("<archdsl>", 0, 0)
-# a constructor argument -> the op attribute it is made from, where the names differ
-_OP_ATTRS = {"out_channels": "out", "out_features": "out", "kernel_size": "kernel"}
-
-
-def _leaf_at(members: dict[str, list[Member]], top: list[Member], where: str) -> OpNode | None:
-    """The node of the leaf at attribute path ``where`` (through inline sequentials)."""
-    first, _, rest = where.partition(".")
-    for m in top:
-        if m.attr == first and not m.shared:
-            if not rest:
-                return m.node if m.leaf is not None else None
-            if m.scope is not None:
-                return _leaf_at(members, members[m.scope.path], rest)
-    return None
 
 
 def _hashable(vector: tuple[Any, ...]) -> Any:

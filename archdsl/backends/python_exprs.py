@@ -1,12 +1,16 @@
 """Arguments the ``.py`` output writes as the spec's arithmetic rather than as parameters.
 
 A spec that writes ``conv(out, kernel, padding=(kernel - 1) // 2)`` means the padding to
-follow the kernel. Where a class parameter's every slot is a leaf argument the spec wrote
-as integer arithmetic over names, each of which the class has as a parameter, and the
-expression gives the parameter's value in every instance the class stands for, the
-parameter goes and the argument is written as the expression over the class's parameter
-names (``padding=(kernel - 1) // 2``), as a person would write it. Only ``+ - * // %``,
-unary minus, integer literals and names: Python computes those exactly as the spec does.
+follow the kernel, and ``conv(c // 4, 1)`` a width that follows ``c``. A class parameter
+goes, and its slots are written as such an expression over the class's parameter names
+(``padding=(kernel - 1) // 2``, ``nn.Conv2d(in_channels, in_channels // 4, 1)``), when
+one of its slots is a leaf argument the spec wrote as integer arithmetic (``+ - * // %``,
+unary minus, integer literals and names: Python computes those exactly as the spec does)
+and the expression gives the parameter's value in every instance the class stands for.
+Each name stands for the class parameter with its values in every instance, or becomes a
+parameter named as the spec names it (SENet's ``planes``). A channel count that is the
+class's input width plus the same number in every instance is written as that sum
+(``in_channels + 32``). ``docs/design.md`` says why.
 
 >>> from archdsl.frontend import ast
 >>> from archdsl.errors import Span
@@ -23,10 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from archdsl.backends.python_plan import ClassParam, ClassPlan, Member
+from archdsl.errors import Span
 from archdsl.frontend import ast
+from archdsl.ir import Graph, OpNode
 
 if TYPE_CHECKING:
-    from archdsl.backends.python_analysis import ClassParam
+    from archdsl.backends.python_analysis import Analysis
 
 # binding strength of each operator the output may write: a higher one binds tighter
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "//": 2, "%": 2}
@@ -106,3 +113,147 @@ def _render(expr: ast.Expr, names: Mapping[str, str]) -> tuple[str, int]:
     left = left if lp >= prec else f"({left})"
     right = right if rp > prec else f"({right})"  # a - (b - c); (a + b) is written a + b
     return f"{left} {expr.op} {right}", prec
+
+
+# ---- which parameters are arithmetic ----------------------------------------------
+
+
+def derive(
+    analysis: Analysis,
+    cls: ClassPlan,
+    in_c: tuple[Any, ...],
+    out_c: tuple[Any, ...],
+    words: dict[str, tuple[Any, ...]],
+) -> None:
+    """Drop a parameter that one of its slots computes in the spec as arithmetic over
+    names, when that arithmetic gives the parameter's value in every instance; its slots
+    are written as the arithmetic. A name stands for the class parameter with its value
+    in every instance, or, failing one, becomes a parameter named as the spec names it
+    (SENet's ``planes`` for ``planes * 2``). The class's own input and output widths
+    stay parameters, and so does a parameter the arithmetic reads."""
+    fills: dict[int, list[tuple[str, str]]] = {}
+    for key, param in cls.slots.items():
+        fills.setdefault(id(param), []).append(key)
+    read: set[int] = set()  # parameters a derived argument reads
+    for p in list(cls.params):
+        if id(p) in read or not all(type(v) is int for v in p.values):
+            continue
+        if p.kind == "channels" and p.values in (in_c, out_c):
+            continue
+        for key in fills[id(p)]:
+            derived = _derivation(analysis, cls, key, p, words)
+            if derived is not None:
+                break
+        else:
+            continue
+        at = cls.params.index(p)
+        cls.params.remove(p)
+        for q in derived.names.values():
+            read.add(id(q))
+            if q not in cls.params:  # a name of the spec's, new to the class
+                cls.params.insert(at, q)
+                at += 1
+        for key in fills[id(p)]:
+            cls.derived[key] = derived
+            del cls.slots[key]
+
+
+def offsets(cls: ClassPlan, in_c: tuple[Any, ...], out_c: tuple[Any, ...]) -> None:
+    """A channel count that is the class's input width plus the same number in every
+    instance is written so: the layers of a dense block read ``in_channels + 32``,
+    ``in_channels + 64`` ... (concatenations widen by what they add), not a parameter
+    each."""
+    source = next((q for q in cls.params if q.kind == "channels" and q.values == in_c), None)
+    if source is None:
+        return
+    read = {id(q) for d in cls.derived.values() for q in d.names.values()}
+    for p in list(cls.params):
+        if p.kind != "channels" or p.word or p.values in (in_c, out_c) or id(p) in read:
+            continue
+        if not all(type(v) is int for v in p.values):
+            continue
+        offsets = {v - w for v, w in zip(p.values, in_c)}
+        if len(offsets) != 1:
+            continue
+        offset = offsets.pop()
+        expr = ast.BinOp(
+            _NOWHERE,
+            "+" if offset > 0 else "-",
+            ast.Name(_NOWHERE, "in"),
+            ast.Literal(_NOWHERE, abs(offset)),
+        )
+        derived = Derived(expr, {"in": source})
+        for key, param in list(cls.slots.items()):
+            if param is p:
+                cls.derived[key] = derived
+                del cls.slots[key]
+        cls.params.remove(p)
+
+
+def _derivation(
+    analysis: Analysis,
+    cls: ClassPlan,
+    key: tuple[str, str],
+    p: ClassParam,
+    words: dict[str, tuple[Any, ...]],
+) -> Derived | None:
+    """The spec's arithmetic for slot ``key``, if it gives ``p``'s values, with the
+    parameter each name it reads stands for."""
+    nodes = [_leaf_at(analysis.members, analysis.members[path], key[0]) for path in cls.instances]
+    attr = _OP_ATTRS.get(key[1], key[1])
+    expr = nodes[0].exprs.get(attr) if nodes[0] is not None else None
+    names = free_names(expr) if expr is not None else None
+    if expr is None or not names or isinstance(expr, ast.Name) or None in nodes:
+        return None  # a bare name already names the parameter
+    envs = [_names_at(analysis.graph, n.scope) for n in nodes if n is not None]
+    taken = {q.name for q in cls.params}
+    mapping: dict[str, ClassParam] = {}
+    for name in names:
+        if not all(name in env for env in envs):
+            return None
+        values = tuple(env[name] for env in envs)
+        if not all(type(v) is int for v in values):
+            return None
+        found = [q for q in cls.params if q is not p and q.values == values]
+        found.sort(key=lambda q: q.name != name)  # the parameter of the same name first
+        if found:
+            mapping[name] = found[0]
+            continue
+        spelt = [w for w, v in words.items() if v == values and w not in taken]
+        spelt.sort(key=lambda w: w != name)
+        if not spelt:
+            return None
+        kind = "channels" if p.kind == "channels" else spelt[0]  # widths go by position
+        mapping[name] = ClassParam(spelt[0], kind, values, key, word=True)
+        taken.add(spelt[0])
+    for i, v in enumerate(p.values):
+        if value(expr, {n: q.values[i] for n, q in mapping.items()}) != v:
+            return None
+    return Derived(expr, mapping)
+
+
+def _names_at(graph: Graph, path: str) -> Mapping[str, Any]:
+    """The values of the block whose body holds namespace ``path``."""
+    while path:
+        scope = graph.scopes.get(path)
+        if scope is not None and scope.kind == "block":
+            return scope.values
+        path = path.rsplit(".", 1)[0] if "." in path else ""
+    return {}
+
+
+_NOWHERE = Span("<archdsl>", 0, 0)
+# a constructor argument -> the op attribute it is made from, where the names differ
+_OP_ATTRS = {"out_channels": "out", "out_features": "out", "kernel_size": "kernel"}
+
+
+def _leaf_at(members: dict[str, list[Member]], top: list[Member], where: str) -> OpNode | None:
+    """The node of the leaf at attribute path ``where`` (through inline sequentials)."""
+    first, _, rest = where.partition(".")
+    for m in top:
+        if m.attr == first and not m.shared:
+            if not rest:
+                return m.node if m.leaf is not None else None
+            if m.scope is not None:
+                return _leaf_at(members, members[m.scope.path], rest)
+    return None

@@ -11,7 +11,8 @@ weights move between the two with ``load_state_dict(strict=True)``.
 The work is split by concern:
 
 * :mod:`~archdsl.backends.python_analysis`: which scopes become classes, which are inline
-  ``nn.Sequential``s, and which constructor arguments become class parameters;
+  ``nn.Sequential``s, and which constructor arguments become class parameters
+  (:mod:`~archdsl.backends.python_plan` holds what it finds);
 * :mod:`~archdsl.backends.python_exprs`: arguments written as the spec's arithmetic
   (``padding=(kernel - 1) // 2``) rather than as parameters;
 * :mod:`~archdsl.backends.python_names`: class names for a block's structural variants;
