@@ -491,6 +491,30 @@ def test_compile_for_inference_is_a_snapshot_of_the_module() -> None:
     assert counters["stats"]["unique_graphs"] == 0
 
 
+@pytest.mark.slow  # inductor compiles C++ twice: about 12 s
+def test_compile_for_inference_without_the_guard_filter_compiles_frozen_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A torch before 2.11 has no guard filter: a weight changed after compiling fails a
+    guard and the call compiles again, and that compilation freezes too."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.delattr(torch.compiler, "keep_portable_guards_unsafe", raising=False)
+    net = fill(archdsl.compile(RESIDUAL)).eval()
+    fast = archdsl.compile_for_inference(net)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    fast(x)
+    conv = next(m for m in fast.module.modules() if isinstance(m, nn.Conv2d))
+    conv.weight = nn.Parameter(conv.weight.detach() * 2)
+    counters.clear()
+    got = fast(x)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
+    with torch.no_grad():
+        assert relative_error(fast.module(x), got) < REL
+    assert len(fast.seen) == 1 and len(next(iter(fast.seen.values()))) == 1  # no growth
+
+
 @pytest.mark.slow  # inductor compiles C++ twice: about 10 s
 def test_compile_for_inference_respects_a_change_of_global_state() -> None:
     from torch._dynamo.utils import counters

@@ -32,8 +32,9 @@ class CompiledForInference(nn.Module):
     seen. Dynamo therefore guards only what can change the compiled code, the inputs and
     the global state (grad mode, autocast, threads), not the module's attributes
     (torch's ``keep_portable_guards_unsafe``): under 1 us a call where all guards took
-    26 us (resnet50) to 154 us (densenet121). With a torch that lacks the filter all
-    guards are checked, and a module changed after compiling may compile again.
+    26 us (resnet50) to 154 us (densenet121). With a torch that lacks the filter (before
+    2.11) all guards are checked, and a module changed after compiling compiles again: each
+    call then runs under inductor's settings, so that compiling freezes too.
     """
 
     compiled: Callable[..., Any]  # set in __init__, past nn.Module's registration
@@ -46,6 +47,7 @@ class CompiledForInference(nn.Module):
         self.seen: dict[tuple, list[Any]] = {}
         portable = getattr(torch.compiler, "keep_portable_guards_unsafe", None)
         guards = {"guard_filter_fn": portable} if portable else None
+        self.may_recompile = portable is None  # on a change of the module's attributes
         # not a submodule: its state is module's, and its state_dict would repeat it
         object.__setattr__(self, "compiled", torch.compile(module, dynamic=False, options=guards))
 
@@ -56,11 +58,13 @@ class CompiledForInference(nn.Module):
         key = tuple((a.shape, a.stride(), a.dtype, a.device) for a in args)
         with torch.no_grad():
             states = self.seen.setdefault(key, [])
-            if any(state.check() for state in states):
+            known = any(state.check() for state in states)
+            if known and not self.may_recompile:
                 return self.compiled(*args)
             with inductor_config.patch(self.options):
                 out = self.compiled(*args)
-            states.append(GlobalStateGuard())
+            if not known:
+                states.append(GlobalStateGuard())
             return out
 
 
