@@ -4,6 +4,9 @@ modules import the reference helpers as `from reference import ...`."""
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 _TESTS = str(Path(__file__).parent)
 if _TESTS not in sys.path:  # e.g. when run with a config that lacks `pythonpath`
@@ -15,3 +18,28 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+
+# The torch backend's tests (test_torch_*.py) share these; torch is imported when one is
+# used, so that the tests of what runs without torch still import none.
+
+
+@pytest.fixture(scope="module")
+def resnet18() -> Any:
+    """resnet18 with 10 classes, seeded, in eval mode."""
+    import torch
+
+    import archdsl
+
+    torch.manual_seed(0)
+    return archdsl.load("resnet18", num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def x64() -> Any:
+    """A batch of two images at torchnets.RES (resnet18 keeps a 2 x 2 map at layer4)."""
+    import torch
+
+    from torchnets import RES
+
+    return torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(1))

@@ -23,17 +23,6 @@ from archdsl.backends.torch_modules import build_module
 from torchnets import MIXED, RES, RESNET_1111, TINY, fresh, graph_modules
 
 
-@pytest.fixture(scope="module")
-def resnet18() -> nn.Module:
-    torch.manual_seed(0)
-    return archdsl.load("resnet18", num_classes=10).eval()
-
-
-@pytest.fixture(scope="module")
-def x64() -> torch.Tensor:
-    return torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(1))
-
-
 def record_io(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, tuple]:
     """Run ``model(x)`` once; the (input, output) each named submodule saw."""
     seen: dict[str, tuple] = {}

@@ -19,19 +19,7 @@ import torch
 from torch import fx, nn
 
 import archdsl
-from torchnets import MIXED, RES, RESNET_1111, SIDE, TINY, fresh
-
-
-@pytest.fixture(scope="module")
-def resnet18() -> nn.Module:
-    torch.manual_seed(0)
-    return archdsl.load("resnet18", num_classes=10).eval()
-
-
-@pytest.fixture(scope="module")
-def x64() -> torch.Tensor:
-    return torch.randn(2, 3, RES, RES, generator=torch.Generator().manual_seed(1))
-
+from torchnets import MIXED, RESNET_1111, SIDE, TINY, fresh
 
 # ---- persistence -------------------------------------------------------------------------
 
