@@ -172,10 +172,10 @@ def offsets(cls: ClassPlan, in_c: tuple[Any, ...], out_c: tuple[Any, ...]) -> No
             continue
         if not all(type(v) is int for v in p.values):
             continue
-        offsets = {v - w for v, w in zip(p.values, in_c)}
-        if len(offsets) != 1:
+        gaps = {v - w for v, w in zip(p.values, in_c)}
+        if len(gaps) != 1:
             continue
-        offset = offsets.pop()
+        offset = gaps.pop()
         expr = ast.BinOp(
             _NOWHERE,
             "+" if offset > 0 else "-",
