@@ -14,7 +14,9 @@ it, for the whole process (docs/performance.md, "Memory the allocator gives back
 
 from __future__ import annotations
 
+import contextlib
 import types
+from collections.abc import Iterator
 from typing import Any
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
@@ -60,12 +62,45 @@ def recomputed_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
     from torch.utils.checkpoint import checkpoint
 
     forward = type(self).forward.__get__(self)
-    if self.training and torch.is_grad_enabled():
+    if not (self.training and torch.is_grad_enabled()):
+        return forward(*args, **kwargs)
+    if torch.compiler.is_compiling():  # autograd's recomputation updates no buffer there
         return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-    return forward(*args, **kwargs)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if torch._C._current_graph_task_id() == -1:  # the forward pass
+            return forward(*args, **kwargs)
+        with _statistics_kept(self):  # the backward pass, running it again
+            return forward(*args, **kwargs)
+
+    return checkpoint(run, *args, use_reentrant=False, **kwargs)
 
 
 recomputed_forward.__name__ = "forward"
+
+_STATISTICS = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+"""The buffers a normalisation layer updates in training mode (batch norm's)."""
+
+
+@contextlib.contextmanager
+def _statistics_kept(module: Any) -> Iterator[None]:
+    """Put back, after the block, the running statistics of the normalisation layers in
+    ``module``: the recomputation in the backward pass must not update them a second time
+    (the values it computes use the batch's own statistics, not these)."""
+    import torch
+
+    kept = [
+        (b, b.clone())
+        for m in module.modules()
+        for name, b in m.named_buffers(recurse=False)
+        if name in _STATISTICS
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in kept:
+                buffer.copy_(value)
 
 
 def recomputed(module: Any) -> bool:
@@ -82,8 +117,8 @@ def grad_checkpointing(module: Any, *paths: str, enabled: bool = True) -> list[s
     match, the outer one is taken, and single layers are passed over (recomputing one
     would keep as much as it saves). Training then holds only each recomputed module's input
     and output, and the backward pass runs the module's forward once more; gradients are
-    the same. Batch norm in a recomputed module updates its running statistics on both
-    runs, as in torchvision's memory-efficient DenseNet. Eval mode, or calls under
+    the same, and so are batch norms' running statistics, updated once (torchvision's
+    memory-efficient DenseNet updates them again as it recomputes). Eval mode, or calls under
     ``torch.no_grad()``, run as before; ``torch.compile`` recomputes as well. Copies and
     pickles keep the setting; the state_dict is unchanged. ``enabled=False`` undoes it for the
     modules at or under ``paths``.

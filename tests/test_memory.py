@@ -116,6 +116,26 @@ def test_recomputed_modules_keep_less_and_give_the_same_gradients(name, paths, c
     assert list(net.state_dict()) == list(state)
 
 
+def test_batch_norm_statistics_move_once() -> None:
+    """The backward pass runs a recomputed block again; its batch norms' running
+    statistics still move once, as without recomputation (the recomputation puts them
+    back), where torchvision's memory-efficient DenseNet moves them twice."""
+    torch.manual_seed(0)
+    net = archdsl.load("resnet18", resolution=32, num_classes=10).train()
+    plain = copy.deepcopy(net)
+    grad_checkpointing(net, "layer*.*")
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(2):
+        plain(x).sum().backward()
+        net(x).sum().backward()
+    want, got = plain.state_dict(), net.state_dict()
+    assert int(got["layer1.0.bn1.num_batches_tracked"]) == 2
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
+    for key, param in plain.named_parameters():
+        torch.testing.assert_close(net.get_parameter(key).grad, param.grad, msg=key)
+
+
 def test_outermost_match_undo_and_copies() -> None:
     net = archdsl.load("resnet18", resolution=32, num_classes=10)
     # layer1 holds the other matches: it alone is recomputed; its layers are passed over
