@@ -18,6 +18,7 @@ from archdsl.errors import (
     ArchNameError,
     ArchTypeError,
     Span,
+    together,
 )
 from archdsl.gcpause import gc_paused, stack_room
 from archdsl.ir import Graph
@@ -76,15 +77,18 @@ def _attach_others(
     e: ArchError, loader: Loader, module: SpecModule, ref: NetworkRef, params: Mapping[str, Any]
 ) -> None:
     """Attach to the elaborator's error the other unknown names elaborating ``ref`` is
-    certain to meet (see :mod:`archdsl.passes.resolve`), so that one check reports them all."""
+    certain to meet (see :mod:`archdsl.passes.resolve`), so that one check reports them all,
+    beside those it found itself (in the other branches of a merge)."""
     from archdsl.passes.resolve import certain_errors
 
-    others = [
-        err
-        for err in certain_errors(module, ref, params)
-        if (type(err), err.span) != (type(e), e.span)
+    known = {(type(err), err.span) for err in (e, *e.others)}
+    others = [  # the elaborator's (other branches of a merge), then the certain ones
+        *e.others,
+        *(err for err in certain_errors(module, ref, params) if (type(err), err.span) not in known),
     ]
-    e.others, e.omitted = others[: MAX_ERRORS - 1], max(0, len(others) - (MAX_ERRORS - 1))
+    others.sort(key=lambda err: (err.span.path, err.span.line, err.span.column))
+    e.others = others[: MAX_ERRORS - 1]
+    e.omitted += max(0, len(others) - (MAX_ERRORS - 1))
     for err in e.others:
         _attach_source(err, loader)
 
@@ -480,28 +484,8 @@ def _check_every_network(loader: Loader, module: SpecModule) -> tuple[Graph, lis
         except ArchError as e:
             errors.append(e)
     if errors:
-        raise _together(errors)
+        raise together(errors)
     return graphs[-1], lint_module(module, graphs)
-
-
-def _together(errors: list[ArchError]) -> ArchError:
-    """The first error, carrying every other one (each once) as its ``others``."""
-    flat: list[ArchError] = []
-    seen: set[tuple[Any, ...]] = set()
-    omitted = 0
-    for e in errors:
-        omitted += e.omitted
-        for err in (e, *e.others):
-            key = (type(err), err.span, err.message)
-            if key not in seen:
-                seen.add(key)
-                flat.append(err)
-    first = flat[0]
-    for err in flat:
-        err.others, err.omitted = [], 0
-    first.others = flat[1:MAX_ERRORS]
-    first.omitted = omitted + max(0, len(flat) - MAX_ERRORS)
-    return first
 
 
 def parse_value(text: str) -> Any:

@@ -6,7 +6,9 @@ The CLI prints them as ``file:line:col: error: message``, then the source line a
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -183,3 +185,23 @@ class ArchImportError(ArchError):
 
 class ArchLimitError(ArchError):
     """A spec that exceeds a safety limit (recursion, repetition, size)."""
+
+
+def together(errors: Sequence[ArchError]) -> ArchError:
+    """The first error, carrying every other one (each once) as its ``others``."""
+    flat: list[ArchError] = []
+    seen: set[tuple[Any, ...]] = set()
+    omitted = 0
+    for e in errors:
+        omitted += e.omitted
+        for err in (e, *e.others):
+            key = (type(err), err.span, err.message)
+            if key not in seen:
+                seen.add(key)
+                flat.append(err)
+    first = flat[0]
+    for err in flat:
+        err.others, err.omitted = [], 0
+    first.others = flat[1:MAX_ERRORS]
+    first.omitted = omitted + max(0, len(flat) - MAX_ERRORS)
+    return first

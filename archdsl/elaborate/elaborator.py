@@ -43,8 +43,10 @@ from archdsl.errors import (
     ArchError,
     ArchLimitError,
     ArchNameError,
+    ArchShapeError,
     ArchTypeError,
     Span,
+    together,
 )
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
@@ -532,8 +534,9 @@ class Elaborator:
                 try:
                     cur = self._body(defn.body, body, cur)
                 except ArchError as e:
-                    if e.source is None and e.span != call.span:
-                        e.calls.append(("block", defn.name, call.span))
+                    for err in (e, *e.others):  # others: from other branches of a merge
+                        if err.source is None and err.span != call.span:
+                            err.calls.append(("block", defn.name, call.span))
                     raise
                 scope.output = cur
                 frame = self._frames.get(id(defn))
@@ -554,7 +557,14 @@ class Elaborator:
                 f"(write 'identity' for a branch that passes its input on)",
                 merge.span,
             )
-        outs = [self._stmt(branch, env.child(), cur) for branch in merge.branches]
+        outs, errors = [], []
+        for branch in merge.branches:  # each from the same input: their errors are independent
+            try:
+                outs.append(self._stmt(branch, env.child(), cur))
+            except (ArchNameError, ArchShapeError, ArchTypeError) as e:
+                errors.append(e)
+        if errors:
+            raise together(errors)
         opdef = get_op(merge.kind)
         assert opdef is not None
         producers = [self.graph.node(o) for o in outs]
