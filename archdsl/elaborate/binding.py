@@ -1,6 +1,7 @@
 """Arguments bound to parameters: a call's (of a block, an op, ``scaled``, an ``init``
-function), and a network's, through its aliases (``network b = a(args)``) and the caller's
-overrides; and the plain values a block's frame ends with (``Scope.values``).
+function; an op's then completed with its defaults and normalised, its expressions kept),
+and a network's, through its aliases (``network b = a(args)``) and the caller's overrides;
+and the plain values a block's frame ends with (``Scope.values``).
 
 >>> from archdsl.frontend.parser import parse
 >>> from archdsl.elaborate.evaluate import Env
@@ -19,9 +20,11 @@ from typing import Any
 from archdsl.elaborate.evaluate import Budget, Env, evaluate, from_python
 from archdsl.elaborate.loader import NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import alias_chain
-from archdsl.elaborate.values import did_you_mean
+from archdsl.elaborate.values import did_you_mean, show
 from archdsl.errors import ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast
+from archdsl.ops import normalize_attrs
+from archdsl.ops.base import REQUIRED, OpDef, ValueProblem
 
 
 def bind_args(
@@ -153,3 +156,45 @@ def _numbers(value: Any) -> bool:
 
 _NUMBERS = frozenset({int, float})
 _PLAIN = frozenset({int, float, bool, str})
+
+
+def op_attrs(call: ast.OpCall, opdef: OpDef, env: Env) -> dict[str, Any]:
+    """An op call's attributes: its arguments bound to the op's parameters, the defaults
+    of those not given, normalised (``kernel=3`` as the op stores it); a missing required
+    argument or a value the op refuses is an ArchTypeError at the argument."""
+    names = opdef.param_names
+    attrs = bind_args(call.args, names, opdef.name, env, call.span) if call.args else {}
+    for name, default in opdef.defaults:
+        if name not in attrs:
+            if default is REQUIRED:
+                sig = ", ".join(
+                    q.name if q.default is REQUIRED else f"{q.name}={show(q.default)}"
+                    for q in opdef.params
+                )
+                raise ArchTypeError(
+                    f"{opdef.name} needs a value for '{name}': {opdef.name}({sig})", call.span
+                )
+            attrs[name] = default
+    try:
+        attrs = normalize_attrs(opdef, attrs)
+    except ValueProblem as e:
+        span = next(
+            (
+                a.span
+                for i, a in enumerate(call.args)
+                if (a.name or (names[i] if i < len(names) else None)) == e.param
+            ),
+            call.span,
+        )
+        raise ArchTypeError(e.message, span) from None
+    return attrs
+
+
+def arg_exprs(call: ast.OpCall, names: Sequence[str]) -> dict[str, ast.Expr]:
+    """The expressions of a call's arguments that are not literals, by parameter name
+    (``OpNode.exprs``: the ``.py`` output writes them as the spec computes them)."""
+    return {
+        a.name or names[i]: a.value
+        for i, a in enumerate(call.args)
+        if not isinstance(a.value, ast.Literal)
+    }

@@ -19,10 +19,12 @@ from typing import Any
 
 from archdsl.elaborate.binding import (
     BlockFrame,
+    arg_exprs,
     bind_args,
     bind_network,
     block_frame,
     frame_values,
+    op_attrs,
 )
 from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, check_assert, evaluate
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
@@ -51,8 +53,8 @@ from archdsl.errors import (
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
 from archdsl.ir.reserved import RESERVED_LABELS
-from archdsl.ops import get_op, normalize_attrs
-from archdsl.ops.base import REQUIRED, OpDef, ShapeProblem, ValueProblem
+from archdsl.ops import get_op
+from archdsl.ops.base import OpDef, ShapeProblem
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_REPEAT = 10_000
@@ -446,31 +448,7 @@ class Elaborator:
 
     def _op(self, call: ast.OpCall, opdef: OpDef, env: Env, cur: str, path: str) -> str:
         assert self.graph is not None
-        names = opdef.param_names
-        attrs = bind_args(call.args, names, opdef.name, env, call.span) if call.args else {}
-        for name, default in opdef.defaults:
-            if name not in attrs:
-                if default is REQUIRED:
-                    sig = ", ".join(
-                        q.name if q.default is REQUIRED else f"{q.name}={show(q.default)}"
-                        for q in opdef.params
-                    )
-                    raise ArchTypeError(
-                        f"{opdef.name} needs a value for '{name}': {opdef.name}({sig})", call.span
-                    )
-                attrs[name] = default
-        try:
-            attrs = normalize_attrs(opdef, attrs)
-        except ValueProblem as e:
-            span = next(
-                (
-                    a.span
-                    for i, a in enumerate(call.args)
-                    if (a.name or (names[i] if i < len(names) else None)) == e.param
-                ),
-                call.span,
-            )
-            raise ArchTypeError(e.message, span) from None
+        attrs = op_attrs(call, opdef, env)
         producer = self.graph.node(cur)
         try:
             shape = tuple(opdef.infer(attrs, [producer.shape]))
@@ -486,11 +464,7 @@ class Elaborator:
                 call.span,
                 shape,
                 self.ns[-1].path,
-                {
-                    a.name or names[i]: a.value
-                    for i, a in enumerate(call.args)
-                    if not isinstance(a.value, ast.Literal)
-                },
+                arg_exprs(call, opdef.param_names),
             ),
             [cur],
         )
