@@ -239,19 +239,32 @@ network net {
 """
 
 
+def class_body(source: str, name: str) -> str:
+    """The text of the emitted class ``name``, up to the next class."""
+    return source.split(f"class {name}(nn.Module):")[1].split("\nclass ")[0]
+
+
+def assert_computes_as(net: nn.Module, tmp_path: Path, x: torch.Tensor) -> None:
+    """The emitted class takes ``net``'s weights strictly and computes what it computes."""
+    emitted = emitted_class(net, tmp_path)()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    want, got = run_both(net, emitted, x, training=False)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
     """A parameter the spec computes from others (padding from the kernel) is no parameter:
     the argument is written as the spec's arithmetic over the class's own parameter names,
     where that arithmetic gives its value in every instance."""
     efficientnet = archdsl.emit_python(archdsl.load_graph("efficientnet_b0"))
-    block = efficientnet.split("class MbconvExpand(nn.Module):")[1].split("\nclass ")[0]
+    block = class_body(efficientnet, "MbconvExpand")
     assert "padding=(kernel - 1) // 2," in block and "padding: int" not in block
     assert "MbconvExpand(16, 96, kernel=3, stride=2, squeeze=4, out_channels=24)" in efficientnet
     senet = archdsl.emit_python(archdsl.load_graph("senet154"))
     assert "padding=shortcut_kernel // 2," in senet  # the spec's own `shortcut_kernel // 2`
     assert "shortcut_kernel=3, padding=" not in senet
     # conv1's width is `planes * 2`: the class takes `planes`, which no slot holds itself
-    block = senet.split("class SenetBottleneck(nn.Module):")[1].split("\nclass ")[0]
+    block = class_body(senet, "SenetBottleneck")
     assert "def __init__(self, in_channels: int, planes: int, reduced: int)" in block
     assert "self.conv1 = nn.Conv2d(in_channels, planes * 2, kernel_size=1, bias=False)" in block
     assert "self.bn1 = nn.BatchNorm2d(planes * 2)" in block
@@ -260,32 +273,26 @@ def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = archdsl.compile(DERIVED)
     source = archdsl.emit_python(net)
-    unit = source.split("class Unit(nn.Module):")[1].split("\nclass ")[0]
+    unit = class_body(source, "Unit")
     assert "def __init__(self, in_channels: int, out_channels: int, size: int)" in unit
     assert "kernel_size=size, padding=(size - 1) // 2," in unit  # `k` is `size` here
-    odd = source.split("class Odd(nn.Module):")[1].split("\nclass ")[0]
+    odd = class_body(source, "Odd")
     assert "def __init__(self, in_channels: int, k: int, padding: int)" in odd
     assert "self.o2 = Odd(8, k=5, padding=0)" in source
-    emitted = emitted_class(net, tmp_path)()
-    emitted.load_state_dict(net.state_dict(), strict=True)
-    ya, yb = run_both(net, emitted, torch.randn(2, 3, 32, 32), training=False)
-    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+    assert_computes_as(net, tmp_path, torch.randn(2, 3, 32, 32))
 
     # a width computed from the block's `c`, which is the class's input width in the
     # blocks that keep their width and its output width in those that widen
     net = archdsl.compile(BOTTLENECKS)
     source = archdsl.emit_python(net)
-    keep = source.split("class BneckSkip(nn.Module):")[1].split("\nclass ")[0]
+    keep = class_body(source, "BneckSkip")
     assert "def __init__(self, in_channels: int) -> None:" in keep
     assert "nn.Conv2d(in_channels, in_channels // 4, kernel_size=1, bias=False)" in keep
-    widen = source.split("class Bneck(nn.Module):")[1].split("\nclass ")[0]
+    widen = class_body(source, "Bneck")
     assert "def __init__(self, in_channels: int, out_channels: int) -> None:" in widen
     assert "nn.Conv2d(out_channels // 4, out_channels, kernel_size=1, bias=False)" in widen
     assert "self.b1 = Bneck(16, 32)" in source and "self.b2 = BneckSkip(32)" in source
-    emitted = emitted_class(net, tmp_path)()
-    emitted.load_state_dict(net.state_dict(), strict=True)
-    ya, yb = run_both(net, emitted, torch.randn(2, 3, 16, 16), training=False)
-    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+    assert_computes_as(net, tmp_path, torch.randn(2, 3, 16, 16))
 
 
 BOTTLENECKS = """
@@ -325,7 +332,7 @@ def test_py_writes_widths_as_offsets_of_the_input_width(tmp_path: Path) -> None:
     """A channel count that is the class's input width plus the same number in every
     instance is written as that sum, not as a parameter of its own."""
     densenet = archdsl.emit_python(archdsl.load_graph("densenet169"))
-    block = densenet.split("class DenseBlock32(nn.Module):")[1].split("\nclass ")[0]
+    block = class_body(densenet, "DenseBlock32")
     assert "def __init__(self, in_channels: int) -> None:" in block
     assert "self.denselayer2 = DenseLayer(in_channels + 32)\n" in block
     assert "self.denselayer32 = DenseLayer(in_channels + 992)\n" in block
@@ -337,10 +344,7 @@ def test_py_writes_widths_as_offsets_of_the_input_width(tmp_path: Path) -> None:
     assert "self.layer3 = Layer(in_channels + 8)" in source  # from 8 and from 12
     assert "self.a = nn.Conv2d(in_channels, in_channels - 4, kernel_size=1)" in source
     assert "self.d2 = Dense(12)" in source and "self.s1 = Shrink(20)" in source
-    emitted = emitted_class(net, tmp_path)()
-    emitted.load_state_dict(net.state_dict(), strict=True)
-    ya, yb = run_both(net, emitted, torch.randn(2, 3, 16, 16), training=False)
-    torch.testing.assert_close(yb, ya, rtol=0, atol=0)
+    assert_computes_as(net, tmp_path, torch.randn(2, 3, 16, 16))
 
 
 def _arithmetic(names: list[str]) -> st.SearchStrategy[ast.Expr]:
