@@ -277,13 +277,12 @@ class _Writer:
             value = values[p.name]
             if param is derived is None and value == p.default and type(value) is type(p.default):
                 continue  # only parameters with a default, all passed by name
-            text = (
-                derived.text()
-                if derived is not None
-                else param.name
-                if param is not None
-                else literal(value)
-            )
+            if derived is not None:
+                text = derived.text()
+            elif param is not None:
+                text = param.name
+            else:
+                text = literal(value)
             positional = positional and p.kind == "channels"
             args.append(text if positional else f"{p.name}={text}")
         return Group(f"{child.name}(", args, ")")
