@@ -295,6 +295,34 @@ def test_py_writes_an_argument_as_the_spec_computes_it(tmp_path: Path) -> None:
     assert_computes_as(net, tmp_path, torch.randn(2, 3, 16, 16))
 
 
+def test_py_keeps_a_parameter_whose_values_only_match_a_computed_one(tmp_path: Path) -> None:
+    """Two arguments with equal values in every instance are one parameter only when the
+    spec computes them alike: a stride of 1 then 2 beside a padding of `(k - 1) // 2`
+    (k 3 then 5), or of `max(1, k // 2)`, stays `stride=stride`, and the padding is
+    written as the spec computes it or is a parameter of its own."""
+    torch.manual_seed(0)
+    net = archdsl.compile(COINCIDENT)
+    source = archdsl.emit_python(net)
+    dw = class_body(source, "Dw")
+    assert "stride=stride, padding=(k - 1) // 2," in dw
+    assert "self.a = Dw(k=3, stride=1)" in source and "self.b = Dw(k=5, stride=2)" in source
+    wide = class_body(source, "Wide")
+    assert "stride=stride, padding=padding)" in wide
+    assert "self.d = Wide(k=5, stride=2, padding=2)" in source
+    assert_computes_as(net, tmp_path, torch.randn(2, 3, 32, 32))
+
+
+# In both blocks the stride's values are those of the padding the spec computes.
+COINCIDENT = """
+block dw(k, stride) { c: conv(in.c, k, stride=stride, padding=(k - 1) // 2, groups=in.c) }
+block wide(k, stride) { c: conv(8, k, stride=stride, padding=max(1, k // 2)) }
+network net {
+  input [3, 32, 32]
+  stem: conv(8, 1) -> a: dw(3, 1) -> b: dw(5, 2) -> c: wide(3, 1) -> d: wide(5, 2)
+}
+"""
+
+
 BOTTLENECKS = """
 block bneck(c, stride = 1) {
   add {

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from archdsl.backends import torch_modules
-from archdsl.backends.python_exprs import derive, offsets
+from archdsl.backends.python_exprs import derive, offsets, spec_expr
 from archdsl.backends.python_forward import TAKEN, forward_body, identifier
 from archdsl.backends.python_layout import flat
 from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
 from archdsl.backends.python_plan import ClassParam, ClassPlan, Member
 from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel
+from archdsl.frontend import ast
 from archdsl.ir import Graph
 
 ROOT = _ROOT
@@ -182,7 +183,9 @@ class Analysis:
             if m.leaf is not None:
                 for arg, value, _ in m.leaf.args:
                     kind = "channels" if arg in CHANNEL_ARGS else arg
-                    out.append(_Slot((where, arg), kind, value, qualifier=qualifier))
+                    expr = spec_expr(m.node, arg) if m.node is not None else None
+                    slot = _Slot((where, arg), kind, value, qualifier=qualifier, expr=expr)
+                    out.append(slot)
             elif m.scope is not None and self.inline[m.scope.path]:
                 out += self._slots(self.members[m.scope.path], where + ".", qualifier + "_")
             elif m.scope is not None:
@@ -208,6 +211,8 @@ class Analysis:
             word = None
             if slot.kind != "channels" or vector not in (in_c, out_c):
                 word = _word(slot, vector, words)
+            if slot.kind != "channels" and all(_computed(inst[i]) for inst in per_instance):
+                word = None  # the spec computes it: another name's equal values are chance
             same = ("word", word, _hashable(vector)) if word else (slot.kind, _hashable(vector))
             param = by_value.get(same)
             if param is None:
@@ -304,6 +309,12 @@ class _Slot:
     value: Any
     word: bool = False
     qualifier: str = ""  # the member path as the start of a name
+    expr: ast.Expr | None = None  # the spec's expression for a leaf's argument, if not literal
+
+
+def _computed(slot: _Slot) -> bool:
+    """Whether the spec computes the slot's value rather than passing a name or literal."""
+    return slot.expr is not None and not isinstance(slot.expr, ast.Name)
 
 
 def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]]) -> str | None:

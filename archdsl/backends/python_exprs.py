@@ -146,14 +146,20 @@ def derive(
                 break
         else:
             continue
+        # not a slot the spec computes otherwise: a stride whose values happen to be
+        # those of a padding (k // 2) stays a parameter
+        same = [k for k in fills[id(p)] if k == key or _alike(analysis, cls, k, p, words, derived)]
         at = cls.params.index(p)
-        cls.params.remove(p)
+        if len(same) == len(fills[id(p)]):
+            cls.params.remove(p)
+        else:
+            at += 1
         for q in derived.names.values():
             read.add(id(q))
             if q not in cls.params:  # a name of the spec's, new to the class
                 cls.params.insert(at, q)
                 at += 1
-        for key in fills[id(p)]:
+        for key in same:
             cls.derived[key] = derived
             del cls.slots[key]
 
@@ -200,8 +206,7 @@ def _derivation(
     """The spec's arithmetic for slot ``key``, if it gives ``p``'s values, with the
     parameter each name it reads stands for."""
     nodes = [_leaf_at(analysis.members, analysis.members[path], key[0]) for path in cls.instances]
-    attr = _OP_ATTRS.get(key[1], key[1])
-    expr = nodes[0].exprs.get(attr) if nodes[0] is not None else None
+    expr = spec_expr(nodes[0], key[1]) if nodes[0] is not None else None
     names = free_names(expr) if expr is not None else None
     if expr is None or not names or isinstance(expr, ast.Name) or None in nodes:
         return None  # a bare name already names the parameter
@@ -230,6 +235,35 @@ def _derivation(
         if value(expr, {n: q.values[i] for n, q in mapping.items()}) != v:
             return None
     return Derived(expr, mapping)
+
+
+def _alike(
+    analysis: Analysis,
+    cls: ClassPlan,
+    key: tuple[str, str],
+    p: ClassParam,
+    words: dict[str, tuple[Any, ...]],
+    derived: Derived,
+) -> bool:
+    """Whether slot ``key`` is written in the spec as ``derived`` is, over the same
+    parameters, or takes its value without an expression of its own (a batch norm's width
+    from its input, a child class's parameter)."""
+    node = _leaf_at(analysis.members, analysis.members[cls.instances[0]], key[0])
+    if node is None or spec_expr(node, key[1]) is None:
+        return True
+    other = _derivation(analysis, cls, key, p, words)
+    if other is None or other.text() != derived.text():
+        return False
+    return all(
+        (q.name, q.values) == (derived.names[n].name, derived.names[n].values)
+        for n, q in other.names.items()
+    )
+
+
+def spec_expr(node: OpNode, arg: str) -> ast.Expr | None:
+    """The spec's expression for the constructor argument ``arg`` of the module made from
+    ``node``, None where the spec wrote a literal or nothing."""
+    return node.exprs.get(_OP_ATTRS.get(arg, arg))
 
 
 def _names_at(graph: Graph, path: str) -> Mapping[str, Any]:
