@@ -299,7 +299,8 @@ def test_py_keeps_a_parameter_whose_values_only_match_a_computed_one(tmp_path: P
     """Two arguments with equal values in every instance are one parameter only when the
     spec computes them alike: a stride of 1 then 2 beside a padding of `(k - 1) // 2`
     (k 3 then 5), or of `max(1, k // 2)`, stays `stride=stride`, and the padding is
-    written as the spec computes it or is a parameter of its own."""
+    written as the spec computes it or is a parameter of its own; widths the spec passes
+    as two names keep both."""
     torch.manual_seed(0)
     net = archdsl.compile(COINCIDENT)
     source = archdsl.emit_python(net)
@@ -309,16 +310,27 @@ def test_py_keeps_a_parameter_whose_values_only_match_a_computed_one(tmp_path: P
     wide = class_body(source, "Wide")
     assert "stride=stride, padding=padding)" in wide
     assert "self.d = Wide(k=5, stride=2, padding=2)" in source
+    # SqueezeNet's fire: both expansions as wide in every instance, each named as passed
+    fire = class_body(source, "Fire")
+    assert "def __init__(self, in_channels: int, squeeze: int, e1: int, e3: int)" in fire
+    assert "self.expand3x3 = nn.Conv2d(squeeze, e3, kernel_size=3, padding=1)" in fire
+    assert "self.f1 = Fire(8, 4, 6, 6)" in source
     assert_computes_as(net, tmp_path, torch.randn(2, 3, 32, 32))
 
 
-# In both blocks the stride's values are those of the padding the spec computes.
+# In `dw` and `wide` the stride's values are those of the padding the spec computes; in
+# `fire` the two expansions have the same widths.
 COINCIDENT = """
 block dw(k, stride) { c: conv(in.c, k, stride=stride, padding=(k - 1) // 2, groups=in.c) }
 block wide(k, stride) { c: conv(8, k, stride=stride, padding=max(1, k // 2)) }
+block fire(squeeze, e1, e3) {
+  squeeze: conv(squeeze, 1)
+  -> concat { expand1x1: conv(e1, 1); expand3x3: conv(e3, 3, padding=1) }
+}
 network net {
   input [3, 32, 32]
   stem: conv(8, 1) -> a: dw(3, 1) -> b: dw(5, 2) -> c: wide(3, 1) -> d: wide(5, 2)
+  -> f1: fire(4, 6, 6) -> f2: fire(8, 10, 10)
 }
 """
 

@@ -203,6 +203,8 @@ class Analysis:
         in_c = tuple(self._scope_channels(path, "in") for path in cls.instances)
         out_c = tuple(self._scope_channels(path, "out") for path in cls.instances)
         words = self._words(cls.instances)
+        scope = self.graph.scopes.get(cls.instances[0])
+        own = set(scope.values) if scope is not None else set()  # the block's own names
         by_value: dict[tuple[Any, ...], ClassParam] = {}
         for i, slot in enumerate(per_instance[0]):
             vector = tuple(inst[i].value for inst in per_instance)
@@ -210,7 +212,8 @@ class Analysis:
                 continue  # the same everywhere: a literal
             word = None
             if slot.kind != "channels" or vector not in (in_c, out_c):
-                word = _word(slot, vector, words)
+                passed = [inst[i].expr for inst in per_instance]
+                word = _word(slot, vector, words, passed, own)
             if slot.kind != "channels" and all(_computed(inst[i]) for inst in per_instance):
                 word = None  # the spec computes it: another name's equal values are chance
             same = ("word", word, _hashable(vector)) if word else (slot.kind, _hashable(vector))
@@ -317,9 +320,17 @@ def _computed(slot: _Slot) -> bool:
     return slot.expr is not None and not isinstance(slot.expr, ast.Name)
 
 
-def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]]) -> str | None:
-    """The spec's name for a parameter's values: the argument's own name if the spec uses
-    it for them, else the first name bound to exactly them (same values, same types)."""
+def _word(
+    slot: _Slot,
+    vector: tuple[Any, ...],
+    words: dict[str, tuple[Any, ...]],
+    exprs: list[ast.Expr | None],
+    own: set[str],
+) -> str | None:
+    """The spec's name for a parameter's values: the name of the class's own block that
+    the spec passes in every instance (SqueezeNet's `e3`, though `e1` has the same
+    values), else the argument's own name if the spec uses it for them, else the first
+    name bound to exactly them (same values, same types)."""
     if not all(type(v) in (int, float) or _numbers(v) for v in vector):
         return None
     matches = [
@@ -329,6 +340,9 @@ def _word(slot: _Slot, vector: tuple[Any, ...], words: dict[str, tuple[Any, ...]
     ]
     if not matches:
         return None
+    passed = {e.id if isinstance(e, ast.Name) else None for e in exprs}
+    if len(passed) == 1 and (name := passed.pop()) in matches and name in own:
+        return name
     return slot.key[1] if slot.key[1] in matches else matches[0]
 
 
