@@ -98,7 +98,10 @@ def test_py_of_unlabelled_layers_is_python(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = archdsl.compile(UNLABELLED)
     source = archdsl.emit_python(net)
-    assert "def __init__(self, in_channels: int, conv1_out_channels: int)" in source  # se
+    # se's squeeze `in.c // r` as the spec writes it; `r` keeps its default
+    assert "def __init__(self, in_channels: int, r: int = 4)" in source
+    assert "nn.Conv2d(in_channels, in_channels // r, kernel_size=1)" in source
+    assert 'self.add_module("5", Se(out_channels))' in source
     assert "class Seq(nn.Module):" in source  # the seq numbered 5, not "class 5"
     emitted = import_source(source, tmp_path / "unlabelled.py").Toy()
     emitted.load_state_dict(net.state_dict(), strict=True)
@@ -300,7 +303,7 @@ def test_py_keeps_a_parameter_whose_values_only_match_a_computed_one(tmp_path: P
     spec computes them alike: a stride of 1 then 2 beside a padding of `(k - 1) // 2`
     (k 3 then 5), or of `max(1, k // 2)`, stays `stride=stride`, and the padding is
     written as the spec computes it or is a parameter of its own; widths the spec passes
-    as two names keep both."""
+    as two names keep both; `groups=in.c` reads the class's input width."""
     torch.manual_seed(0)
     net = archdsl.compile(COINCIDENT)
     source = archdsl.emit_python(net)
@@ -315,11 +318,16 @@ def test_py_keeps_a_parameter_whose_values_only_match_a_computed_one(tmp_path: P
     assert "def __init__(self, in_channels: int, squeeze: int, e1: int, e3: int)" in fire
     assert "self.expand3x3 = nn.Conv2d(squeeze, e3, kernel_size=3, padding=1)" in fire
     assert "self.f1 = Fire(8, 4, 6, 6)" in source
+    # a depthwise convolution's `groups=in.c` is the class's input width, no parameter
+    sep = class_body(source, "Sep")
+    assert "def __init__(self, in_channels: int, out_channels: int)" in sep
+    assert "kernel_size=3, padding=1, groups=in_channels\n" in sep
+    assert "self.s1 = Sep(20, 16)" in source and "self.s2 = Sep(16, 24)" in source
     assert_computes_as(net, tmp_path, torch.randn(2, 3, 32, 32))
 
 
 # In `dw` and `wide` the stride's values are those of the padding the spec computes; in
-# `fire` the two expansions have the same widths.
+# `fire` the two expansions have the same widths; `sep`'s groups are its input width.
 COINCIDENT = """
 block dw(k, stride) { c: conv(in.c, k, stride=stride, padding=(k - 1) // 2, groups=in.c) }
 block wide(k, stride) { c: conv(8, k, stride=stride, padding=max(1, k // 2)) }
@@ -327,10 +335,11 @@ block fire(squeeze, e1, e3) {
   squeeze: conv(squeeze, 1)
   -> concat { expand1x1: conv(e1, 1); expand3x3: conv(e3, 3, padding=1) }
 }
+block sep(out) { conv1: conv(in.c, 3, padding=1, groups=in.c) -> pointwise: conv(out, 1) }
 network net {
   input [3, 32, 32]
   stem: conv(8, 1) -> a: dw(3, 1) -> b: dw(5, 2) -> c: wide(3, 1) -> d: wide(5, 2)
-  -> f1: fire(4, 6, 6) -> f2: fire(8, 10, 10)
+  -> f1: fire(4, 6, 6) -> f2: fire(8, 10, 10) -> s1: sep(16) -> s2: sep(24)
 }
 """
 

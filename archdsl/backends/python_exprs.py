@@ -5,8 +5,9 @@ follow the kernel, and ``conv(c // 4, 1)`` a width that follows ``c``. A class p
 goes, and its slots are written as such an expression over the class's parameter names
 (``padding=(kernel - 1) // 2``, ``nn.Conv2d(in_channels, in_channels // 4, 1)``), when
 one of its slots is a leaf argument the spec wrote as integer arithmetic (``+ - * // %``,
-unary minus, integer literals and names: Python computes those exactly as the spec does)
-and the expression gives the parameter's value in every instance the class stands for.
+unary minus, integer literals, names and ``in.c``: Python computes those exactly as the spec
+does) and the expression gives the parameter's value in every instance the class stands
+for; a slot the spec computes otherwise keeps the parameter.
 Each name stands for the class parameter with its values in every instance, or becomes a
 parameter named as the spec names it (SENet's ``planes``). A channel count that is the
 class's input width plus the same number in every instance is written as that sum
@@ -53,9 +54,12 @@ class Derived:
 
 
 def free_names(expr: ast.Expr) -> list[str] | None:
-    """The names ``expr`` reads, in order, or None when it is more than integer arithmetic."""
+    """The names ``expr`` reads, in order, or None when it is more than integer arithmetic.
+    ``in.c`` (the block's input width) reads the name ``in.c``."""
     if isinstance(expr, ast.Name):
         return [expr.id]
+    if isinstance(expr, ast.Attr):
+        return [_in_name(expr)] if _in_field(expr) else None
     if isinstance(expr, ast.Literal):
         return [] if type(expr.value) is int else None
     if isinstance(expr, ast.UnaryOp) and expr.op == "-":
@@ -71,8 +75,8 @@ def free_names(expr: ast.Expr) -> list[str] | None:
 def value(expr: ast.Expr, env: Mapping[str, Any]) -> Any:
     """``expr`` (accepted by :func:`free_names`) computed over ``env``, None when it cannot
     be (a name not an integer, a division by zero)."""
-    if isinstance(expr, ast.Name):
-        v = env.get(expr.id)
+    if isinstance(expr, ast.Name | ast.Attr):
+        v = env.get(_in_name(expr) if isinstance(expr, ast.Attr) else expr.id)
         return v if type(v) is int else None
     if isinstance(expr, ast.Literal):
         return expr.value
@@ -101,6 +105,8 @@ def render(expr: ast.Expr, names: Mapping[str, str]) -> str:
 def _render(expr: ast.Expr, names: Mapping[str, str]) -> tuple[str, int]:
     if isinstance(expr, ast.Name):
         return names[expr.id], _ATOM
+    if isinstance(expr, ast.Attr):
+        return names[_in_name(expr)], _ATOM
     if isinstance(expr, ast.Literal):
         return repr(expr.value), _ATOM
     if isinstance(expr, ast.UnaryOp):
@@ -113,6 +119,17 @@ def _render(expr: ast.Expr, names: Mapping[str, str]) -> tuple[str, int]:
     left = left if lp >= prec else f"({left})"
     right = right if rp > prec else f"({right})"  # a - (b - c); (a + b) is written a + b
     return f"{left} {expr.op} {right}", prec
+
+
+def _in_field(expr: ast.Expr) -> bool:
+    """Whether ``expr`` is ``in.c``, ``in.f``, ``in.h`` or ``in.w``."""
+    return (
+        isinstance(expr, ast.Attr) and isinstance(expr.base, ast.InRef) and expr.name in _IN_FIELDS
+    )
+
+
+def _in_name(expr: ast.Attr) -> str:
+    return f"in.{expr.name}"
 
 
 # ---- which parameters are arithmetic ----------------------------------------------
@@ -228,7 +245,10 @@ def _derivation(
         spelt.sort(key=lambda w: w != name)
         if not spelt:
             return None
-        kind = "channels" if p.kind == "channels" else spelt[0]  # widths go by position
+        # widths go by position; a block parameter with a default (SE's ratio `r = 4`) by
+        # name, with that default
+        width = p.kind == "channels" and spelt[0] not in _defaults_of(analysis, cls)
+        kind = "channels" if width else spelt[0]
         mapping[name] = ClassParam(spelt[0], kind, values, key, word=True)
         taken.add(spelt[0])
     for i, v in enumerate(p.values):
@@ -266,17 +286,27 @@ def spec_expr(node: OpNode, arg: str) -> ast.Expr | None:
     return node.exprs.get(_OP_ATTRS.get(arg, arg))
 
 
+def _defaults_of(analysis: Analysis, cls: ClassPlan) -> Mapping[str, Any]:
+    """The literal defaults of the block ``cls`` is made from (none for other scopes)."""
+    scope = analysis.graph.scopes.get(cls.instances[0])
+    return scope.defaults if scope is not None and scope.kind == "block" else {}
+
+
 def _names_at(graph: Graph, path: str) -> Mapping[str, Any]:
-    """The values of the block whose body holds namespace ``path``."""
+    """The values of the block whose body holds namespace ``path``, with its input's
+    ``in.c`` (``in.f``), ``in.h`` and ``in.w``."""
     while path:
         scope = graph.scopes.get(path)
         if scope is not None and scope.kind == "block":
-            return scope.values
+            shape = graph.node(scope.input).shape
+            fields = dict(zip(("in.c", "in.h", "in.w"), shape))
+            return {**scope.values, **fields, "in.f": shape[0]}
         path = path.rsplit(".", 1)[0] if "." in path else ""
     return {}
 
 
 _NOWHERE = Span("<archdsl>", 0, 0)
+_IN_FIELDS = ("c", "f", "h", "w")
 # a constructor argument -> the op attribute it is made from, where the names differ
 _OP_ATTRS = {"out_channels": "out", "out_features": "out", "kernel_size": "kernel"}
 
