@@ -26,6 +26,7 @@ from torch import nn
 import archdsl
 from archdsl.backends import python_exprs, python_layout, python_source
 from archdsl.elaborate.evaluate import Env, evaluate
+from archdsl.elaborate.values import InShape
 from archdsl.errors import ArchError, Span
 from archdsl.frontend import ast
 from emitted import MIXED, emitted_class, import_source, run_both
@@ -401,6 +402,7 @@ def _arithmetic(names: list[str]) -> st.SearchStrategy[ast.Expr]:
     leaves = st.one_of(
         st.sampled_from(names).map(lambda n: ast.Name(at, n)),
         st.integers(-9, 9).map(lambda v: ast.Literal(at, v)),
+        st.just(ast.Attr(at, ast.InRef(at), "c")),  # in.c
     )
     return st.recursive(
         leaves,
@@ -417,18 +419,21 @@ def _arithmetic(names: list[str]) -> st.SearchStrategy[ast.Expr]:
 @settings(max_examples=300, deadline=None)
 @given(
     _arithmetic(["a", "b"]),
-    st.fixed_dictionaries({"a": st.integers(-20, 20), "b": st.integers(-20, 20)}),
+    st.fixed_dictionaries(
+        {"a": st.integers(-20, 20), "b": st.integers(-20, 20), "in.c": st.integers(1, 20)}
+    ),
 )
 def test_py_arithmetic_reads_as_python_computes_it(expr: ast.Expr, env: dict) -> None:
     """The written arithmetic, run by Python, gives what the spec's does; its parentheses
     are the ones precedence needs."""
     assert python_exprs.free_names(expr) is not None
-    try:
-        spec = evaluate(expr, Env(env))  # what the elaborator computes
+    words = {k: v for k, v in env.items() if k != "in.c"}
+    try:  # what the elaborator computes
+        spec = evaluate(expr, Env(words, in_shape=InShape((env["in.c"], 8, 8))))
     except ArchError:  # a division by zero
         spec = None
     assert python_exprs.value(expr, env) == spec
-    names = {"a": "alpha", "b": "beta"}
+    names = {"a": "alpha", "b": "beta", "in.c": "in_channels"}
     text = python_exprs.render(expr, names)
     try:
         python = eval(text, {"__builtins__": {}}, {names[k]: v for k, v in env.items()})
