@@ -94,6 +94,14 @@ class _Formatter:
             return tok
         return None
 
+    def _label_word(self, i: int) -> bool:
+        """Whether the keyword at i is a label (``block{i + 4}: ...``, ``block: ...``), as
+        ``block`` and ``network`` may be, rather than the header of a body."""
+        if self.toks[i].value not in ("block", "network"):
+            return False
+        nxt = self._next_code(i)
+        return nxt is not None and _is_word(nxt) and nxt.value in ("{", ":")
+
     def _same_line_close(self, i: int) -> bool:
         """Whether the "{" at i closes before any newline."""
         depth = 0
@@ -202,7 +210,7 @@ class _Formatter:
             self.cur = self.cur.rstrip(" ") + " " * self.space(tok, i)
         col = len(self.cur)
         self.cur += v
-        if word and v in _HEADERS:
+        if word and v in _HEADERS and not self._label_word(i):
             self.header = v
         self.prev_closed = None
         if word and v in ("(", "["):

@@ -77,6 +77,12 @@ CASES = [
         "network n {\n  input [3, 8, 8]\n"
         "  l{1}a: conv(4, 3) x 2 -> seq { relu; identity } -> add { (); relu }\n}\n",
     ),
+    # the keywords that may be labels are labels before '{' and ':', not headers
+    (
+        "network n{\ninput [3,8,8]\nfor i in range(2){block{i+4}:conv(4,3)}\nblock:relu\n}",
+        "network n {\n  input [3, 8, 8]\n  for i in range(2) { block{i + 4}: conv(4, 3) }\n"
+        "  block: relu\n}\n",
+    ),
     # comments, blank lines, continuation lines
     (
         "# head\n\n\n\nnetwork n{ # c\ninput [3,8,8]\n   conv(4,3) # a\n->relu\n}\n\n",
