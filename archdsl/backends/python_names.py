@@ -10,8 +10,10 @@ keeps the block's name; each other one is named by what it has that the plainest
   ``BottleneckDeform``);
 * failing those, the block arguments it moves off a neutral value the plainest has (1, 0,
   false): ``expand_ratio`` 6 where the plainest has 1 gives ``InvertedResidualExpand``
-  (also where member names alone would repeat a name: ``MbconvStochasticDepthExpand``);
-  then its input added to its result, a residual (``InvertedResidualExpandSkip``).
+  (also where member names alone would repeat a name: ``MbconvStochasticDepthExpand``),
+  a flag ``use_se`` true gives ``Se``; and a string argument with another value than the
+  plainest's, that value (``act = "HS"``: ``BneckHs``); then its input added to its
+  result, a residual (``InvertedResidualExpandSkip``).
 
 A structure that none of these tells apart keeps a number (``Block2``). Every class of such
 a block says in its docstring which arguments of the block make it this one (``with
@@ -127,13 +129,30 @@ def _telling(analysis: Analysis, variants: list[ClassPlan]) -> dict[int, dict[st
 
 def _raised(plain: dict[str, Any], other: dict[str, Any]) -> list[str]:
     """Words for the arguments the plainest class has at a neutral value (1, 0, false)
-    and ``other`` has not: ``Expand`` for ``expand_ratio`` 6 where the plainest has 1."""
+    and ``other`` has not: ``Expand`` for ``expand_ratio`` 6 where the plainest has 1,
+    ``Se`` for ``use_se`` true; and for a string argument ``other`` has another value of,
+    that value (``Hs`` for ``act = "HS"`` where the plainest has ``"RE"``)."""
     words = []
     for name, value in plain.items():
+        new = other.get(name, value)
         neutral = value is False or (type(value) in (int, float) and value in (0, 1))
-        if neutral and other.get(name, value) != value:
-            words.append(camel(name.split("_")[0]))
+        if neutral and new != value:
+            words.append(camel(_topic(name)))
+        elif isinstance(value, str) and isinstance(new, str) and new != value:
+            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", new):
+                words.append(camel(new.lower()))
     return words[:2]
+
+
+# the first words of a flag's name that say only that it is one: use_se, has_skip
+_FLAG_WORDS = {"use", "has", "have", "with", "is", "do", "add", "apply", "enable"}
+
+
+def _topic(name: str) -> str:
+    """What an argument's name is about: its first word that is not a flag word."""
+    words = [w for w in name.split("_") if w]
+    topical = [w for w in words if w.lower() not in _FLAG_WORDS]
+    return (topical or words or [name])[0]
 
 
 def _show(value: Any) -> str:
