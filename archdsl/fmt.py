@@ -83,6 +83,7 @@ class _Formatter:
         self.stack: list[_Open] = []
         self.prev: Token | None = None  # previous code token
         self.prev_closed: _Open | None = None  # the bracket the previous token closed
+        self.prev_dash = False  # the previous token joins a label's parts (block1-0)
         self.header: str | bool = False  # the header keyword that waits for its "{"
         self.break_next = False  # the next code token starts a new line
 
@@ -93,6 +94,29 @@ class _Formatter:
                 continue
             return tok
         return None
+
+    def _label_dash(self, i: int) -> bool:
+        """Whether the token at i is a "-" that joins a label's parts (``block{s}-{i}:``):
+        names, digits, ``{...}`` and "-" follow it up to the label's ":"."""
+        if self.toks[i].type != "ADD_OP" or self.toks[i].value != "-":
+            return False
+        depth = 0
+        for tok in self.toks[i + 1 :]:
+            if tok.type.startswith("__IGNORE"):
+                continue
+            if _is_word(tok) and tok.value in ("{", "}"):
+                depth += 1 if tok.value == "{" else -1
+                if depth < 0:
+                    return False
+            elif depth == 0 and _is_word(tok) and tok.value == ":":
+                return True
+            elif depth == 0 and not (
+                tok.type in ("NAME", "NUMBER") or tok.type == "ADD_OP" and tok.value == "-"
+            ):
+                return False
+            elif depth > 0 and tok.type in ("_NL", "COMMENT"):
+                return False
+        return False
 
     def _label_word(self, i: int) -> bool:
         """Whether the keyword at i is a label (``block{i + 4}: ...``, ``block: ...``), as
@@ -213,6 +237,7 @@ class _Formatter:
         if word and v in _HEADERS and not self._label_word(i):
             self.header = v
         self.prev_closed = None
+        self.prev_dash = self._label_dash(i)
         if word and v in ("(", "["):
             nxt = self._next_code(i)
             hanging = nxt is None or nxt.type in ("_NL", "COMMENT")
@@ -267,6 +292,8 @@ class _Formatter:
         closed = self.prev_closed
         if self.cur.endswith(";"):
             return 1
+        if self.prev_dash or self._label_dash(i):
+            return 0
         if w and v in (",", ")", "]", ".", ":"):
             return 0
         if pw and pv in ("(", "[", "."):

@@ -78,7 +78,7 @@ class ArchdslLexer(RegexLexer):
             (words(WORD_OPERATORS, suffix=r"\b"), Operator.Word),
             (words(MERGES, suffix=r"(?=\s*\{)"), Keyword),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
-            (r"([A-Za-z_]\w*)(\s*)(:)", bygroups(Name.Label, Text, Punctuation)),
+            (r"([A-Za-z_]\w*(?:-\w+)*)(\s*)(:)", bygroups(Name.Label, Text, Punctuation)),
             (words(OP_NAMES, suffix=r"\b"), Name.Builtin),
             (words(FUNCTIONS, suffix=r"(?=\s*\()"), Name.Function),
             (words(("zeros", "ones", "default"), suffix=r"\b"), Name.Function),

@@ -83,6 +83,12 @@ CASES = [
         "network n {\n  input [3, 8, 8]\n  for i in range(2) { block{i + 4}: conv(4, 3) }\n"
         "  block: relu\n}\n",
     ),
+    # a label's parts join with '-' and no spaces; a minus in an expression keeps them
+    (
+        "network n{input [4]\nfor i in range(2){block{1} - {i-1}:relu}\nb1 - 0:relu->c-d:relu}",
+        "network n {\n  input [4]\n  for i in range(2) { block{1}-{i - 1}: relu }\n"
+        "  b1-0: relu -> c-d: relu\n}\n",
+    ),
     # comments, blank lines, continuation lines
     (
         "# head\n\n\n\nnetwork n{ # c\ninput [3,8,8]\n   conv(4,3) # a\n->relu\n}\n\n",

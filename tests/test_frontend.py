@@ -129,6 +129,41 @@ def test_label_template_interpolates():
     assert paths(src) == ["layer1", "layer2", "layer3", "stage4_y"]
 
 
+def test_label_parts_join_with_a_dash():
+    """torchvision's RegNet names its blocks ``block1-0``: a label joins names, digits and
+    interpolations with "-"."""
+    src = net(
+        "  s: seq { for i in range(2) { block{1}-{i}: relu } }\n"
+        "  -> b1-0: relu -> a-b-c_d: relu -> t{2}-y{3}: relu"
+    )
+    assert paths(src) == ["s.block1-0", "s.block1-1", "b1-0", "a-b-c_d", "t2-y3"]
+
+
+@pytest.mark.parametrize(
+    "label, message, column",
+    [
+        ("a+b", "a label joins its parts with '-' only", 2),
+        ("a-1.5", "a label's part after '-' is a name or digits, not 1.5", 3),
+        ("a-1e3", "a label's part after '-' is a name or digits, not 1e3", 3),
+        ('a{"x-"}', "label 'ax-' is not a valid name (letters, digits, _, and '-' between", 1),
+        ('{"a"}', "unexpected '{'", 1),
+    ],
+)
+def test_label_dash_errors(label: str, message: str, column: int) -> None:
+    src = f"network n {{ input [4]; {label}: relu }}"
+    with pytest.raises(archdsl.ArchError, match=message.replace("(", r"\(")) as e:
+        archdsl.check(src)
+    assert e.value.column == src.index(label) + column
+
+
+def test_side_output_label_has_no_dash() -> None:
+    """A side output's label is a field of the training-mode outputs (a namedtuple)."""
+    src = "network n { input [4]; linear(3) -> side aux-1: linear(2) }"
+    with pytest.raises(archdsl.ArchError, match="no '-'") as e:
+        archdsl.check(src)
+    assert e.value.column == src.index("aux-1") + 1
+
+
 # ---- grammar: definitions ---------------------------------------------------------------
 
 

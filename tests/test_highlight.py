@@ -38,7 +38,7 @@ def test_classifies() -> None:
     kinds = _kinds(
         'import "lib/resnet.arch"  # a comment\n'
         "block stem(c = 64) { conv1: conv(c, 7, stride=2) -> relu x 2 }\n"
-        "network n { input [3, 224, 224]; add { (); seq { bn } } -> flatten }\n"
+        "network n { input [3, 224, 224]; add { (); seq { bn } } -> flatten -> b1-0: relu }\n"
         "k = make_divisible(2.5e1, 8) if true else none\n"
     )
     assert kinds["import"] in Keyword
@@ -46,7 +46,7 @@ def test_classifies() -> None:
     assert kinds["# a comment"] in Comment
     assert kinds["block"] in Keyword and kinds["network"] in Keyword
     assert kinds["stem"] in Name.Class
-    assert kinds["conv1"] is Name.Label
+    assert kinds["conv1"] is Name.Label and kinds["b1-0"] is Name.Label
     assert kinds["conv"] is Name.Builtin and kinds["relu"] is Name.Builtin
     assert kinds["flatten"] is Name.Builtin and kinds["bn"] is Name.Builtin
     assert kinds["x"] in Operator and kinds["->"] in Operator

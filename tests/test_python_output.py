@@ -345,6 +345,30 @@ network net {
 """
 
 
+def test_py_of_labels_with_a_dash(tmp_path: Path) -> None:
+    """A label such as torchvision's RegNet's ``block1-0`` is registered with ``add_module``
+    and called through ``getattr``; names made from it write ``_`` for ``-``."""
+    torch.manual_seed(0)
+    net = archdsl.compile(DASHED)
+    source = archdsl.emit_python(net)
+    b = class_body(source, "B")
+    assert "def __init__(self, in_channels: int, p_1_out_channels: int, out_channels: int)" in b
+    assert 'self.add_module("p-1", nn.Conv2d(in_channels, p_1_out_channels, kernel_size=1))' in b
+    assert 'out = getattr(self, "m-1")(x)' in class_body(source, "R")
+    assert "class S1(nn.Module):" in source and 'self.add_module("s-1", S1())' in source
+    assert_computes_as(net, tmp_path, torch.randn(2, 3, 8, 8))
+
+
+DASHED = """
+block b(c) { p-1: conv(max(c, 4) + 1, 1) -> q-2: conv(c, 1) }
+block r(c) { add { (m-1: conv(c, 3, padding=1) -> relu); y-1: conv(c, 1) } -> z-1: relu }
+network n {
+  input [3, 8, 8]
+  u-1: b(8) -> u-2: b(16) -> s-1: (r(16) -> k-1: conv(16, 1)) -> t-1: r(8)
+}
+"""
+
+
 BOTTLENECKS = """
 block bneck(c, stride = 1) {
   add {

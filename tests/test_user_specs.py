@@ -1,7 +1,7 @@
 """Networks written as a user would write them, for networks archdsl does not bundle.
 
 Each spec in ``tests/data/user_nets/`` follows a torchvision or timm model (MobileNetV3,
-SqueezeNet, RegNetY, Xception, ResNet-D, EfficientNet-Lite with compound scaling), with
+SqueezeNet, RegNetY under timm's and under torchvision's names, Xception, ResNet-D, EfficientNet-Lite with compound scaling), with
 the blocks a reader of the paper and the library's code would write. Their records
 (``make_records.py`` there, from the libraries themselves) give the state_dict keys and
 shapes, the parameter count and golden logits under the reference fill: the language
@@ -31,7 +31,7 @@ def record(name: str) -> dict:
 
 
 def test_every_user_spec_has_a_record() -> None:
-    assert len(NAMES) == 6
+    assert len(NAMES) == 7
     assert sorted(p.stem for p in USER_NETS.glob("*.json")) == NAMES
 
 

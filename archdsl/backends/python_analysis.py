@@ -369,7 +369,7 @@ def _name_part(m: Member) -> str:
     """A member's attribute as part of a name: a numbered one after what it is
     (``conv1`` for ``1``, ``seq_3`` for ``3``), since a name cannot start with a digit."""
     if not m.attr[:1].isdigit():
-        return m.attr
+        return m.attr.replace("-", "_")  # torchvision's RegNet: block1-0
     what = m.node.op if m.node is not None else m.scope.name if m.scope is not None else "layer"
     return f"{what}_{m.attr}" if what[-1:].isdigit() else f"{what}{m.attr}"
 

@@ -35,8 +35,10 @@ def _profiler_metadata() -> bool:
 
 
 def camel(name: str) -> str:
-    """``resnet50`` -> ``Resnet50``, ``basic_block`` -> ``BasicBlock``."""
-    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Module"
+    """``resnet50`` -> ``Resnet50``, ``basic_block`` -> ``BasicBlock``, ``block1-0`` ->
+    ``Block10``."""
+    parts = name.replace("-", "_").split("_")
+    return "".join(p[:1].upper() + p[1:] for p in parts if p) or "Module"
 
 
 class _Layout:

@@ -56,7 +56,8 @@ from archdsl.ir.reserved import RESERVED_LABELS
 from archdsl.ops import get_op
 from archdsl.ops.base import OpDef, ShapeProblem
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# a label: a name, or names and digits joined by "-" (torchvision's RegNet: block1-0)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*")
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_BLOCK_DEPTH = 48
@@ -303,6 +304,12 @@ class Elaborator:
         as_item = ast.Item(item.span, item.label, item.primary, None)
         out = self._item(as_item, env, cur)
         name = self._label(item.label, env)
+        if "-" in name:
+            raise ArchNameError(
+                f"side output '{name}': its label names a field of the training-mode outputs,"
+                " so it has letters, digits and _ only (no '-')",
+                item.label.span,
+            )
         if out == cur:
             raise ArchTypeError(f"side output '{name}' computes nothing", item.span)
         self.graph.side_outputs[name] = out
@@ -335,7 +342,8 @@ class Elaborator:
         name = "".join(text)
         if not _IDENTIFIER.fullmatch(name):
             raise ArchTypeError(
-                f"label '{name}' is not a valid name (letters, digits, _)", label.span
+                f"label '{name}' is not a valid name (letters, digits, _, and '-' between them)",
+                label.span,
             )
         if name in RESERVED_LABELS or name.startswith("_"):
             raise ArchNameError(

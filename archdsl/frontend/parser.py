@@ -410,6 +410,13 @@ class _ToAst:
         return str(children[0])
 
     def label(self, ext, children):
+        for c in children:  # "+" and "1.5" parse where "-" and "0" join parts: refused
+            if isinstance(c, Token) and c.type == "ADD_OP" and c.value != "-":
+                raise ArchSyntaxError("a label joins its parts with '-' only", self._t(c))
+            if isinstance(c, Token) and c.type == "NUMBER" and not c.value.isdigit():
+                raise ArchSyntaxError(
+                    f"a label's part after '-' is a name or digits, not {c.value}", self._t(c)
+                )
         parts = tuple(
             str(c) if isinstance(c, (Token, str)) else c for c in children if c is not None
         )

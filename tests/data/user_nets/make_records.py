@@ -31,6 +31,7 @@ SOURCES = {
     "mobilenet_v3_large": "torchvision",
     "squeezenet1_1": "torchvision",
     "regnety_004": "timm",
+    "regnet_y_400mf": "torchvision",
     "legacy_xception": "timm",
     "resnet50d": "timm",
     "efficientnet_lite2": "timm",
