@@ -76,7 +76,7 @@ class ArchdslLexer(RegexLexer):
             (r"(import)\b", Keyword.Namespace),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(WORD_OPERATORS, suffix=r"\b"), Operator.Word),
-            (words(MERGES, suffix=r"(?=\s*\{)"), Keyword),
+            (words(MERGES, suffix=r"(?=\s*(\{|if\b))"), Keyword),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (r"([A-Za-z_]\w*(?:-\w+)*)(\s*)(:)", bygroups(Name.Label, Text, Punctuation)),
             (words(OP_NAMES, suffix=r"\b"), Name.Builtin),

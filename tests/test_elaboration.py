@@ -69,6 +69,59 @@ def test_false_if_contributes_no_number():
     assert paths(src) == ["0", "1", "2"]
 
 
+# A residual only where the shape is kept, its layers the block's own (timm's blocks).
+COND_RESIDUAL = """
+block ir(out, stride) {
+  add if stride == 1 and in.c == out {
+    ()
+    a: conv(out, 3, stride=stride, padding=1) -> b: bn
+  }
+}
+network n {
+  input [4, 8, 8]
+  s: seq { ir(4, 1); ir(8, 2); ir(8, 1) }
+}
+"""
+
+
+def test_merge_if_leaves_out_the_passed_on_branches_when_false():
+    """`add if c { (); f }` is the residual `add { (); f }` where c holds and `f` alone,
+    its modules named as in the residual, where it does not."""
+    graph = archdsl.check(COND_RESIDUAL)
+    assert paths(COND_RESIDUAL) == ["s.0.a", "s.0.b", "s.1.a", "s.1.b", "s.2.a", "s.2.b"]
+    assert [n.scope for n in graph.nodes() if n.op == "add"] == ["s.0", "s.2"]
+
+
+@pytest.mark.parametrize(
+    "merge, channels",
+    [
+        ("concat if true { (); relu; conv(2, 1); () }", 14),
+        ("concat if false { (); relu; conv(2, 1); () }", 6),  # a merge of what is left
+        ("concat if false { (); conv(2, 1) }", 2),  # one branch left: that branch
+        ("concat if false { (); () }", 4),  # none left: the input, passed on
+        ("add if false { identity; relu }", 4),  # identity is a module, not ()
+    ],
+)
+def test_merge_if_false_keeps_what_is_not_passed_on(merge: str, channels: int):
+    assert archdsl.check(net(f"  {merge}")).output_shape == (channels, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "merge, message, at",
+    [
+        ("add if 1 { (); relu }", "'if' needs true or false, got int 1", "1 {"),
+        ("add if false { relu }", "add needs at least two branches", "add"),
+        ("add if strde == 1 { (); relu }", "unknown name 'strde'", "strde"),
+    ],
+)
+def test_merge_if_errors(merge: str, message: str, at: str):
+    src = net(f"  {merge}")
+    with pytest.raises(archdsl.ArchError, match=message) as e:
+        archdsl.check(src)
+    line = src.splitlines()[2]
+    assert (e.value.line, e.value.column) == (3, line.index(at) + 1)
+
+
 def test_zero_repeat_contributes_no_number():
     assert paths(net("  relu -> relu x 0 -> relu")) == ["0", "1"]
 

@@ -89,6 +89,12 @@ CASES = [
         "network n {\n  input [4]\n  for i in range(2) { block{1}-{i - 1}: relu }\n"
         "  b1-0: relu -> c-d: relu\n}\n",
     ),
+    # a merge under a condition
+    (
+        "block b(s){add  if s==1{()\nrelu}\nconcat if(s>1){();relu}}",
+        "block b(s) {\n  add if s == 1 {\n    ()\n    relu\n  }\n"
+        "  concat if (s > 1) { (); relu }\n}\n",
+    ),
     # comments, blank lines, continuation lines
     (
         "# head\n\n\n\nnetwork n{ # c\ninput [3,8,8]\n   conv(4,3) # a\n->relu\n}\n\n",

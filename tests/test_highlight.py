@@ -39,6 +39,7 @@ def test_classifies() -> None:
         'import "lib/resnet.arch"  # a comment\n'
         "block stem(c = 64) { conv1: conv(c, 7, stride=2) -> relu x 2 }\n"
         "network n { input [3, 224, 224]; add { (); seq { bn } } -> flatten -> b1-0: relu }\n"
+        "block r(s) { concat if s == 1 { (); relu } }\n"
         "k = make_divisible(2.5e1, 8) if true else none\n"
     )
     assert kinds["import"] in Keyword
@@ -50,7 +51,12 @@ def test_classifies() -> None:
     assert kinds["conv"] is Name.Builtin and kinds["relu"] is Name.Builtin
     assert kinds["flatten"] is Name.Builtin and kinds["bn"] is Name.Builtin
     assert kinds["x"] in Operator and kinds["->"] in Operator
-    assert kinds["add"] in Keyword and kinds["seq"] in Keyword and kinds["input"] in Keyword
+    assert (
+        kinds["concat"] in Keyword
+        and kinds["add"] in Keyword
+        and kinds["seq"] in Keyword
+        and kinds["input"] in Keyword
+    )
     assert kinds["7"] in Number.Integer and kinds["2.5e1"] in Number.Float
     assert kinds["make_divisible"] in Name.Function
     assert kinds["true"] in Keyword.Constant and kinds["none"] in Keyword.Constant

@@ -12,6 +12,7 @@ unlabelled groups, merges, conditionals and loops are transparent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -375,12 +376,7 @@ class Elaborator:
         if isinstance(prim, ast.Merge):
             return self._merge(prim, env, cur)
         if isinstance(prim, ast.If):
-            cond = evaluate(prim.cond, env)
-            if not isinstance(cond, bool):
-                raise ArchTypeError(
-                    f"'if' needs true or false, got {type_name(cond)} {show(cond)}", prim.cond.span
-                )
-            body = prim.then if cond else prim.other
+            body = prim.then if self._condition(prim.cond, env, "if") else prim.other
             return cur if body is None else self._body(body, env.child(), cur)
         if isinstance(prim, ast.For):
             values = evaluate(prim.iterable, env)
@@ -531,6 +527,14 @@ class Elaborator:
             self.block_stack.pop()
         return cur
 
+    def _condition(self, expr: ast.Expr, env: Env, keyword: str) -> bool:
+        cond = evaluate(expr, env)
+        if not isinstance(cond, bool):
+            raise ArchTypeError(
+                f"'{keyword}' needs true or false, got {type_name(cond)} {show(cond)}", expr.span
+            )
+        return cond
+
     def _merge(self, merge: ast.Merge, env: Env, cur: str) -> str:
         assert self.graph is not None
         if len(merge.branches) < 2:
@@ -539,6 +543,12 @@ class Elaborator:
                 f"(write 'identity' for a branch that passes its input on)",
                 merge.span,
             )
+        if merge.cond is not None and not self._condition(merge.cond, env, "if"):
+            # `add if c { (); f }` with c false: the branches written () are left out
+            kept = tuple(b for b in merge.branches if not _passes_on(b))
+            if len(kept) < 2:
+                return cur if not kept else self._stmt(kept[0], env.child(), cur)
+            merge = dataclasses.replace(merge, branches=kept, cond=None)
         outs, errors = [], []
         for branch in merge.branches:  # each from the same input: their errors are independent
             try:
@@ -568,6 +578,20 @@ class Elaborator:
             ),
             outs,
         )
+
+
+def _passes_on(branch: ast.Chain) -> bool:
+    """Whether a merge's branch is written ``()``: its input, passed on."""
+    if len(branch.items) != 1:
+        return False
+    item = branch.items[0]
+    return (
+        isinstance(item, ast.Item)
+        and item.label is None
+        and item.repeat is None
+        and isinstance(item.primary, ast.Group)
+        and not item.primary.chain.items
+    )
 
 
 def _safe_lookup(env: Env, name: str) -> Any:

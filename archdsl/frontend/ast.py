@@ -122,6 +122,7 @@ class Group(Node):
 class Merge(Node):
     kind: str  # add, concat, mul
     branches: tuple[Chain, ...]
+    cond: Expr | None = None  # `add if cond { ... }`: false leaves out the () branches
 
 
 @dataclass(frozen=True)

@@ -437,8 +437,9 @@ class _ToAst:
         return ast.Group(self._s(ext), chain)
 
     def merge(self, ext, children):
-        kind, *branches = children
-        return ast.Merge(self._s(ext), str(kind), tuple(b for b in branches if b is not None))
+        kind, cond, *branches = children
+        branches = tuple(b for b in branches if b is not None)
+        return ast.Merge(self._s(ext), str(kind), branches, cond)
 
     def seq(self, ext, children):
         return ast.Seq(self._s(ext), children[0])

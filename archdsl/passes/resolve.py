@@ -299,6 +299,8 @@ class _Walker:
         elif isinstance(prim, ast.Group):
             self.chain(prim.chain, scope, module)
         elif isinstance(prim, ast.Merge):
+            if prim.cond is not None:
+                self.expr(prim.cond, scope, module)
             for branch in prim.branches:
                 self.chain(branch, scope.child(), module)
         elif isinstance(prim, ast.Seq):
