@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from archdsl.elaborate.binding import (
     op_attrs,
 )
 from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, check_assert, evaluate
+from archdsl.elaborate.labels import label_text
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import (
     InitRule,
@@ -53,12 +53,9 @@ from archdsl.errors import (
 )
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
-from archdsl.ir.reserved import RESERVED_LABELS
 from archdsl.ops import get_op
 from archdsl.ops.base import OpDef, ShapeProblem
 
-# a label: a name, or names and digits joined by "-" (torchvision's RegNet: block1-0)
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*")
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
 MAX_BLOCK_DEPTH = 48
@@ -322,37 +319,10 @@ class Elaborator:
             cached = self._plain_labels.get(id(label))
             if cached is not None and cached[0] is label:
                 return cached[1]
-            name = self._label_text(label, env)
+            name = label_text(label, env)
             self._plain_labels[id(label)] = (label, name)
             return name
-        return self._label_text(label, env)
-
-    def _label_text(self, label: ast.Label, env: Env) -> str:
-        text = []
-        for part in label.parts:
-            if isinstance(part, str):
-                text.append(part)
-                continue
-            value = evaluate(part, env)
-            if isinstance(value, bool) or not isinstance(value, (int, str)):
-                raise ArchTypeError(
-                    f"a label can interpolate integers and strings, not {type_name(value)} {show(value)}",
-                    part.span,
-                )
-            text.append(str(value))
-        name = "".join(text)
-        if not _IDENTIFIER.fullmatch(name):
-            raise ArchTypeError(
-                f"label '{name}' is not a valid name (letters, digits, _, and '-' between them)",
-                label.span,
-            )
-        if name in RESERVED_LABELS or name.startswith("_"):
-            raise ArchNameError(
-                f"label '{name}' is reserved: it is a Python keyword, an attribute every torch "
-                f"module has, or starts with '_'; choose another name",
-                label.span,
-            )
-        return name
+        return label_text(label, env)
 
     def _unlabelled(self, prim: ast.Node, env: Env, cur: str) -> str:
         if isinstance(prim, ast.OpCall):
