@@ -31,7 +31,6 @@ from archdsl.errors import ArchError, Span
 from archdsl.frontend import ast
 from emitted import MIXED, emitted_class, import_source, run_both
 
-ROOT = Path(__file__).resolve().parent.parent
 RES = 64  # resolution for the big networks: small enough to be quick, every stage still runs
 
 
