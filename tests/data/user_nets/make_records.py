@@ -29,6 +29,7 @@ import archdsl  # noqa: E402
 # name -> the library whose model the spec follows, by the same name there
 SOURCES = {
     "mobilenet_v3_large": "torchvision",
+    "mobilenetv3_large_100": "timm",
     "squeezenet1_1": "torchvision",
     "regnety_004": "timm",
     "regnet_y_400mf": "torchvision",
