@@ -298,6 +298,8 @@ class _Formatter:
             return 0
         if pw and pv in ("(", "[", "."):
             return 0
+        if pw and pv == ":" and top is not None and top.char == "[":
+            return 0  # a slice: v[1:], v[:-1]
         if pw and pv == ",":
             orig = self.toks[i - 1]
             if top is not None and top.char in "([" and orig.type.startswith("__IGNORE"):

@@ -49,6 +49,13 @@ def as_value(v: Any) -> Any:
         ("2 * 3 % 4", 2),
         ("2 + 7 // 2 * 3", 11),
         ("7 // 2", 3),
+        ("[1, 2, 3, 4][1:]", (2, 3, 4)),  # slices as Python's
+        ("[1, 2, 3, 4][:-1]", (1, 2, 3)),
+        ("[1, 2, 3, 4][1:3]", (2, 3)),
+        ("[1, 2, 3, 4][:]", (1, 2, 3, 4)),
+        ("[1, 2, 3, 4][5:]", ()),
+        ("[1, 2, 3, 4][-2:][0]", 3),
+        ("[[1, 2], [3, 4]][1:][0][1:]", (4,)),
         ("-7 // 2", -4),  # floor, as Python
         ("7 // -2", -4),
         ("7 % 3", 1),
@@ -214,6 +221,9 @@ def test_make_divisible_mobilenet_widths():
         ("make_divisible(10, 0)", archdsl.ArchTypeError, "divisor"),
         ("10 ** 300", archdsl.ArchLimitError, "too large"),
         ("1 < 'a'", archdsl.ArchTypeError, "cannot compare"),
+        ("5[1:]", archdsl.ArchTypeError, "cannot slice int 5"),
+        ("[1, 2][1.5:]", archdsl.ArchTypeError, "a slice's bounds must be integers, got float"),
+        ("[1, 2][:true]", archdsl.ArchTypeError, "a slice's bounds must be integers, got bool"),
     ],
 )
 def test_expression_errors(text, error, match):

@@ -95,6 +95,8 @@ CASES = [
         "block b(s) {\n  add if s == 1 {\n    ()\n    relu\n  }\n"
         "  concat if (s > 1) { (); relu }\n}\n",
     ),
+    # slices: no spaces around their colon
+    ("v = w[1 :]+w[ : -1]+w[a+1:b]", "v = w[1:] + w[:-1] + w[a + 1:b]\n"),
     # comments, blank lines, continuation lines
     (
         "# head\n\n\n\nnetwork n{ # c\ninput [3,8,8]\n   conv(4,3) # a\n->relu\n}\n\n",

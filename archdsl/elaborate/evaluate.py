@@ -258,6 +258,9 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
         return env.in_shape
     if isinstance(expr, ast.ListExpr):
         return tuple(evaluate(e, env) for e in expr.items)
+    if isinstance(expr, ast.Slice):
+        bounds = [None if e is None else evaluate(e, env) for e in (expr.start, expr.stop)]
+        return _slice(evaluate(expr.base, env), bounds, expr)
     if isinstance(expr, ast.Index):
         return _index(evaluate(expr.base, env), evaluate(expr.index, env), expr)
     if isinstance(expr, ast.Attr):
@@ -319,6 +322,25 @@ def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
             expr.index.span,
         )
     return base[idx]
+
+
+def _slice(base: Any, bounds: list[Any], expr: ast.Slice) -> Any:
+    """``base[start:stop]`` as Python slices a list: bounds may be negative or past the end."""
+    if isinstance(base, InShape):
+        base = base.shape
+    if not isinstance(base, (tuple, str)):
+        raise ArchTypeError(
+            f"cannot slice {type_name(base)} {show(base)}; only a list can be sliced",
+            expr.base.span,
+        )
+    for bound, e in zip(bounds, (expr.start, expr.stop)):
+        if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+            assert e is not None
+            raise ArchTypeError(
+                f"a slice's bounds must be integers, got {type_name(bound)} {show(bound)}",
+                e.span,
+            )
+    return base[bounds[0] : bounds[1]]
 
 
 _COMPARE = {

@@ -53,6 +53,15 @@ class Index(Expr):
 
 
 @dataclass(frozen=True)
+class Slice(Expr):
+    """``base[start:stop]``, either bound left out."""
+
+    base: Expr
+    start: Expr | None
+    stop: Expr | None
+
+
+@dataclass(frozen=True)
 class Attr(Expr):
     base: Expr
     name: str

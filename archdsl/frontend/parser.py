@@ -492,6 +492,9 @@ class _ToAst:
     def index(self, ext, children):
         return ast.Index(self._s(ext), children[0], children[1])
 
+    def slice(self, ext, children):
+        return ast.Slice(self._s(ext), children[0], children[1], children[2])
+
     def attr(self, ext, children):
         return ast.Attr(self._s(ext), children[0], str(children[1]))
 
