@@ -37,6 +37,8 @@ _EXAMPLES = {
     "scale": "scale(0.2)",
     "channel_affine": "channel_affine([1 / 0.229, 1 / 0.224, 1 / 0.225], "
     "[-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])",
+    "channel_slice": "channel_slice(0, 8)",
+    "channel_shuffle": "channel_shuffle(2)",
     "add": "add { (); conv(16, 3, padding=1) }",
     "concat": "concat { (); conv(8, 1) }",
     "mul": "mul { (); global_avgpool -> sigmoid }",

@@ -46,8 +46,8 @@ DTYPE_BYTES: dict[str, int] = {
 }
 """Bytes per element of the dtypes summaries accept (torch's names and common aliases)."""
 
-_VIEWS_EVAL = frozenset({"identity", "flatten", "dropout"})
-_VIEWS_TRAIN = frozenset({"identity", "flatten"})
+_VIEWS_EVAL = frozenset({"identity", "flatten", "dropout", "channel_slice"})
+_VIEWS_TRAIN = frozenset({"identity", "flatten", "channel_slice"})
 
 
 def dtype_bytes(dtype: str) -> int:

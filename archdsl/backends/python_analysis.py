@@ -182,8 +182,10 @@ class Analysis:
             qualifier = named + _name_part(m)
             if m.leaf is not None:
                 for arg, value, _ in m.leaf.args:
-                    kind = "channels" if arg in CHANNEL_ARGS else arg
                     expr = spec_expr(m.node, arg) if m.node is not None else None
+                    # a width the spec writes as the block's input width is one (a channel
+                    # slice's stop=in.c)
+                    kind = "channels" if arg in CHANNEL_ARGS or _input_width(expr) else arg
                     slot = _Slot((where, arg), kind, value, qualifier=qualifier, expr=expr)
                     out.append(slot)
             elif m.scope is not None and self.inline[m.scope.path]:
@@ -313,6 +315,11 @@ class _Slot:
     word: bool = False
     qualifier: str = ""  # the member path as the start of a name
     expr: ast.Expr | None = None  # the spec's expression for a leaf's argument, if not literal
+
+
+def _input_width(expr: ast.Expr | None) -> bool:
+    """Whether ``expr`` is ``in.c`` (``in.f``)."""
+    return isinstance(expr, ast.Attr) and isinstance(expr.base, ast.InRef) and expr.name in "cf"
 
 
 def _computed(slot: _Slot) -> bool:

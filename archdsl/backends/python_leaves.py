@@ -67,6 +67,8 @@ POSITIONAL: dict[type, int] = {
                      nn.AvgPool2d, nn.Flatten, nn.Dropout, torch_modules.GlobalPool2d,
                      torch_modules.StochasticDepth), 0),
     torch_modules.ChannelAffine: 2,
+    torch_modules.ChannelSlice: 2,
+    torch_modules.ChannelShuffle: 1,
 }
 # fmt: on
 

@@ -61,7 +61,7 @@ def name_variants(analysis: Analysis, classes: list[ClassPlan]) -> None:
         for cls in variants:
             if cls is plain:
                 continue
-            words = [camel(a) for a in extras[id(cls)][:2]]
+            words = _member_words(extras[id(cls)])
             words += _replaced(plain_leaves, _leaf_classes(analysis, cls))
             raised = _raised(telling.get(id(plain), {}), telling.get(id(cls), {}))
             if not words:
@@ -70,6 +70,17 @@ def name_variants(analysis: Analysis, classes: list[ClassPlan]) -> None:
                 words += raised  # MbconvStochasticDepth with and without expansion
             cls.name += "".join(words)
             taken.add(cls.name)
+
+
+def _member_words(attrs: list[str]) -> list[str]:
+    """The first two words for members a class adds, each once: ``channel_slice`` and
+    ``channel_slice_2`` (a second unlabelled one) are one ``ChannelSlice``."""
+    words: list[str] = []
+    for attr in attrs:
+        word = camel(re.sub(r"_\d+$", "", attr))
+        if word not in words:
+            words.append(word)
+    return words[:2]
 
 
 def _numbered_family(names: list[str]) -> str | None:

@@ -107,6 +107,38 @@ class Scale(nn.Module):
         return f"factor={self.factor}"
 
 
+class ChannelSlice(nn.Module):
+    """Channels ``start`` to ``stop - 1`` of the input, ``x[:, start:stop]``: a view, as
+    ShuffleNetV2's ``x.chunk(2, dim=1)`` gives. No parameters, no buffers."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        super().__init__()
+        self.start = start
+        self.stop = stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start : self.stop]
+
+    def extra_repr(self) -> str:
+        return f"start={self.start}, stop={self.stop}"
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle: the channels as ``groups`` groups of ``C / groups``,
+    transposed, as torchvision's ``channel_shuffle`` (and ``nn.ChannelShuffle``) orders
+    them. No parameters, no buffers."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(1, (self.groups, -1)).transpose(1, 2).flatten(1, 2)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
 class ChannelAffine(nn.Module):
     """Per-channel constants, ``x[:, c] * scale[c] + shift[c]`` (dimension 1 is the
     channel), computed as torchvision's ``transform_input`` of GoogLeNet and Inception v3
@@ -250,6 +282,8 @@ BUILDERS: dict[str, Builder] = {
     "identity": _simple(nn.Identity),
     "scale": lambda a, s: Scale(a["factor"]),
     "channel_affine": lambda a, s: ChannelAffine(a["scale"], a["shift"]),
+    "channel_slice": lambda a, s: ChannelSlice(a["start"], a["stop"]),
+    "channel_shuffle": lambda a, s: ChannelShuffle(a["groups"]),
 }
 
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from archdsl.ops import activation, conv, deform, merge, norm, pool, regularize, shape_ops
+from archdsl.ops import (
+    activation,
+    channels,
+    conv,
+    deform,
+    merge,
+    norm,
+    pool,
+    regularize,
+    shape_ops,
+)
 from archdsl.ops.base import OpDef
 
 ALL_OPS: tuple[OpDef, ...] = (
@@ -12,6 +22,7 @@ ALL_OPS: tuple[OpDef, ...] = (
     + activation.DEFS
     + pool.DEFS
     + shape_ops.DEFS
+    + channels.DEFS
     + regularize.DEFS
     + merge.DEFS
 )

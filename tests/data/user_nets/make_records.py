@@ -31,6 +31,7 @@ SOURCES = {
     "mobilenet_v3_large": "torchvision",
     "mobilenetv3_large_100": "timm",
     "squeezenet1_1": "torchvision",
+    "shufflenet_v2_x1_0": "torchvision",
     "regnety_004": "timm",
     "regnet_y_400mf": "torchvision",
     "legacy_xception": "timm",
