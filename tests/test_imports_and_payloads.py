@@ -122,7 +122,6 @@ PAYLOADS = {
     "vars": "vars()",
     "dir": "dir()",
     "breakpoint": "breakpoint()",
-    "subscript slice": "[1, 2, 3][0:2]",
     "backslash continuation": "1 + \\\n 1",
     "bytes": 'b"x"',
     "raw string escape": r'"\x41"',

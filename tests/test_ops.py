@@ -179,6 +179,16 @@ CASES: dict[str, Any] = {
     ),
     "identity": no_args(),
     "scale": case(st.fixed_dictionaries({"factor": small_float}), any_shape),
+    # within the channels: Python's slice clamps where the op refuses (test_channel_ops)
+    "channel_slice": channels.flatmap(
+        lambda c: st.integers(0, c - 1).flatmap(
+            lambda a: case(
+                st.fixed_dictionaries({"start": st.just(a), "stop": st.integers(a + 1, c)}),
+                st.one_of(st.tuples(st.just(c), size, size), st.just((c,))),
+            )
+        )
+    ),
+    "channel_shuffle": case(st.fixed_dictionaries({"groups": st.integers(1, 4)}), fmap),
     # one constant per channel (a wrong count is an error test_channel_affine_... checks)
     "channel_affine": channels.flatmap(
         lambda c: case(
