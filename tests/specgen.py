@@ -4,10 +4,11 @@ The fuzzer (``test_fuzz.py``) draws mostly meaningless specs to attack the front
 them check. These are networks a user might write: one to three blocks (residuals with a
 projection under an ``if``, dense concatenation in a ``for`` with templated labels, squeeze
 and excitation, ``seq``, labelled groups, repetition, pooling, dropout, stochastic depth,
-blocks inside blocks), half their layers labelled and half numbered, called with different
-widths, strides, expansions and kernel sizes (widths and paddings written as arithmetic
-over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with side outputs. A few draws repeat a label and
-fail to check; callers skip those.
+blocks inside blocks, a residual under ``add if``, ShuffleNet's channel split and shuffle),
+half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered, called
+with different widths, strides, expansions and kernel sizes (widths and paddings written as
+arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
+side outputs. A few draws repeat a label and fail to check; callers skip those.
 
 >>> import random, archdsl
 >>> archdsl.check(spec(random.Random(0))).name
@@ -17,6 +18,7 @@ fail to check; callers skip those.
 from __future__ import annotations
 
 import random
+import re
 
 ACTIVATIONS = ["relu", "relu6", "silu", "hardswish", "leaky_relu(0.1)"]
 
@@ -51,6 +53,10 @@ def spec(r: random.Random) -> str:
 
 
 def _label(r: random.Random, name: str) -> str:
+    # a dash before the number, as torchvision's RegNet: block1-0 (not after a keyword:
+    # seq-0 reads as the keyword seq)
+    if r.random() < 0.1 and re.sub(r"\d+$", "", name) != "seq":
+        name = re.sub(r"(\d+)$", r"-\1", name)
     return f"{name}: " if r.random() < 0.5 else ""
 
 
@@ -69,6 +75,12 @@ def _block(r: random.Random, name: str, blocks: list[str]) -> str:
         f"for i in range(n) {{ u{{i}}: ({_chain(r, 'c', blocks)}) }}\n  conv(c, 1, stride=s)",
         f"add {{ ({head}{_chain(r, 'c', blocks)}); if s != 1 or in.c != c {{ "
         f"{_label(r, 'downsample')}seq {{ conv(c, 1, stride=s, bias=false); bn }} }} }} -> relu",
+        # the residual only where the shape is kept, the layers the block's own
+        f"add if s == 1 and in.c == c {{ (); ({head}{_chain(r, 'c', blocks)}) }}",
+        # ShuffleNetV2: one half of the channels convolved, then the channels shuffled
+        f"conv(c * 2, 1, stride=s) -> concat {{ channel_slice(0, c); (channel_slice(c, c * 2) "
+        f"-> {_label(r, 'branch2')}seq {{ {_chain(r, 'c', blocks)} }}) }} -> channel_shuffle(2) "
+        "-> conv(c, 1)",
     ]
     t = r.choice([1, 2])
     n = r.choice([1, 2])
