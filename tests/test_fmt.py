@@ -15,6 +15,8 @@ from archdsl_cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.arch")) + sorted((ROOT / "specs" / "lib").glob("*.arch"))
+# networks written as a user would (labels with a dash, add if): formatted too
+SPECS += sorted((Path(__file__).parent / "data" / "user_nets").glob("*.arch"))
 BAD = sorted((Path(__file__).parent / "bad_specs").glob("*.arch"))
 
 
