@@ -306,14 +306,19 @@ def _bool(v: Any, what: str, span: Span) -> bool:
     return v
 
 
-def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
+def _sequence(base: Any, verb: str, done: str, span: Span) -> tuple[Any, ...] | str:
+    """``base`` as something to index or slice: a list, a string, or ``in``'s shape."""
     if isinstance(base, InShape):
-        base = base.shape
+        return base.shape
     if not isinstance(base, (tuple, str)):
         raise ArchTypeError(
-            f"cannot index {type_name(base)} {show(base)}; only a list can be indexed",
-            expr.base.span,
+            f"cannot {verb} {type_name(base)} {show(base)}; only a list can be {done}", span
         )
+    return base
+
+
+def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
+    base = _sequence(base, "index", "indexed", expr.base.span)
     if not isinstance(idx, int) or isinstance(idx, bool):
         raise ArchTypeError(f"list index must be an integer, got {type_name(idx)}", expr.index.span)
     if not -len(base) <= idx < len(base):
@@ -326,13 +331,7 @@ def _index(base: Any, idx: Any, expr: ast.Index) -> Any:
 
 def _slice(base: Any, bounds: list[Any], expr: ast.Slice) -> Any:
     """``base[start:stop]`` as Python slices a list: bounds may be negative or past the end."""
-    if isinstance(base, InShape):
-        base = base.shape
-    if not isinstance(base, (tuple, str)):
-        raise ArchTypeError(
-            f"cannot slice {type_name(base)} {show(base)}; only a list can be sliced",
-            expr.base.span,
-        )
+    base = _sequence(base, "slice", "sliced", expr.base.span)
     for bound, e in zip(bounds, (expr.start, expr.stop)):
         if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
             assert e is not None
