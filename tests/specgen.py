@@ -8,7 +8,8 @@ blocks inside blocks, a residual under ``add if``, ShuffleNet's channel split an
 half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered, called
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
-side outputs. A few draws repeat a label and fail to check; callers skip those.
+side outputs. A rare draw fails to check (a residual whose branch changed the width);
+callers skip those.
 
 >>> import random, archdsl
 >>> archdsl.check(spec(random.Random(0))).name
@@ -95,7 +96,8 @@ def _chain(r: random.Random, out: str, blocks: list[str]) -> str:
     n = r.randint(1, 3)
     widths = [r.choice([out, "h", "in.c", f"{out} * 2", f"{out} // 2 + 1"]) for _ in range(n - 1)]
     widths.append(out)
-    return " -> ".join(_unit(r, w, blocks, i) for i, w in enumerate(widths))
+    base = 10 * r.randrange(1000)  # labels apart from those of another chain beside this one
+    return " -> ".join(_unit(r, w, blocks, base + i) for i, w in enumerate(widths))
 
 
 def _unit(r: random.Random, out: str, blocks: list[str], i: int) -> str:
