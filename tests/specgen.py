@@ -8,8 +8,8 @@ blocks inside blocks, a residual under ``add if``, ShuffleNet's channel split an
 half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered, called
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
-side outputs. A rare draw fails to check (a residual whose branch changed the width);
-callers skip those.
+side outputs. Every block is as wide as its ``c``, so widths stay small. A rare draw may
+fail to check (a residual whose branch changed the width); callers skip those.
 
 >>> import random, archdsl
 >>> archdsl.check(spec(random.Random(0))).name
@@ -69,7 +69,7 @@ def _block(r: random.Random, name: str, blocks: list[str]) -> str:
         f"{head}for i in range(n) {{ layer{{i + 1}}: concat {{ (); "
         "(bn -> relu -> conv(4, 3, padding=1)) } } -> conv(c, 1)",
         f"{_label(r, 'pre')}conv(c, 1, stride=s) -> concat {{ ({_chain(r, 'c', blocks)}); "
-        f"({_chain(r, 'h', blocks)}) }}",
+        f"({_chain(r, 'h', blocks)}) }} -> conv(c, 1)",  # c wide, as every block: no blow-up
         f"{head}mul {{ (); global_avgpool -> conv(max(1, c // 4), 1) -> relu -> conv(c, 1) "
         "-> sigmoid }",
         f"{_label(r, 'body')}seq {{ {head}{_chain(r, 'c', blocks)} }}",
