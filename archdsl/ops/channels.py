@@ -17,11 +17,10 @@ from archdsl.ops.checks import Attrs, need_rank, single_input
 def _slice_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     shape = need_rank("channel_slice", single_input("channel_slice", inputs), (3, 1))
     start, stop = attrs["start"], attrs["stop"]
-    if not start < stop <= shape[0]:
-        raise ShapeProblem(
-            f"channel_slice({start}, {stop}) needs 0 <= start < stop <= {shape[0]}, "
-            f"the input's channels"
-        )
+    if stop > shape[0]:
+        raise ShapeProblem(f"channel_slice: stop {stop} is past the input's {shape[0]} channels")
+    if start >= stop:
+        raise ShapeProblem(f"channel_slice: start {start} must be below stop {stop}")
     return (stop - start, *shape[1:])
 
 
