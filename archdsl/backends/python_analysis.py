@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from archdsl.backends import torch_modules
-from archdsl.backends.python_exprs import derive, offsets, spec_expr
+from archdsl.backends.python_exprs import derive, input_width, offsets, spec_expr
 from archdsl.backends.python_forward import TAKEN, forward_body, identifier
 from archdsl.backends.python_layout import flat
 from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
@@ -185,7 +185,7 @@ class Analysis:
                     expr = spec_expr(m.node, arg) if m.node is not None else None
                     # a width the spec writes as the block's input width is one (a channel
                     # slice's stop=in.c)
-                    kind = "channels" if arg in CHANNEL_ARGS or _input_width(expr) else arg
+                    kind = "channels" if arg in CHANNEL_ARGS or input_width(expr) else arg
                     slot = _Slot((where, arg), kind, value, qualifier=qualifier, expr=expr)
                     out.append(slot)
             elif m.scope is not None and self.inline[m.scope.path]:
@@ -315,11 +315,6 @@ class _Slot:
     word: bool = False
     qualifier: str = ""  # the member path as the start of a name
     expr: ast.Expr | None = None  # the spec's expression for a leaf's argument, if not literal
-
-
-def _input_width(expr: ast.Expr | None) -> bool:
-    """Whether ``expr`` is ``in.c`` (``in.f``)."""
-    return isinstance(expr, ast.Attr) and isinstance(expr.base, ast.InRef) and expr.name in "cf"
 
 
 def _computed(slot: _Slot) -> bool:

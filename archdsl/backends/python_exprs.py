@@ -121,11 +121,14 @@ def _render(expr: ast.Expr, names: Mapping[str, str]) -> tuple[str, int]:
     return f"{left} {expr.op} {right}", prec
 
 
-def _in_field(expr: ast.Expr) -> bool:
-    """Whether ``expr`` is ``in.c``, ``in.f``, ``in.h`` or ``in.w``."""
-    return (
-        isinstance(expr, ast.Attr) and isinstance(expr.base, ast.InRef) and expr.name in _IN_FIELDS
-    )
+def _in_field(expr: ast.Expr, fields: tuple[str, ...] = ("c", "f", "h", "w")) -> bool:
+    """Whether ``expr`` is ``in.c``, ``in.f``, ``in.h`` or ``in.w`` (one of ``fields``)."""
+    return isinstance(expr, ast.Attr) and isinstance(expr.base, ast.InRef) and expr.name in fields
+
+
+def input_width(expr: ast.Expr | None) -> bool:
+    """Whether ``expr`` is the block's input width, ``in.c`` (``in.f``)."""
+    return expr is not None and _in_field(expr, ("c", "f"))
 
 
 def _in_name(expr: ast.Attr) -> str:
@@ -306,7 +309,6 @@ def _names_at(graph: Graph, path: str) -> Mapping[str, Any]:
 
 
 _NOWHERE = Span("<archdsl>", 0, 0)
-_IN_FIELDS = ("c", "f", "h", "w")
 # a constructor argument -> the op attribute it is made from, where the names differ
 _OP_ATTRS = {"out_channels": "out", "out_features": "out", "kernel_size": "kernel"}
 
