@@ -39,6 +39,8 @@ _EXAMPLES = {
     "[-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])",
     "channel_slice": "channel_slice(0, 8)",
     "channel_shuffle": "channel_shuffle(2)",
+    "channel_linear": "channel_linear(64)",
+    "layer_scale": "gamma: layer_scale(1e-6)",
     "add": "add { (); conv(16, 3, padding=1) }",
     "concat": "concat { (); conv(8, 1) }",
     "mul": "mul { (); global_avgpool -> sigmoid }",

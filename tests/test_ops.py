@@ -19,11 +19,18 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from archdsl.backends.torch_modules import BUILDERS, GlobalPool2d, LayerNorm2d, build_module
+from archdsl.backends.torch_modules import (
+    BUILDERS,
+    GlobalPool2d,
+    LayerNorm2d,
+    build_module,
+    build_parameter,
+)
 from archdsl.ops import (
     ALL_OPS,
     MERGE_OPS,
     OPS,
+    PARAMETER_OPS,
     Shape,
     ShapeProblem,
     bind_defaults,
@@ -47,15 +54,29 @@ def infer(op: str, raw: dict[str, Any], *shapes: Shape) -> Shape:
 def run_torch(
     op: str, attrs: dict[str, Any], shape: Shape, device: str = "meta"
 ) -> tuple[nn.Module, Shape, int]:
-    """Build and run a batch; returns the module, the per-sample shape and FLOPs."""
+    """Build and run a batch; returns the module, the per-sample shape and FLOPs. An op whose
+    parameter is its block's runs as the block's forward does: ``x * factors``."""
     with torch.device(device):
-        module = build_module(op, attrs, [shape]).eval()  # eval: BN's cumulative mode reads
-        x = torch.empty(BATCH, *shape)  # a counter with .item(), which meta cannot
+        if op in PARAMETER_OPS:
+            module = _Holder(build_parameter(op, attrs, [shape]), attrs["flat"])
+        else:  # eval: BN's cumulative mode reads a counter with .item(), which meta cannot
+            module = build_module(op, attrs, [shape]).eval()
+        x = torch.empty(BATCH, *shape)
     counter = FlopCounterMode(display=False)
     with counter:
         y = module(x)
     assert y.shape[0] == BATCH
     return module, tuple(y.shape[1:]), counter.get_total_flops()
+
+
+class _Holder(nn.Module):
+    def __init__(self, factors: nn.Parameter, flat: bool) -> None:
+        super().__init__()
+        self.factors = factors
+        self.flat = flat
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (self.factors.view(-1, 1, 1) if self.flat else self.factors)
 
 
 # --- strategies: random small configurations of every non-merge op ---------------------
@@ -98,6 +119,11 @@ CASES: dict[str, Any] = {
         st.tuples(st.integers(1, 9), size, size),
     ),
     "linear": case(st.fixed_dictionaries({"out": channels, "bias": st.booleans()}), flat),
+    "channel_linear": case(
+        st.fixed_dictionaries({"out": channels, "bias": st.booleans()}), any_shape
+    ),
+    # a feature map only: on [F] torch broadcasts [N, F] * [F, 1, 1] where the op refuses
+    "layer_scale": case(st.fixed_dictionaries({"init": small_float, "flat": st.booleans()}), fmap),
     "bn": case(
         st.fixed_dictionaries(
             {
@@ -206,7 +232,7 @@ CASES: dict[str, Any] = {
 
 def test_every_module_op_has_a_builder_and_a_case() -> None:
     module_ops = {d.name for d in ALL_OPS if d.name not in MERGE_OPS}
-    assert set(BUILDERS) == module_ops
+    assert set(BUILDERS) == module_ops - PARAMETER_OPS
     assert set(CASES) == module_ops
     assert {"add", "concat", "mul"} == MERGE_OPS
 

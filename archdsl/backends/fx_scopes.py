@@ -109,14 +109,17 @@ class ScopeModule(fx.GraphModule):
         self.recompile()
         self.__dict__.update(_plain_state())
 
-    def _start(self, root: dict[str, nn.Module], class_name: str) -> None:
+    def _start(self, root: dict[str, nn.Module | nn.Parameter], class_name: str) -> None:
         nn.Module.__init__(self)
         type(self).__name__ = class_name
         for name, module in root.items():  # the call_module and get_attr targets, in order
+            # (a get_attr target is a parameter of the scope itself: layer_scale's)
             setattr(self, name, module)
 
     @classmethod
-    def like(cls, root: dict[str, nn.Module], twin: Twin, class_name: str) -> ScopeModule:
+    def like(
+        cls, root: dict[str, nn.Module | nn.Parameter], twin: Twin, class_name: str
+    ) -> ScopeModule:
         """A scope of the same structure as ``twin``'s first scope: the same generated code
         and ``forward`` and, for the same class name, the same class; its fx graph is copied
         from ``twin.template`` when first asked for (``gm.graph``, a deepcopy, pickling),

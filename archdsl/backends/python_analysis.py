@@ -26,9 +26,11 @@ from archdsl.backends.python_forward import TAKEN, forward_body, identifier
 from archdsl.backends.python_layout import flat
 from archdsl.backends.python_leaves import CHANNEL_ARGS, NO_DEFAULT, Leaf, leaf
 from archdsl.backends.python_plan import ClassParam, ClassPlan, Member
-from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel
+from archdsl.backends.torch_backend import _ROOT, _Layout, _local, camel, in_place
+from archdsl.backends.torch_modules import build_parameter
 from archdsl.frontend import ast
 from archdsl.ir import Graph
+from archdsl.ops import PARAMETER_OPS
 
 ROOT = _ROOT
 """The root scope's path."""
@@ -44,6 +46,9 @@ class Analysis:
         self.graph = graph
         self.layout = _Layout(graph)
         self.modules: dict[str, nn.Module] = {}
+        self.parameters: dict[str, nn.Parameter] = {}  # those that are a block's own
+        # the sums the compiled module computes as `second += first`
+        self.swapped = frozenset(k for k, i in in_place(graph, self.layout).items() if i == 1)
         self.leaves: dict[str, Leaf] = {}
         self.inline: dict[str, bool] = {}
         self.class_of: dict[str, ClassPlan] = {}
@@ -53,7 +58,11 @@ class Analysis:
         self.param_values: dict[str, dict[str, Any]] = {}  # scope path -> param -> value
         with torch.device("meta"):
             for node in graph.nodes():
-                if node.path is not None:
+                if node.op in PARAMETER_OPS:  # the block's own parameter: no module
+                    shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
+                    self.parameters[node.id] = build_parameter(node.op, node.attrs, shapes)
+                    self.leaves[node.id] = leaf(node, None, shapes)
+                elif node.path is not None:
                     shapes = [graph.node(i).shape for i in graph.inputs(node.id)]
                     module = torch_modules.build_module(node.op, dict(node.attrs), shapes)
                     self.modules[node.id] = module
@@ -75,7 +84,7 @@ class Analysis:
                         self.graph.inputs(obj.id),
                         obj.id,
                         node=obj,
-                        module=self.modules[obj.id],
+                        module=self.modules.get(obj.id),
                         leaf=self.leaves[obj.id],
                     )
                 )
@@ -102,6 +111,7 @@ class Analysis:
             output_id,
             self.graph.side_outputs if scope == ROOT else {},
             self.graph.output_fields if scope == ROOT else None,
+            self.swapped,
         )
         signature = (
             "root" if scope == ROOT else self.graph.scopes[scope].kind,
@@ -228,6 +238,7 @@ class Analysis:
                 by_value[same] = param
                 cls.params.append(param)
             cls.slots[slot.key] = param
+        _name_widths(cls, per_instance, words, own)
         derive(self, cls, in_c, out_c, words)
         offsets(cls, in_c, out_c)
         _unique_names(cls.params)
@@ -346,6 +357,35 @@ def _word(
     if len(passed) == 1 and (name := passed.pop()) in matches and name in own:
         return name
     return slot.key[1] if slot.key[1] in matches else matches[0]
+
+
+def _name_widths(
+    cls: ClassPlan,
+    per_instance: list[list[_Slot]],
+    words: dict[str, tuple[Any, ...]],
+    own: set[str],
+) -> None:
+    """One parameter, not two of equal values, where the spec passes one of the block's own
+    names both as a width and as another argument: ConvNeXt's depthwise ``conv(dim, 7,
+    groups=dim)`` on a ``dim``-wide input is ``Block(dim)`` (every slot of that width, the
+    input's too), not ``Block(in_channels, dim)``. A width passed by name alone keeps the
+    name of the block's input or output width."""
+    for i, slot in enumerate(per_instance[0]):
+        param = cls.slots.get(slot.key)
+        if param is None or param.kind != "channels" or param.word:
+            continue
+        passed = {
+            e.id if isinstance(e, ast.Name) else None for e in (s[i].expr for s in per_instance)
+        }
+        name = passed.pop() if len(passed) == 1 else None
+        other = next((p for p in cls.params if p.name == name and p is not param), None)
+        if name not in own or other is None or not words.get(name) == other.values == param.values:
+            continue
+        for key, filled in cls.slots.items():
+            if filled is other:
+                cls.slots[key] = param
+        cls.params.remove(other)
+        param.name, param.word = name, True
 
 
 def _numbers(value: Any) -> bool:

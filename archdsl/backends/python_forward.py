@@ -33,10 +33,15 @@ def forward_body(
     output_id: str,
     sides: dict[str, str],
     fields: dict[str, str] | None = None,
+    swapped: frozenset[str] = frozenset(),
 ) -> tuple[list[tuple[str, str | Group]], list[str]]:
     """The forward body (without shape comments) and, per line, the value it computes.
     ``sides``: the side outputs (label -> node id), returned in training mode as the
-    ``fields`` (name -> node id) in order."""
+    ``fields`` (name -> node id) in order. ``swapped``: the sums of two terms written second
+    term first, as the compiled module computes them (``out += x``, see
+    :func:`~archdsl.backends.torch_backend.in_place`): the same value, and the layout in
+    memory of the term written first (a channels-last term's, say), so the next layer
+    computes exactly what the compiled module's does."""
     alias: dict[str, str] = {}
 
     def resolve(v: str) -> str:
@@ -52,6 +57,9 @@ def forward_body(
             continue
         stmts.append(m)
     inputs = [[resolve(v) for v in m.inputs] for m in stmts]
+    for m, ins in zip(stmts, inputs):
+        if m.node is not None and m.node.id in swapped:
+            ins.reverse()
     users: dict[str, list[int]] = {}
     side_users: dict[str, list[int]] = {}
     for i, (m, ins) in enumerate(zip(stmts, inputs)):
@@ -133,6 +141,10 @@ def forward_body(
 
 def expression(m: Member, args: list[str]) -> str | Group:
     """The right-hand side of member ``m``'s statement, reading the variables ``args``."""
+    if m.leaf is not None and m.module is None:  # a parameter of the block: x * factors
+        factors = f"self.{m.attr}" if identifier(m.attr) else f'getattr(self, "{m.attr}")'
+        flat = any(arg == "flat" and value for arg, value, _ in m.leaf.args)
+        return f"{args[0]} * {factors}{'.view(-1, 1, 1)' if flat else ''}"
     if m.node is not None and m.module is None:  # a merge
         if m.node.op == "concat":
             return Group("torch.cat(", [Group("[", list(args), "]", collection=True), "1"], ")")

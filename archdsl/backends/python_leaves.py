@@ -23,7 +23,7 @@ import ast
 import inspect
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -51,6 +51,7 @@ CHANNEL_ARGS = frozenset(
         "out_features",
         "num_channels",
         "normalized_shape",
+        "channels",
     }
 )
 
@@ -67,10 +68,18 @@ POSITIONAL: dict[type, int] = {
                      nn.AvgPool2d, nn.Flatten, nn.Dropout, torch_modules.GlobalPool2d,
                      torch_modules.StochasticDepth), 0),
     torch_modules.ChannelAffine: 2,
+    torch_modules.ChannelLinear: 2,
     torch_modules.ChannelSlice: 2,
     torch_modules.ChannelShuffle: 1,
 }
 # fmt: on
+
+# The factories of the parameters that are a block's own (``PARAMETER_OPS``), with how
+# many leading arguments are written positionally: the file carries their source and the
+# block calls them as it would a module's class (``self.layer_scale = layer_scale(96)``).
+FACTORIES: dict[str, tuple[Callable[..., nn.Parameter], int]] = {
+    "layer_scale": (torch_modules.layer_scale, 1),
+}
 
 # Classes whose source is more than the class itself: the module holding them and the
 # top-level definitions, in file order, the file must carry.
@@ -100,8 +109,19 @@ class Leaf:
     support: Support | None = None
 
 
-def leaf(node: OpNode, module: nn.Module, input_shapes: Sequence[Shape]) -> Leaf:
-    """How to write ``module``, which archdsl built for ``node`` from ``input_shapes``."""
+def leaf(node: OpNode, module: nn.Module | None, input_shapes: Sequence[Shape]) -> Leaf:
+    """How to write ``module``, which archdsl built for ``node`` from ``input_shapes``; for
+    a parameter of its block (``module`` None), how to write the call that makes it."""
+    if module is None:
+        factory, n = FACTORIES[node.op]
+        func, positional, keywords, support = _class_spec(factory, n)
+        opdef = get_op(node.op)
+        assert opdef is not None
+        attrs = normalize_attrs(opdef, bind_defaults(opdef, node.attrs))
+        values = {"channels": input_shapes[0][0], **attrs}
+        args = [(name, values[name], NO_DEFAULT) for name in positional]
+        args += [(name, values[name], default) for name, default in keywords]
+        return Leaf(func, positional, tuple(args), support)
     if type(module) in POSITIONAL:
         func, positional, keywords, support = _class_spec(type(module))
         args = [(name, _read(module, name, NO_DEFAULT), NO_DEFAULT) for name in positional]
@@ -182,23 +202,24 @@ def _compact(value: Any) -> Any:
 
 
 _ClassSpec = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...], Support | None]
-_CLASS_SPECS: dict[type, _ClassSpec] = {}
+_CLASS_SPECS: dict[Callable[..., Any], _ClassSpec] = {}
 
 
-def _class_spec(cls: type) -> _ClassSpec:
-    """(call name, positional arguments, (keyword, default) pairs, support) of a class."""
+def _class_spec(cls: Callable[..., Any], positional: int | None = None) -> _ClassSpec:
+    """(call name, positional arguments, (keyword, default) pairs, support) of a class, or
+    of a factory function with ``positional`` leading arguments written positionally."""
     if cls not in _CLASS_SPECS:
-        _CLASS_SPECS[cls] = _new_class_spec(cls)
+        _CLASS_SPECS[cls] = _new_class_spec(cls, positional)
     return _CLASS_SPECS[cls]
 
 
-def _new_class_spec(cls: type) -> _ClassSpec:
+def _new_class_spec(cls: Callable[..., Any], positional_count: int | None) -> _ClassSpec:
     params = [
         p
         for p in inspect.signature(cls).parameters.values()
         if p.name not in _SKIPPED and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    n = POSITIONAL[cls]
+    n = POSITIONAL[cls] if positional_count is None else positional_count  # type: ignore[index]
     positional = tuple(p.name for p in params[:n])
     keywords = tuple((p.name, p.default) for p in params[n:])
     if cls.__module__.startswith("torch."):

@@ -26,7 +26,8 @@ class Member:
     output: str
     node: OpNode | None = None  # a leaf or merge
     scope: Scope | None = None  # a child scope
-    module: nn.Module | None = None  # the leaf module, built on the meta device
+    module: nn.Module | None = None  # the leaf module, built on the meta device (None for a
+    # merge, and for a parameter of the block itself: `leaf` says how to make it)
     leaf: Leaf | None = None  # how to write the leaf module
     attr: str = ""  # attribute in the emitted class ("" for merges and aliases)
     shared: bool = False  # a stateless module another member already registered

@@ -92,6 +92,8 @@ def _check_unchanged(module: nn.Module, analysis: Analysis) -> None:
         for nid, m in analysis.modules.items()
         for k, v in m.state_dict().items()
     }
+    for nid, parameter in analysis.parameters.items():
+        want[str(analysis.graph.node(nid).path)] = tuple(parameter.shape)
     have = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if have == want:
         return
@@ -208,7 +210,12 @@ class _Writer:
             if identifier(m.attr):
                 lines += layout_lines(expr, body, f"self.{m.attr} = ")
             else:
-                lines += layout_lines(Group("self.add_module(", [literal(m.attr), expr], ")"), body)
+                register = (
+                    "self.add_module("
+                    if m.module is not None or m.scope
+                    else ("self.register_parameter(")
+                )
+                lines += layout_lines(Group(register, [literal(m.attr), expr], ")"), body)
         lines.append("")
         returns = "torch.Tensor"
         if cls.scope_kind == "root" and self.graph.side_outputs:

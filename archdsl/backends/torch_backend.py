@@ -20,10 +20,11 @@ from torch import fx, nn
 from torch.fx.experimental import _config as fx_experimental_config
 
 from archdsl.backends.fx_scopes import CODE_ATTRIBUTES, ScopeGraph, ScopeModule, Twin, bind_children
-from archdsl.backends.torch_modules import build_module, build_uninitialised
+from archdsl.backends.torch_modules import build_module, build_parameter, build_uninitialised
 from archdsl.elaborate.network_rules import rule_matches
 from archdsl.gcpause import gc_paused
 from archdsl.ir import Graph, OpNode, Scope
+from archdsl.ops import PARAMETER_OPS
 
 _ROOT = ""
 
@@ -85,7 +86,9 @@ def _local(path: str, scope: str) -> str:
 
 
 # Ops whose backward does not read their output, so a later op may overwrite it.
-_OVERWRITABLE = frozenset({"conv", "bn", "linear", "add", "concat"})
+_OVERWRITABLE = frozenset(
+    {"conv", "bn", "linear", "channel_linear", "layer_scale", "add", "concat"}
+)
 # Ops that return their input itself, or (dropout and drop path while training) a new
 # tensor whose backward needs only the mask: writing over their output writes over their
 # input, which is safe where that input could be written over.
@@ -156,7 +159,7 @@ class _Build:
 # The ops whose modules' default initialisation draws only their weight and bias, from the
 # shapes alone (``reset_parameters`` of ``nn.Conv2d`` and ``nn.Linear``): a build makes them
 # without that draw where the network's init rules overwrite it (see :func:`_module`).
-_PLAIN_INIT = frozenset({"conv", "linear"})
+_PLAIN_INIT = frozenset({"conv", "linear", "channel_linear"})
 
 
 def _overwritten(graph: Graph) -> dict[str, frozenset[str]]:
@@ -299,7 +302,6 @@ def _build_scope(
     outputs: Mapping[str, str] | None = None,
 ) -> fx.GraphModule:
     graph = b.graph
-    modules: dict[str, nn.Module] = {}
     children: dict[str, fx.GraphModule] = {}
     sides = (
         {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
@@ -307,6 +309,7 @@ def _build_scope(
     # What the scope computes, in order: ("call", module name, input ids, output id) or
     # ("merge", node, input ids); then which id it returns.
     steps: list[tuple[Any, ...]] = []
+    modules: dict[str, nn.Module | nn.Parameter] = {}
     for kind, obj in b.layout.items[scope]:
         if kind == "scope":
             child: Scope = obj
@@ -328,7 +331,13 @@ def _build_scope(
             continue
         node: OpNode = obj
         inputs = tuple(graph.inputs(node.id))
-        if node.path is not None:
+        if node.op in PARAMETER_OPS:  # the scope's own parameter, read in its forward
+            name = _local(node.path or "", scope)
+            modules[name] = build_parameter(
+                node.op, node.attrs, [graph.node(i).shape for i in inputs]
+            )
+            steps.append(("parameter", name, inputs, node.id, node.attrs.get("flat", False)))
+        elif node.path is not None:
             in_shapes = [graph.node(i).shape for i in inputs]
             module = b.modules[node.path] = _module(b, node, in_shapes)
             if node.id in b.inplace and node.op in _IN_PLACE_ACTIVATIONS:
@@ -371,6 +380,9 @@ def _structure_key(
         if step[0] == "call":
             key.append((step[1], refs))
             local[step[3]] = len(local)
+        elif step[0] == "parameter":
+            key.append((step[0], step[1], refs, step[4]))
+            local[step[3]] = len(local)
         else:
             node = step[1]
             key.append((node.op, refs, b.inplace.get(node.id)))
@@ -396,6 +408,11 @@ def _scope_graph(
         if step[0] == "merge":
             node = step[1]
             env[node.id] = _emit_merge(g, node, args, b.inplace.get(node.id))
+        elif step[0] == "parameter":  # x * self.layer_scale (timm's [C]: viewed [C, 1, 1])
+            factors = g.get_attr(step[1])
+            if step[4]:
+                factors = g.call_method("view", (factors, -1, 1, 1))
+            env[step[3]] = g.call_function(operator.mul, (args[0], factors))
         elif step[3] in sides:
             side_values[step[3]] = g.call_function(side_output, (g.get_attr(step[1]), *args))
         else:

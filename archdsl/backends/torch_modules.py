@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from archdsl.backends.deform_conv import build_deform_conv
-from archdsl.ops import MERGE_OPS, Shape, bind_defaults, custom, get_op, normalize_attrs
+from archdsl.ops import (
+    MERGE_OPS,
+    PARAMETER_OPS,
+    Shape,
+    bind_defaults,
+    custom,
+    get_op,
+    normalize_attrs,
+)
 
 Attrs = Mapping[str, Any]
 Builder = Callable[[Attrs, list[Shape]], nn.Module]
@@ -36,6 +44,23 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+class ChannelLinear(nn.Linear):
+    """nn.Linear over the channels at every position of an (N, C, H, W) map, as ConvNeXt
+    computes its MLP: channels-last, then back. Parameters ``weight`` (out, in) and ``bias``
+    (out,), so torchvision's and timm's ConvNeXt weights load unchanged. On a channels_last
+    tensor both permutes are free."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+
+
+def layer_scale(channels: int, init: float = 1e-6, flat: bool = False) -> nn.Parameter:
+    """LayerScale's factors, ``init`` for each of ``channels``: [C, 1, 1], broadcast over a
+    (N, C, H, W) map (torchvision's ``layer_scale``), or [C] with ``flat`` (timm's
+    ``gamma``), which the block views as [C, 1, 1] to multiply."""
+    return nn.Parameter(torch.full((channels,) if flat else (channels, 1, 1), float(init)))
+
+
 class GlobalPool2d(nn.Module):
     """Average or max over all positions of each channel: (N, C, H, W) -> (N, C, 1, 1).
 
@@ -51,8 +76,10 @@ class GlobalPool2d(nn.Module):
         self.flatten = flatten
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pool = F.adaptive_avg_pool2d if self.mode == "avg" else F.adaptive_max_pool2d
-        x = pool(x, 1)
+        if self.mode == "avg":  # not a function chosen as a value: TorchScript refuses those
+            x = F.adaptive_avg_pool2d(x, 1)
+        else:
+            x = F.adaptive_max_pool2d(x, 1)
         return x.flatten(1) if self.flatten else x
 
     def extra_repr(self) -> str:
@@ -256,6 +283,7 @@ BUILDERS: dict[str, Builder] = {
     "conv": _conv,
     "deform_conv": build_deform_conv,
     "linear": _linear,
+    "channel_linear": lambda a, s: _make(ChannelLinear, s[0][0], a["out"], bias=a["bias"]),
     "bn": _bn,
     "layernorm": _layernorm,
     "groupnorm": _groupnorm,
@@ -300,6 +328,8 @@ def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> n
         raise KeyError(f"unknown op {op_name!r}")
     if opdef.name in MERGE_OPS:
         raise ValueError(f"{opdef.name} is a merge: the backend applies it as a function")
+    if opdef.name in PARAMETER_OPS:
+        raise ValueError(f"{opdef.name} is a parameter of its block: see build_parameter")
     attrs = normalize_attrs(opdef, bind_defaults(opdef, attrs))
     builder = BUILDERS.get(opdef.name) or custom.BUILDERS[opdef.name]
     module = builder(attrs, [tuple(s) for s in input_shapes])
@@ -321,3 +351,13 @@ def build_uninitialised(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape
         return build_module(op_name, attrs, input_shapes)
     finally:
         _DEFAULT_INIT.reset(token)
+
+
+def build_parameter(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> nn.Parameter:
+    """The parameter of an op whose state is its block's own (:data:`PARAMETER_OPS`:
+    ``layer_scale``), made on torch's current default device."""
+    opdef = get_op(op_name)
+    if opdef is None or opdef.name not in PARAMETER_OPS:
+        raise KeyError(f"{op_name!r} is not an op whose state is a parameter of its block")
+    a = normalize_attrs(opdef, bind_defaults(opdef, attrs))
+    return layer_scale(input_shapes[0][0], a["init"], a["flat"])

@@ -53,7 +53,7 @@ from archdsl.errors import (
 )
 from archdsl.frontend import ast
 from archdsl.ir import Graph, OpNode, Scope
-from archdsl.ops import get_op
+from archdsl.ops import PARAMETER_OPS, get_op
 from archdsl.ops.base import OpDef, ShapeProblem
 
 MAX_REPEAT = 10_000
@@ -332,6 +332,13 @@ class Elaborator:
             ns.counter += 1
             if isinstance(target, BlockRef):
                 return self._block(prim, target, env, cur, path)
+            if target.name in PARAMETER_OPS:
+                raise ArchTypeError(
+                    f"{target.name} needs a label: its parameter is the enclosing block's own, "
+                    f"named by the label (torchvision's 'layer_scale: {target.name}(1e-6)', "
+                    f"timm's 'gamma: {target.name}(1e-6, flat=true)')",
+                    prim.span,
+                )
             return self._op(prim, target, env, cur, path)
         if isinstance(prim, ast.Seq):
             ns = self.ns[-1]

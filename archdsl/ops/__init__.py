@@ -18,11 +18,13 @@ from archdsl.ops.base import (
     format_value,
 )
 from archdsl.ops.registry import ALL_OPS, MERGE_OPS, OPS, get_op
+from archdsl.ops.shape_ops import PARAMETER_OPS
 
 __all__ = [
     "ALL_OPS",
     "MERGE_OPS",
     "OPS",
+    "PARAMETER_OPS",
     "REQUIRED",
     "OpDef",
     "Param",

@@ -1,4 +1,7 @@
-"""Ops with weights that mix channels: ``conv`` (nn.Conv2d) and ``linear`` (nn.Linear).
+"""Ops with weights that mix channels: ``conv`` (nn.Conv2d), ``linear`` (nn.Linear) and
+``channel_linear`` (nn.Linear at every position of a feature map, as ConvNeXt's MLP: Liu et
+al., CVPR 2022, which computes its pointwise layers channels-last; the weight is
+``[out, in]``, where a 1x1 convolution's is ``[out, in, 1, 1]``).
 
 MACs follow the convention of torch's FlopCounterMode (the reference FLOPs are 2 x MACs):
 one multiply-accumulate per weight per output position; the bias add is not counted.
@@ -103,4 +106,31 @@ LINEAR = OpDef(
     torch_class="Linear",
 )
 
-DEFS: tuple[OpDef, ...] = (CONV, LINEAR)
+
+def _channel_linear_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    hint = "; on flat features use linear" if len(inputs[0]) == 1 else ""
+    _, h, w = need_rank("channel_linear", single_input("channel_linear", inputs), (3,), hint)
+    return (attrs["out"], h, w)
+
+
+def _channel_linear_macs(attrs: Attrs, inputs: list[Shape], output: Shape) -> int:
+    c, h, w = inputs[0]
+    return c * attrs["out"] * h * w
+
+
+CHANNEL_LINEAR = OpDef(
+    name="channel_linear",
+    params=(
+        Param("out", "posint", doc="output channels"),
+        Param("bias", "bool", True, doc="add a learned bias per output channel"),
+    ),
+    infer=_channel_linear_infer,
+    count_params=_linear_params,
+    macs=_channel_linear_macs,
+    stateless=False,
+    doc="Fully connected layer over the channels at every position of a [C, H, W] map, "
+    "weight [out, in] (torch.nn.Linear channels-last: ConvNeXt's MLP).",
+    torch_class="ChannelLinear",
+)
+
+DEFS: tuple[OpDef, ...] = (CONV, LINEAR, CHANNEL_LINEAR)

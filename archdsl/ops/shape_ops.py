@@ -1,11 +1,17 @@
-"""Ops that reshape or pass values through: ``flatten``, ``dropout``, ``identity``,
-``scale``, ``channel_affine``.
+"""Ops that reshape, pass values through or scale them: ``flatten``, ``dropout``,
+``identity``, ``scale``, ``channel_affine``, ``layer_scale``.
 
 ``scale`` multiplies by a constant, as Inception-ResNet scales a residual branch before the
 sum (Szegedy et al., AAAI 2017, Section 3.3); like the others it keeps the shape (of any
 rank) and has no parameters. ``channel_affine`` maps each channel through its own constant
 ``x * scale + shift``: torchvision's ``transform_input`` of GoogLeNet and Inception v3, with
 which their published weights were trained, or an input normalization inside a network.
+
+``layer_scale`` multiplies each channel by a learned factor (LayerScale: Touvron et al.,
+ICCV 2021; ConvNeXt's residual branches). Unlike every other op's, its parameter is not a
+module's: it belongs to the enclosing block itself, under the layer's label, as in the
+libraries (torchvision's ``features.1.0.layer_scale``, timm's ``stages.0.blocks.0.gamma``),
+and the block multiplies by it in its forward.
 """
 
 from __future__ import annotations
@@ -89,4 +95,32 @@ CHANNEL_AFFINE = OpDef(
     torch_class="ChannelAffine",
 )
 
-DEFS: tuple[OpDef, ...] = (FLATTEN, DROPOUT, IDENTITY, SCALE, CHANNEL_AFFINE)
+
+def _layer_scale_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    return need_rank("layer_scale", single_input("layer_scale", inputs), (3,))
+
+
+LAYER_SCALE = OpDef(
+    name="layer_scale",
+    params=(
+        Param("init", "float", 1e-6, doc="every factor's initial value"),
+        Param(
+            "flat",
+            "bool",
+            False,
+            doc="store the factors as [C] (timm's gamma), not [C, 1, 1] (torchvision's)",
+        ),
+    ),
+    infer=_layer_scale_infer,
+    count_params=lambda attrs, inputs: inputs[0][0],
+    stateless=False,
+    doc="A learned factor per channel, x[:, c] * gamma[c]; the parameter is the enclosing "
+    "block's own, named by the label (LayerScale: CaiT, ConvNeXt).",
+    torch_class="Parameter",
+)
+
+PARAMETER_OPS: frozenset[str] = frozenset({"layer_scale"})
+"""Ops whose state is a parameter of the enclosing scope rather than a module of their own:
+the torch backend and the ``.py`` output register it on the block and read it there."""
+
+DEFS: tuple[OpDef, ...] = (FLATTEN, DROPOUT, IDENTITY, SCALE, CHANNEL_AFFINE, LAYER_SCALE)

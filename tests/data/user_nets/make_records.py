@@ -7,7 +7,8 @@ state_dict key with its shape, and golden logits in float64 under the reference 
 (``tests/reference.py``: ``fill``, then ``.double()``, eval mode, on ``golden_input``).
 
 Run by hand, with torchvision 0.28 and timm 1.0.31 importable, from the repository root:
-``python tests/data/user_nets/make_records.py``. The tests never import either library.
+``python tests/data/user_nets/make_records.py [NAME ...]`` (every record, or those
+named). The tests never import either library.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ from reference import fill, golden_input  # noqa: E402
 
 import archdsl  # noqa: E402
 
-# name -> the library whose model the spec follows, by the same name there
+# name -> the library whose model the spec follows, and that model's name there
 SOURCES = {
-    "mobilenet_v3_large": "torchvision",
-    "mobilenetv3_large_100": "timm",
-    "squeezenet1_1": "torchvision",
-    "shufflenet_v2_x1_0": "torchvision",
-    "regnety_004": "timm",
-    "regnet_y_400mf": "torchvision",
-    "legacy_xception": "timm",
-    "resnet50d": "timm",
-    "efficientnet_lite2": "timm",
+    "mobilenet_v3_large": ("torchvision", "mobilenet_v3_large"),
+    "mobilenetv3_large_100": ("timm", "mobilenetv3_large_100"),
+    "squeezenet1_1": ("torchvision", "squeezenet1_1"),
+    "shufflenet_v2_x1_0": ("torchvision", "shufflenet_v2_x1_0"),
+    "regnety_004": ("timm", "regnety_004"),
+    "regnet_y_400mf": ("torchvision", "regnet_y_400mf"),
+    "legacy_xception": ("timm", "legacy_xception"),
+    "resnet50d": ("timm", "resnet50d"),
+    "efficientnet_lite2": ("timm", "efficientnet_lite2"),
+    "convnext_tiny": ("torchvision", "convnext_tiny"),
+    "convnext_tiny_timm": ("timm", "convnext_tiny"),
 }
 
 
@@ -45,13 +48,14 @@ def reference_model(name: str) -> torch.nn.Module:
     sys.modules.setdefault(
         "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
     )
-    if SOURCES[name] == "torchvision":
+    library, model = SOURCES[name]
+    if library == "torchvision":
         import torchvision.models as tvm
 
-        return getattr(tvm, name)()
+        return getattr(tvm, model)()
     import timm
 
-    return timm.create_model(name, pretrained=False)
+    return timm.create_model(model, pretrained=False)
 
 
 def record(name: str) -> dict:
@@ -63,7 +67,7 @@ def record(name: str) -> dict:
         logits = model(golden_input(resolution))
     return {
         "name": name,
-        "source": SOURCES[name],
+        "source": SOURCES[name][0],
         "resolution": resolution,
         "params": sum(p.numel() for p in model.parameters()),
         "state_dict": {k: list(v.shape) for k, v in model.state_dict().items()},
@@ -72,6 +76,6 @@ def record(name: str) -> dict:
 
 
 if __name__ == "__main__":
-    for name in SOURCES:
+    for name in sys.argv[1:] or SOURCES:
         (HERE / f"{name}.json").write_text(json.dumps(record(name), separators=(",", ":")))
         print("wrote", name)
