@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import archdsl
-from archdsl.backends.torch_modules import ChannelLinear
+from archdsl.backends.torch_modules import GELU, ChannelLinear
 from emitted import emitted_class
 
 # torchvision's CNBlock (flat=false) and timm's ConvNeXtBlock layer scale (flat=true)
@@ -68,6 +68,22 @@ def test_channel_linear_is_a_linear_layer_over_the_channels() -> None:
     y = layer(x.contiguous(memory_format=torch.channels_last))
     assert y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, want)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_computes_a_channels_last_map_in_memory_order(approximate: str) -> None:
+    """What ConvNeXt's MLP hands its GELU (channels-last, permuted back) is computed as
+    torchvision's GELU computes the channels-last tensor itself, and stays channels-last;
+    anything else as nn.GELU computes it."""
+    gelu = GELU(approximate=approximate)
+    nhwc = torch.randn(2, 5, 6, 32)
+    x = nhwc.permute(0, 3, 1, 2)
+    want = nn.functional.gelu(nhwc, approximate=approximate).permute(0, 3, 1, 2)
+    assert torch.equal(gelu(x), want)
+    assert gelu(x).is_contiguous(memory_format=torch.channels_last)
+    for other in (x.contiguous(), torch.randn(3, 7), torch.randn(2, 4, 5)):
+        assert torch.equal(gelu(other), nn.functional.gelu(other, approximate=approximate))
+    assert archdsl.compile("network n { input [4, 3, 3]; gelu }").get_submodule("0").__class__ is GELU
 
 
 def test_layer_scale_is_the_blocks_own_parameter() -> None:

@@ -64,7 +64,7 @@ POSITIONAL: dict[type, int] = {
                      nn.LocalResponseNorm, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
                      torch_modules.Scale), 1),
     **dict.fromkeys((nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
-                     nn.Tanh, nn.Identity, nn.LeakyReLU, nn.GELU, nn.Softmax, nn.MaxPool2d,
+                     nn.Tanh, nn.Identity, nn.LeakyReLU, torch_modules.GELU, nn.Softmax, nn.MaxPool2d,
                      nn.AvgPool2d, nn.Flatten, nn.Dropout, torch_modules.GlobalPool2d,
                      torch_modules.StochasticDepth), 0),
     torch_modules.ChannelAffine: 2,
