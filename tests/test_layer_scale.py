@@ -83,7 +83,9 @@ def test_gelu_computes_a_channels_last_map_in_memory_order(approximate: str) -> 
     assert gelu(x).is_contiguous(memory_format=torch.channels_last)
     for other in (x.contiguous(), torch.randn(3, 7), torch.randn(2, 4, 5)):
         assert torch.equal(gelu(other), nn.functional.gelu(other, approximate=approximate))
-    assert archdsl.compile("network n { input [4, 3, 3]; gelu }").get_submodule("0").__class__ is GELU
+    assert (
+        archdsl.compile("network n { input [4, 3, 3]; gelu }").get_submodule("0").__class__ is GELU
+    )
 
 
 def test_layer_scale_is_the_blocks_own_parameter() -> None:
