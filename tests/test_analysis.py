@@ -33,7 +33,7 @@ def _params_by_prefix(record: dict) -> dict[str, int]:
         if key.endswith(BUFFER_LEAVES):
             continue
         parts = key.split(".")
-        for i in range(1, len(parts)):
+        for i in range(1, len(parts) + 1):  # the key itself too: a layer scale's row is one
             prefix = ".".join(parts[:i])
             totals[prefix] = totals.get(prefix, 0) + math.prod(shape)
     return totals

@@ -21,6 +21,7 @@ from torch import nn
 import archdsl
 from archdsl.backends.torch_modules import GELU, ChannelLinear
 from emitted import emitted_class
+from reference import fill
 
 # torchvision's CNBlock (flat=false) and timm's ConvNeXtBlock layer scale (flat=true)
 BLOCKS = """
@@ -197,6 +198,23 @@ def test_py_output_makes_the_parameter_in_the_block(tmp_path: Path) -> None:
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(emitted.eval()(x), net(x), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_py_output_of_convnext_computes_what_the_compiled_module_computes(tmp_path: Path) -> None:
+    """The bundled ConvNeXt-T (torchvision's), in eval and training mode."""
+    model = fill(archdsl.load("convnext_tiny"))
+    emitted = emitted_class(model, tmp_path)()
+    emitted.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    for training in (False, True):
+        model.train(training)
+        emitted.train(training)
+        torch.manual_seed(0)
+        want = model(x)
+        torch.manual_seed(0)
+        got = emitted(x)
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 def test_py_output_of_a_layer_scale_with_a_dash_label(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ _FONT = "Helvetica,Arial,sans-serif"
 _COLORS = {
     "conv": "#cfe2f3",
     "linear": "#d9d2e9",
+    "channel_linear": "#d9d2e9",
     "bn": "#eeeeee",
     "layernorm": "#eeeeee",
     "groupnorm": "#eeeeee",

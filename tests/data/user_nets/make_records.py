@@ -38,7 +38,6 @@ SOURCES = {
     "legacy_xception": ("timm", "legacy_xception"),
     "resnet50d": ("timm", "resnet50d"),
     "efficientnet_lite2": ("timm", "efficientnet_lite2"),
-    "convnext_tiny": ("torchvision", "convnext_tiny"),
     "convnext_tiny_timm": ("timm", "convnext_tiny"),
 }
 

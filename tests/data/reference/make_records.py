@@ -1,0 +1,68 @@
+"""Write reference records, in this folder's format, for bundled networks that the shared
+reference data lacks (ConvNeXt): made from the libraries by the procedure of the shared
+``reference/make_reference.py`` (see README.md here), trimmed as the copies are.
+
+Run by hand, with torchvision 0.28 importable, from the repository root:
+``python tests/data/reference/make_records.py [NAME ...]``. The tests never import it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent.parent))  # tests/, for reference.py
+
+from reference import fill, golden_input  # noqa: E402
+
+# name -> (library, input resolution)
+SOURCES = {
+    "convnext_tiny": ("torchvision", 224),
+    "convnext_small": ("torchvision", 224),
+    "convnext_base": ("torchvision", 224),
+    "convnext_large": ("torchvision", 224),
+}
+
+
+def model(name: str) -> torch.nn.Module:
+    # torchvision's compiled ops need a CUDA build of torch; its model definitions do not
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    return getattr(tvm, name)()
+
+
+def record(name: str) -> dict:
+    source, resolution = SOURCES[name]
+    net = model(name).eval()
+    fill(net)
+    net = net.double()
+    with torch.no_grad():
+        logits = net(golden_input(resolution))
+        with FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, 3, resolution, resolution, dtype=torch.float64))
+    return {
+        "name": name,
+        "source": source,
+        "resolution": resolution,
+        "params": sum(p.numel() for p in net.parameters()),
+        "flops": counter.get_total_flops(),
+        "output_shape": list(logits.shape),
+        "state_dict": {k: list(v.shape) for k, v in net.state_dict().items()},
+        "golden_logits": [[float(v) for v in row] for row in logits],
+    }
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or SOURCES:
+        (HERE / f"{name}.json").write_text(json.dumps(record(name), separators=(",", ":")))
+        print("wrote", name)
