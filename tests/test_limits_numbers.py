@@ -293,7 +293,8 @@ def test_work_within_the_step_budget_is_accepted() -> None:
 def test_bundled_specs_use_a_small_part_of_the_step_budget(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(evaluate, "MAX_STEPS", MAX_STEPS // 20)
+    """Each within a sixteenth of the budget (efficientnet_v2_l, the most: about 26,000)."""
+    monkeypatch.setattr(evaluate, "MAX_STEPS", MAX_STEPS // 16)
     archdsl.load_graph(name)
 
 

@@ -476,6 +476,8 @@ def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) ->
         ("efficientnet_b0", archdsl.emit_python(archdsl.load_graph("efficientnet_b0"))),
         # numbered members of the network, a constructor too long for one line each
         ("numbered", archdsl.emit_python(archdsl.check(NUMBERED_UNITS))),
+        # docstrings too long for one line (a long block name and the variant's arguments)
+        ("efficientnet_v2_s", archdsl.emit_python(archdsl.load_graph("efficientnet_v2_s"))),
     ]:
         path = tmp_path / f"{name}.py"
         path.write_text(source)
@@ -485,6 +487,16 @@ def test_py_is_formatted_as_ruff_formats_it(mixed: nn.Module, tmp_path: Path) ->
             text=True,
         )
         assert done.returncode == 0, f"{name}:\n{done.stdout}{done.stderr}"
+
+
+def test_py_wraps_a_docstring_too_long_for_a_line() -> None:
+    source = archdsl.emit_python(archdsl.load_graph("efficientnet_v2_s"))
+    assert max(len(line) for line in source.splitlines()) <= python_source.LINE_LENGTH
+    wrapped = (
+        r'    """The block ``fused_mbconv`` \(efficientnet_v2.arch, line \d+\) with stride = 2,\n'
+        r'    expand_ratio = 4.\n    """\n'
+    )
+    assert re.search(wrapped, source)
 
 
 def test_py_is_deterministic() -> None:

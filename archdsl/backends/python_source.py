@@ -192,7 +192,7 @@ class _Writer:
 
     # -- one class --------------------------------------------------------------------
     def _class(self, cls: ClassPlan) -> str:
-        lines = [f"class {cls.name}(nn.Module):", f'{INDENT}"""{self._doc(cls)}"""', ""]
+        lines = [f"class {cls.name}(nn.Module):", *_docstring(self._doc(cls)), ""]
         params = [
             Group(
                 "def __init__(",
@@ -301,6 +301,17 @@ class _Writer:
             return leaf.func
         name = support.names[0]
         return self.local[(support.module, name)] + leaf.func[len(name) :]
+
+
+def _docstring(text: str) -> list[str]:
+    """A class's docstring: one line, or where that is too long, wrapped (over two lines at
+    least, as ruff's format keeps it) with the closing quotes on a line of their own."""
+    one = f'{INDENT}"""{text}"""'
+    if len(one) <= LINE_LENGTH:
+        return [one]
+    kept = text.replace(" = ", "\xa0=\xa0")  # never between a name and its value
+    wrapped = textwrap.wrap(kept, LINE_LENGTH - len(INDENT) - 3, initial_indent='"""')
+    return [INDENT + line.replace("\xa0", " ") for line in wrapped] + [f'{INDENT}"""']
 
 
 def _parameter(p: ClassParam) -> str:
