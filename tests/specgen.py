@@ -8,7 +8,7 @@ blocks inside blocks, a residual under ``add if``, ShuffleNet's channel split an
 half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered, called
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
-side outputs. Every block is as wide as its ``c``, so widths stay small. A rare draw may
+side outputs; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
 fail to check (a residual whose branch changed the width); callers skip those.
 
 >>> import random, archdsl
@@ -101,7 +101,7 @@ def _chain(r: random.Random, out: str, blocks: list[str]) -> str:
 
 
 def _unit(r: random.Random, out: str, blocks: list[str], i: int) -> str:
-    kind = r.choice(["conv"] * 5 + ["block", "group", "pool", "seq", "repeat", "concat"])
+    kind = r.choice(["conv"] * 5 + ["block", "group", "pool", "seq", "repeat", "concat", "mlp"])
     k = r.choice([1, 3])
     if kind == "block" and blocks:
         return f"{_label(r, f'inner{i}')}{r.choice(blocks)}({out})"
@@ -118,6 +118,13 @@ def _unit(r: random.Random, out: str, blocks: list[str], i: int) -> str:
         return f"conv({out}, 1) -> {_label(r, f'rep{i}')}{repeated}"
     if kind == "concat":
         return f"concat {{ conv({out}, 1); (conv(4, 1) -> relu) }} -> conv({out}, 1)"
+    if kind == "mlp":  # ConvNeXt's: over the channels, then the block's own layer scale
+        dash = "-" if r.random() < 0.1 else ""
+        flat = ", flat=true" if r.random() < 0.5 else ""
+        return (
+            f"conv({out}, 1) -> layernorm -> channel_linear({out} * 2) -> gelu "
+            f"-> {_label(r, f'fc{i}')}channel_linear({out}) -> ls{dash}{i}: layer_scale(0.5{flat})"
+        )
     bias = ", bias=false" if r.random() < 0.5 else ""
     kernel = r.choice([f"{k}, padding={k // 2}", "k, padding=(k - 1) // 2", "k, padding=k // 2"])
     text = f"{_label(r, f'conv{i}')}conv({out}, {kernel}{bias})"
