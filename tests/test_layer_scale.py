@@ -254,3 +254,28 @@ network n {
         layer = net.get_submodule(name)
         assert torch.equal(layer.weight, torch.full_like(layer.weight, 0.25))
         assert not layer.bias.any()
+
+
+def test_a_layer_scale_as_a_side_output(tmp_path: Path) -> None:
+    """Alone, a side output that is a layer scale has no module to skip in eval mode: an
+    error that says how to write it; inside a labelled group it is that group's."""
+    bare = "network n { input [4, 6, 6]; conv(4, 3, padding=1); side aux: layer_scale(0.5); fc: (global_avgpool(flatten=true) -> linear(3)) }"
+    with pytest.raises(archdsl.ArchError, match="side output 'aux' is a layer_scale alone") as e:
+        archdsl.check(bare)
+    assert e.value.column == bare.index("side aux") + 1
+    net = archdsl.compile(
+        bare.replace("side aux: layer_scale(0.5)", "side aux: (g: layer_scale(0.5))")
+    )
+    assert net.get_parameter("aux.g").shape == (4, 1, 1)
+    emitted = emitted_class(net, tmp_path)()
+    emitted.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        for training in (True, False):
+            want, got = net.train(training)(x), emitted.train(training)(x)
+            if training:
+                assert len(want) == len(got) == 2
+                for w, g in zip(want, got):
+                    torch.testing.assert_close(g, w, rtol=0, atol=0)
+            else:
+                torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -310,6 +310,13 @@ class Elaborator:
             )
         if out == cur:
             raise ArchTypeError(f"side output '{name}' computes nothing", item.span)
+        made = self.graph.node(out)
+        if made.op in PARAMETER_OPS and made.path == name:  # no module to skip in eval mode
+            raise ArchTypeError(
+                f"side output '{name}' is a {made.op} alone, which has no module of its own; "
+                f"label it inside a group: side {name}: (gamma: {made.op}(...))",
+                item.span,
+            )
         self.graph.side_outputs[name] = out
         self.side_spans[name] = item.label.span
 
