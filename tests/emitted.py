@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 from torch import nn
 
@@ -68,3 +69,36 @@ def run_both(a: nn.Module, b: nn.Module, x: torch.Tensor, training: bool) -> tup
         torch.manual_seed(1)
         yb = b(x)
     return ya, yb
+
+
+def assert_py_computes_the_same(network: nn.Module, x: torch.Tensor, tmp_path: Path) -> None:
+    """The ``.py`` output of ``network`` takes its weights strictly and computes exactly
+    what it computes, in eval and in training mode (the same seed: the same dropout and
+    stochastic depth draws), main and side outputs."""
+    emitted = emitted_class(network, tmp_path)()
+    emitted.load_state_dict(network.state_dict(), strict=True)
+    for training in (False, True):
+        want, got = run_both(network, emitted, x, training)
+        if isinstance(want, tuple):
+            assert isinstance(got, tuple) and len(got) == len(want)
+        else:
+            want, got = (want,), (got,)
+        for w, g in zip(want, got):
+            torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def assert_exports_compute(network: nn.Module, x: torch.Tensor, tmp_path: Path) -> None:
+    """``network``'s ``.pt2`` program computes exactly what it computes in eval mode, and
+    its ``.onnx`` file, run by onnxruntime (where installed), within 1e-4."""
+    network.eval()
+    with torch.no_grad():
+        want = network(x)
+    archdsl.export(network, tmp_path / "n.pt2")
+    program = torch.export.load(str(tmp_path / "n.pt2")).module()
+    torch.testing.assert_close(program(x), want, rtol=0, atol=0)
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    archdsl.export(network, tmp_path / "n.onnx")
+    session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-5)

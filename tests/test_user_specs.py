@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import archdsl
-from emitted import emitted_class
+from emitted import assert_py_computes_the_same
 from reference import fill, golden_input
 
 USER_NETS = Path(__file__).parent / "data" / "user_nets"
@@ -58,14 +58,5 @@ def test_user_spec_as_python_source(name: str, tmp_path: Path) -> None:
     """The ``.py`` output takes the compiled module's weights strictly and computes the
     same outputs, in eval and training mode."""
     model = fill(archdsl.compile_file(USER_NETS / f"{name}.arch"))
-    emitted = emitted_class(model, tmp_path)()
-    emitted.load_state_dict(model.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    for training in (False, True):
-        model.train(training)
-        emitted.train(training)
-        torch.manual_seed(0)
-        want = model(x)
-        torch.manual_seed(0)
-        got = emitted(x)
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert_py_computes_the_same(model, x, tmp_path)
