@@ -1,5 +1,5 @@
 """Write reference records, in this folder's format, for bundled networks that the shared
-reference data lacks (ConvNeXt, EfficientNetV2): made from the libraries by the procedure of the shared
+reference data lacks (ConvNeXt, EfficientNetV2, MobileNetV3): made from the libraries by the procedure of the shared
 ``reference/make_reference.py`` (see README.md here), trimmed as the copies are.
 
 Run by hand, with torchvision 0.28 importable, from the repository root:
@@ -27,6 +27,8 @@ SOURCES = {
     "convnext_small": ("torchvision", 224),
     "convnext_base": ("torchvision", 224),
     "convnext_large": ("torchvision", 224),
+    "mobilenet_v3_large": ("torchvision", 224),
+    "mobilenet_v3_small": ("torchvision", 224),
     # at the resolution of torchvision's weights' transforms
     "efficientnet_v2_s": ("torchvision", 384),
     "efficientnet_v2_m": ("torchvision", 480),

@@ -29,7 +29,6 @@ import archdsl  # noqa: E402
 
 # name -> the library whose model the spec follows, and that model's name there
 SOURCES = {
-    "mobilenet_v3_large": ("torchvision", "mobilenet_v3_large"),
     "mobilenetv3_large_100": ("timm", "mobilenetv3_large_100"),
     "squeezenet1_1": ("torchvision", "squeezenet1_1"),
     "shufflenet_v2_x1_0": ("torchvision", "shufflenet_v2_x1_0"),
