@@ -69,8 +69,7 @@ def test_py_names_structural_variants_by_what_differs() -> None:
         "MbconvStochasticDepthExpand",
     ]
     # a flag is named by what it is about (use_se: Se), a string argument by its value
-    spec = Path(__file__).parent / "data" / "user_nets" / "mobilenet_v3_large.arch"
-    mobilenet = _class_names(archdsl.emit_python(archdsl.compile_file(spec)))
+    mobilenet = _class_names(archdsl.emit_python(archdsl.load_graph("mobilenet_v3_large")))
     assert {"BneckSe", "BneckSeSkip", "BneckHs", "BneckSeHs", "BneckSeHsSkip"} <= set(mobilenet)
 
 
