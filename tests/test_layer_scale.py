@@ -164,6 +164,8 @@ def test_a_block_with_a_layer_scale_through_every_output(tmp_path: Path) -> None
             torch.testing.assert_close(again(x), want, rtol=0, atol=0)
         fast = archdsl.optimize_for_inference(net)
         torch.testing.assert_close(fast(x), want, rtol=1e-4, atol=1e-5)
+        # each layer scale folded into the channel_linear before it (in the block's child)
+        assert [n for n, _ in fast.named_parameters() if "layer_scale" in n] == []
         # the rewrites before torch.compile inline every scope: the parameter read with it
         flat = archdsl.optimize_for_inference(net, rules=COMPILE_RULES)
         assert not [m for m in flat.modules() if isinstance(m, torch.fx.GraphModule)][1:]
@@ -243,3 +245,28 @@ def test_a_layer_scale_as_a_side_output(tmp_path: Path) -> None:
     assert net.get_parameter("aux.g").shape == (4, 1, 1)
     assert len(net.train()(torch.randn(2, 4, 6, 6))) == 2  # in training mode, with aux
     assert_py_computes_the_same(net, torch.randn(2, 4, 6, 6), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "chain, folded",
+    [
+        ("fc: channel_linear(4) -> g: layer_scale(0.5)", True),
+        ("c: conv(4, 3, padding=1) -> g: layer_scale(0.5, flat=true)", True),
+        ("c: conv(4, 3, padding=1, bias=false) -> g: layer_scale(0.5)", True),
+        ("b: (c: conv(4, 3, padding=1) -> identity) -> g: layer_scale(0.5)", True),
+        # after an activation, or where the layer's output is read again: kept
+        ("fc: channel_linear(4) -> gelu -> g: layer_scale(0.5)", False),
+        ("fc: channel_linear(4) -> add { (); g: layer_scale(0.5) }", False),
+    ],
+)
+def test_optimize_folds_a_layer_scale_into_the_layer_before_it(chain: str, folded: bool) -> None:
+    torch.manual_seed(0)
+    net = archdsl.compile(f"network n {{ input [4, 5, 5]; {chain} }}").eval()
+    with torch.no_grad():
+        net.get_parameter("g").uniform_(-2, 2)
+        x = torch.randn(2, 4, 5, 5)
+        want = net(x)
+        fast = archdsl.optimize_for_inference(net)
+        torch.testing.assert_close(fast(x), want, rtol=1e-5, atol=1e-6)
+    assert ("g" not in dict(fast.named_parameters())) == folded
+    assert "g" in dict(net.named_parameters())  # the network itself is untouched

@@ -57,6 +57,7 @@ def test_rules_are_listed_in_order() -> None:
         "drop_side_outputs",
         "remove_identities",
         "fold_batch_norm",
+        "fold_layer_scale",
         "channels_last",
     ]
     assert optimize.COMPILE_RULES == (

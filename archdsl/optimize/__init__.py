@@ -2,8 +2,8 @@
 ``torch.fx`` graphs of the module tree, listed in :data:`RULES` and applied in that order.
 
 An optimised module is for inference only: it is in eval mode, its parameters do not
-require grad, batch norms are folded away (so its state_dict has fewer keys than the
-network's) and training-only side outputs are gone. Its outputs equal the original
+require grad, batch norms and layer scales are folded into the layers before them (so its
+state_dict has fewer keys than the network's) and training-only side outputs are gone. Its outputs equal the original
 module's in eval mode up to float rounding (folding reorders a few multiplications).
 
 >>> import torch, archdsl
@@ -20,6 +20,7 @@ from archdsl.optimize.compiled import FROZEN_COMPILE, CompiledForInference, comp
 from archdsl.optimize.concat_chains import concat_chains_in_place
 from archdsl.optimize.eval_mode import drop_side_outputs, freeze, remove_identities
 from archdsl.optimize.fold_batch_norm import fold_batch_norm
+from archdsl.optimize.fold_layer_scale import fold_layer_scale
 from archdsl.optimize.graphs import ELEMENTWISE, Rule, graph_modules
 from archdsl.optimize.inline_scopes import inline_scopes
 from archdsl.optimize.layout import channels_last, default_layout
@@ -41,6 +42,7 @@ __all__ = [
     "default_layout",
     "drop_side_outputs",
     "fold_batch_norm",
+    "fold_layer_scale",
     "freeze",
     "graph_modules",
     "inline_scopes",

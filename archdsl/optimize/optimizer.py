@@ -9,6 +9,7 @@ from torch import fx, nn
 from archdsl.optimize.concat_chains import concat_chains_in_place
 from archdsl.optimize.eval_mode import drop_side_outputs, freeze, remove_identities
 from archdsl.optimize.fold_batch_norm import fold_batch_norm
+from archdsl.optimize.fold_layer_scale import fold_layer_scale
 from archdsl.optimize.graphs import Rule
 from archdsl.optimize.inline_scopes import inline_scopes
 from archdsl.optimize.layout import channels_last
@@ -20,6 +21,7 @@ RULES: tuple[Rule, ...] = (
     drop_side_outputs,
     remove_identities,
     fold_batch_norm,
+    fold_layer_scale,
     channels_last,
 )
 
