@@ -379,7 +379,9 @@ def _name_widths(
         }
         name = passed.pop() if len(passed) == 1 else None
         other = next((p for p in cls.params if p.name == name and p is not param), None)
-        if name not in own or other is None or not words.get(name) == other.values == param.values:
+        if name not in own or other is None:
+            continue
+        if words.get(name) != param.values or other.values != param.values:
             continue
         for key, filled in cls.slots.items():
             if filled is other:

@@ -210,11 +210,8 @@ class _Writer:
             if identifier(m.attr):
                 lines += layout_lines(expr, body, f"self.{m.attr} = ")
             else:
-                register = (
-                    "self.add_module("
-                    if m.module is not None or m.scope
-                    else ("self.register_parameter(")
-                )
+                parameter = m.module is None and m.scope is None  # a layer scale's
+                register = "self.register_parameter(" if parameter else "self.add_module("
                 lines += layout_lines(Group(register, [literal(m.attr), expr], ")"), body)
         lines.append("")
         returns = "torch.Tensor"

@@ -306,8 +306,9 @@ def _build_scope(
     sides = (
         {node_id: name for name, node_id in graph.side_outputs.items()} if scope == _ROOT else {}
     )
-    # What the scope computes, in order: ("call", module name, input ids, output id) or
-    # ("merge", node, input ids); then which id it returns.
+    # What the scope computes, in order: ("call", module name, input ids, output id),
+    # ("merge", node, input ids) or ("parameter", its name, input ids, output id, flat);
+    # then which id it returns.
     steps: list[tuple[Any, ...]] = []
     modules: dict[str, nn.Module | nn.Parameter] = {}
     for kind, obj in b.layout.items[scope]:
