@@ -296,6 +296,8 @@ class _Formatter:
             return 0
         if w and v in (",", ")", "]", ".", ":"):
             return 0
+        if tok.type == "NUMBER" and v.startswith(".") and p.type in ("NAME", "NUMBER"):
+            return 0  # a numbered part of an init rule's path: classifier.1.weight
         if pw and pv in ("(", "[", "."):
             return 0
         if pw and pv == ":" and top is not None and top.char == "[":

@@ -16,7 +16,7 @@ import archdsl
 from archdsl.backends.torch_modules import ChannelShuffle, ChannelSlice
 from emitted import assert_exports_compute
 
-# ShuffleNetV2's unit, both kinds, small (see tests/data/user_nets/shufflenet_v2_x1_0.arch)
+# ShuffleNetV2's unit, both kinds, small (see specs/lib/shufflenet_v2.arch)
 SHUFFLE = """
 block unit(out, stride) {
   half = out // 2

@@ -20,6 +20,7 @@ from torch import fx, nn
 
 import archdsl
 from archdsl.backends.torch_modules import build_module
+from archdsl.fmt import format_source
 from torchnets import MIXED, RES, RESNET_1111, TINY, fresh, graph_modules
 
 
@@ -261,6 +262,25 @@ def test_init_rules_applied():
     # linear keeps PyTorch's default: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert model.fc.weight.abs().max().item() <= 1 / 512**0.5
     assert torch.equal(model.bn1.weight, torch.ones(64))
+
+
+def test_an_init_rule_names_a_numbered_module_by_its_path():
+    """torchvision's SqueezeNet initialises its last convolution, ``classifier.1``, apart
+    from the others; the lexer reads ``.1`` as a number, which a path may hold."""
+    torch.manual_seed(0)
+    model = archdsl.load("squeezenet1_1")
+    final = model.get_submodule("classifier.1").weight  # 1000 x 512: normal(0, 0.01)
+    assert abs(final.std().item() / 0.01 - 1) < 0.02
+    first = model.get_submodule("features.0").weight  # kaiming_uniform (a=0): bound sqrt(6 / 27)
+    assert first.abs().max().item() <= (6 / 27) ** 0.5
+    assert first.std().item() > 0.1  # not the final conv's
+    src = "network n {{ init {} = ones; input [3, 8, 8]; a: seq {{ relu; seq {{ conv(4, 1) }} }} }}"
+    net = archdsl.compile(src.format("a.1.0.weight"))
+    assert torch.equal(net.get_parameter("a.1.0.weight"), torch.ones(4, 3, 1, 1))
+    assert "init a.1.0.weight = ones" in format_source(src.format("a .1 .0.weight"))
+    for bad, word in (("a.1.0.1e3", ".1e3"), ("a.1.0", ".0")):
+        with pytest.raises(archdsl.ArchError, match=f"init: '{word}' is not a part of a module"):
+            archdsl.check(src.format(bad))
 
 
 def test_a_tensor_an_init_rule_writes_is_not_drawn_first_by_pytorchs_default():

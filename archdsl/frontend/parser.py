@@ -3,6 +3,7 @@ and nowhere else."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -37,6 +38,10 @@ _EXPR_OPERATORS = {
     "and", "or", "not", "if",
 }  # fmt: skip
 _EXPR_SEPARATORS = {",", "=", ":", "->", "x"}
+
+
+_PATH_NUMBER = re.compile(r"\.\d+")
+"""A numbered part of an ``init`` rule's module path, as the lexer reads it (``.1``)."""
 
 
 class _Level:
@@ -373,9 +378,19 @@ class _ToAst:
         return ast.InputStmt(self._s(ext), shape, chain)
 
     def init_stmt(self, ext, children):
-        names = [str(c) for c in children if isinstance(c, Token)]
-        *target, tensor, fn = names
-        return ast.InitStmt(self._s(ext), tuple(target), tensor, fn, _args(children))
+        tokens = [c for c in children if isinstance(c, Token)]
+        *target, tensor, fn = tokens
+        for t in (*target, tensor):
+            if t.type == "NUMBER" and (t is tensor or not _PATH_NUMBER.fullmatch(t)):
+                self._defer(
+                    ArchSyntaxError(
+                        f"init: '{t}' is not a part of a module path, which is names and "
+                        "numbers (classifier.1.weight) ending in the tensor, weight or bias",
+                        self._t(t),
+                    )
+                )
+        parts = tuple(str(t).lstrip(".") for t in target)
+        return ast.InitStmt(self._s(ext), parts, str(tensor), str(fn), _args(children))
 
     def assert_stmt(self, ext, children):
         cond, message = children

@@ -1,5 +1,5 @@
 """Write reference records, in this folder's format, for bundled networks that the shared
-reference data lacks (ConvNeXt, EfficientNetV2, MobileNetV3): made from the libraries by the procedure of the shared
+reference data lacks (ConvNeXt, EfficientNetV2, MobileNetV3, ShuffleNetV2, SqueezeNet): made from the libraries by the procedure of the shared
 ``reference/make_reference.py`` (see README.md here), trimmed as the copies are.
 
 Run by hand, with torchvision 0.28 importable, from the repository root:
@@ -29,6 +29,12 @@ SOURCES = {
     "convnext_large": ("torchvision", 224),
     "mobilenet_v3_large": ("torchvision", 224),
     "mobilenet_v3_small": ("torchvision", 224),
+    "shufflenet_v2_x0_5": ("torchvision", 224),
+    "shufflenet_v2_x1_0": ("torchvision", 224),
+    "shufflenet_v2_x1_5": ("torchvision", 224),
+    "shufflenet_v2_x2_0": ("torchvision", 224),
+    "squeezenet1_0": ("torchvision", 224),
+    "squeezenet1_1": ("torchvision", 224),
     # at the resolution of torchvision's weights' transforms
     "efficientnet_v2_s": ("torchvision", 384),
     "efficientnet_v2_m": ("torchvision", 480),

@@ -30,8 +30,6 @@ import archdsl  # noqa: E402
 # name -> the library whose model the spec follows, and that model's name there
 SOURCES = {
     "mobilenetv3_large_100": ("timm", "mobilenetv3_large_100"),
-    "squeezenet1_1": ("torchvision", "squeezenet1_1"),
-    "shufflenet_v2_x1_0": ("torchvision", "shufflenet_v2_x1_0"),
     "regnety_004": ("timm", "regnety_004"),
     "regnet_y_400mf": ("torchvision", "regnet_y_400mf"),
     "legacy_xception": ("timm", "legacy_xception"),
