@@ -143,6 +143,10 @@ def test_indexing_variables_and_in_shape():
         ("floor(-2.1)", -3),
         ("abs(-4)", 4),
         ("sqrt(16)", 4.0),
+        ("log(1)", 0.0),
+        ("log(8, 2)", 3.0),
+        ("log(100, 10)", 2.0),
+        ("round(log(48 + 27.89, 2.09))", 6),
         ("len([1, 2, 3])", 3),
         ("len('abc')", 3),
         ("sum([1, 2, 3.5])", 6.5),
@@ -195,6 +199,48 @@ def test_make_divisible_matches_torchvision(v, d, m):
         assert evaluate(_MAKE_DIVISIBLE[0], Env({"v": v, "d": d})) == expected
 
 
+def test_log_is_pythons():
+    import math
+
+    for v in (1e-300, 0.5, 1, 2.09, 7, 10**18):
+        assert ev("log(v)", v=v) == math.log(v)
+        for base in (0.5, 2, 2.52, 10):
+            assert ev("log(v, b)", v=v, b=base) == math.log(v, base)
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("[v for v in [3, 1, 4, 1, 5] if v > 1]", (3, 4, 5)),
+        ("[v * 2 for v in range(6) if v % 2 == 0]", (0, 4, 8)),
+        ("[v for v in [1, 2] if false]", ()),
+        ("[v for v in [1, 2, 3] if (v != 2 if true else false)]", (1, 3)),
+        ("[l[i] for i in range(len(l)) if i == 0 or l[i] != l[i - 1]]", (8, 16, 32)),
+        ("[len([w for w in l if w == s]) for s in [8, 16, 32]]", (2, 1, 3)),
+    ],
+)
+def test_comprehension_filters_as_python(text, value):
+    assert ev(text, l=[8, 8, 16, 32, 32, 32]) == value
+
+
+def test_regnet_widths_are_torchvisions():
+    """RegNet's quantised linear widths, as the bundled spec computes them, against
+    torchvision's ``BlockParams.from_init_params`` (its values for RegNetY-400MF and
+    RegNetX-8GF, whose first stage is narrower than its group width)."""
+    widths = "[round(w0 * wm ** round(log((w0 + wa * j) / w0, wm)) / 8) * 8 for j in range(d)]"
+    stages = "[b[j] for j in range(len(b)) if j == 0 or b[j] != b[j - 1]]"
+    depths = "[len([w for w in b if w == s]) for s in st]"
+    adjusted = "[make_divisible(w, min(g, w)) for w in st]"
+    for (d, w0, wa, wm, g), want, want_depths in [
+        ((16, 48, 27.89, 2.09, 8), (48, 104, 208, 440), (1, 3, 6, 6)),
+        ((23, 80, 49.56, 2.88, 120), (80, 240, 720, 1920), (2, 5, 15, 1)),
+    ]:
+        b = ev(widths, d=d, w0=w0, wa=wa, wm=wm)
+        st_ = ev(stages, b=b)
+        assert ev(depths, b=b, st=st_) == want_depths
+        assert ev(adjusted, st=st_, g=g) == want
+
+
 def test_make_divisible_mobilenet_widths():
     """MobileNetV2's channel table at a few width multipliers, as torchvision computes it."""
     channels = [32, 16, 24, 32, 64, 96, 160, 320, 1280]
@@ -217,6 +263,13 @@ def test_make_divisible_mobilenet_widths():
         ("undefined_name", archdsl.ArchNameError, "unknown name"),
         ("min()", archdsl.ArchTypeError, "of nothing"),
         ("sqrt(-1)", archdsl.ArchTypeError, "negative"),
+        ("log(0)", archdsl.ArchTypeError, "positive"),
+        ("log(-2.5, 2)", archdsl.ArchTypeError, "positive"),
+        ("log(8, 1)", archdsl.ArchTypeError, "base 1"),
+        ("log(8, 0)", archdsl.ArchTypeError, "base 0"),
+        ("log(8, 2, 2)", archdsl.ArchTypeError, "1 or 2 arguments"),
+        ("log('a')", archdsl.ArchTypeError, "needs a number"),
+        ("[v for v in [1, 2] if v]", archdsl.ArchTypeError, "true or false"),
         ("range(1, 2, 0)", archdsl.ArchTypeError, "step"),
         ("make_divisible(10, 0)", archdsl.ArchTypeError, "divisor"),
         ("10 ** 300", archdsl.ArchLimitError, "too large"),

@@ -16,7 +16,7 @@ from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, String
 
 from archdsl import highlight
-from archdsl.highlight import OP_NAMES, ArchdslLexer
+from archdsl.highlight import FUNCTIONS, OP_NAMES, ArchdslLexer
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.arch")) + sorted((ROOT / "specs" / "lib").glob("*.arch"))
@@ -81,6 +81,8 @@ def test_textmate_grammar_names_every_op() -> None:
     assert grammar["scopeName"] == "source.archdsl"
     op_pattern = grammar["repository"]["op"]["match"]
     assert set(OP_NAMES) <= set(re.findall(r"\w+", op_pattern))
+    function_pattern = grammar["repository"]["function"]["match"]
+    assert set(FUNCTIONS) <= set(re.findall(r"\w+", function_pattern))
     for rule in grammar["repository"].values():  # every regex compiles
         for r in rule.get("patterns", [rule]):
             if "match" in r:

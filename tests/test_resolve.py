@@ -65,6 +65,9 @@ ONE_UNKNOWN = {
     "for list": "network n { input [3, 8, 8]; for i in sizes { relu } }",
     "if condition": "network n { input [3, 8, 8]; if deep { relu } }",
     "comprehension list": "network n { input [3, 8, 8]; conv(sum([i for i in sizes]), 1) }",
+    "comprehension list with a filter": (
+        "network n { input [3, 8, 8]; conv(sum([i for i in sizes if i > 0]), 1) }"
+    ),
     "ternary condition": "network n { input [3, 8, 8]; conv(8 if deep else 4, 1) }",
     "left of and": "network n { input [3, 8, 8]; if deep and true { relu } }",
     "merge branch": "network n { input [3, 8, 8]; add { relu; rleu } }",
@@ -195,6 +198,10 @@ MAY_NOT_RUN = {
     "ternary arm": "network n { input [3, 8, 8]; conv(8 if true else widht, 1) }",
     "right of or": "network n { input [3, 8, 8]; if true or deep { relu } }",
     "comprehension over nothing": "network n { input [3, 8, 8]; conv(8 + sum([zz for i in []]), 1) }",
+    "comprehension filter": (
+        "network n { input [3, 8, 8]; conv(8 + sum([i for i in [] if i > lim]), 1) }"
+    ),
+    "filtered out": "network n { input [3, 8, 8]; conv(8 + sum([zz for i in [1] if false]), 1) }",
     "unused block": "block spare { rleu }\nnetwork n { input [3, 8, 8]; relu }",
     "block in a branch": (
         "block spare { rleu }\nnetwork n { input [3, 8, 8]; if false { spare } }"

@@ -89,6 +89,22 @@ def _bi_round(args: list[Any], span: Span) -> Any:
     return _to_int("round", v, round, span)
 
 
+def _bi_log(args: list[Any], span: Span) -> float:
+    """``log(x)``, the natural logarithm, or ``log(x, base)``, as Python's ``math.log``
+    (RegNet's quantised widths)."""
+    if len(args) not in (1, 2):
+        raise ArchTypeError(f"log() takes 1 or 2 arguments, got {len(args)}", span)
+    x = _num_arg("log", args[0], span)
+    if x <= 0:
+        raise ArchTypeError(f"log() of {show(x)}: it needs a positive number", span)
+    if len(args) == 1:
+        return math.log(x)
+    base = _num_arg("log", args[1], span)
+    if base <= 0 or base == 1:
+        raise ArchTypeError(f"log(): base {show(base)} must be positive and not 1", span)
+    return math.log(x, base)
+
+
 def _bi_range(args: list[Any], span: Span) -> Any:
     if not 1 <= len(args) <= 3 or not all(
         isinstance(a, int) and not isinstance(a, bool) for a in args
@@ -210,6 +226,7 @@ BUILTINS: dict[str, Callable[[list[Any], Span], Any]] = {
     "floor": _one("floor", lambda v, s: _to_int("floor", v, math.floor, s)),
     "abs": _one("abs", lambda v, s: abs(_num_arg("abs", v, s))),
     "sqrt": _one("sqrt", lambda v, s: _sqrt(_num_arg("sqrt", v, s), s)),
+    "log": _bi_log,
     "len": _one("len", _bi_len),
     "sum": _one("sum", _bi_sum),
     "range": _bi_range,

@@ -282,7 +282,8 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
             budget.spend(len(values), expr.span)
             for v in values:
                 inner.names[expr.var] = v
-                out.append(evaluate(expr.expr, inner))
+                if expr.cond is None or _bool(evaluate(expr.cond, inner), "if", expr.cond.span):
+                    out.append(evaluate(expr.expr, inner))
         except ArchLimitError as e:
             budget.blame(e, expr.span)
             raise

@@ -38,11 +38,13 @@ class ListExpr(Expr):
 
 @dataclass(frozen=True)
 class Comprehension(Expr):
-    """``[expr for var in iterable]``."""
+    """``[expr for var in iterable]``, or ``[expr for var in iterable if cond]``: the items
+    for which ``cond`` holds."""
 
     expr: Expr
     var: str
     iterable: Expr
+    cond: Expr | None = None
     var_span: Span | None = None  # the loop variable's name
 
 

@@ -556,8 +556,8 @@ class _ToAst:
         return ast.InRef(self._s(ext))
 
     def comprehension(self, ext, children):
-        expr, var, iterable = children
-        return ast.Comprehension(self._s(ext), expr, str(var), iterable, self._t(var))
+        expr, var, iterable, cond = children
+        return ast.Comprehension(self._s(ext), expr, str(var), iterable, cond, self._t(var))
 
     def list(self, ext, children):
         return ast.ListExpr(self._s(ext), tuple(c for c in children if c is not None))

@@ -375,6 +375,8 @@ class _Walker:
             if everything:
                 inner = scope.child()
                 self._bind(inner, e.var, e.var_span, "comprehension variable")
+                if e.cond is not None:
+                    yield e.cond, inner
                 yield e.expr, inner
         elif isinstance(e, ast.Ternary):
             yield e.cond, scope
