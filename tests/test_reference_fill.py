@@ -111,9 +111,9 @@ def test_fill_and_golden_input_reproduce_alexnet_logits():
 
 def test_reference_records_are_complete():
     names = reference_names()
-    # the shared data's 38; made here: ConvNeXt's 4, EfficientNetV2's 3, MobileNetV3's 2,
-    # ShuffleNetV2's 4 and SqueezeNet's 2
-    assert len(names) == 53
+    # the shared data's 38; made here: ConvNeXt's 4, EfficientNetV2's 3, MNASNet's 4,
+    # MobileNetV3's 2, RegNet's 15, ShuffleNetV2's 4 and SqueezeNet's 2
+    assert len(names) == 72
     for name in names:
         ref = load_reference(name)
         assert ref["name"] == name

@@ -1,5 +1,6 @@
 """Write reference records, in this folder's format, for bundled networks that the shared
-reference data lacks (ConvNeXt, EfficientNetV2, MobileNetV3, ShuffleNetV2, SqueezeNet): made from the libraries by the procedure of the shared
+reference data lacks (ConvNeXt, EfficientNetV2, MNASNet, MobileNetV3, RegNet,
+ShuffleNetV2, SqueezeNet): made from the libraries by the procedure of the shared
 ``reference/make_reference.py`` (see README.md here), trimmed as the copies are.
 
 Run by hand, with torchvision 0.28 importable, from the repository root:
@@ -27,6 +28,25 @@ SOURCES = {
     "convnext_small": ("torchvision", 224),
     "convnext_base": ("torchvision", 224),
     "convnext_large": ("torchvision", 224),
+    "regnet_x_400mf": ("torchvision", 224),
+    "regnet_x_800mf": ("torchvision", 224),
+    "regnet_x_1_6gf": ("torchvision", 224),
+    "regnet_x_3_2gf": ("torchvision", 224),
+    "regnet_x_8gf": ("torchvision", 224),
+    "regnet_x_16gf": ("torchvision", 224),
+    "regnet_x_32gf": ("torchvision", 224),
+    "regnet_y_400mf": ("torchvision", 224),
+    "regnet_y_800mf": ("torchvision", 224),
+    "regnet_y_1_6gf": ("torchvision", 224),
+    "regnet_y_3_2gf": ("torchvision", 224),
+    "regnet_y_8gf": ("torchvision", 224),
+    "regnet_y_16gf": ("torchvision", 224),
+    "regnet_y_32gf": ("torchvision", 224),
+    "regnet_y_128gf": ("torchvision", 224),
+    "mnasnet0_5": ("torchvision", 224),
+    "mnasnet0_75": ("torchvision", 224),
+    "mnasnet1_0": ("torchvision", 224),
+    "mnasnet1_3": ("torchvision", 224),
     "mobilenet_v3_large": ("torchvision", 224),
     "mobilenet_v3_small": ("torchvision", 224),
     "shufflenet_v2_x0_5": ("torchvision", 224),

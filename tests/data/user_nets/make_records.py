@@ -31,7 +31,6 @@ import archdsl  # noqa: E402
 SOURCES = {
     "mobilenetv3_large_100": ("timm", "mobilenetv3_large_100"),
     "regnety_004": ("timm", "regnety_004"),
-    "regnet_y_400mf": ("torchvision", "regnet_y_400mf"),
     "legacy_xception": ("timm", "legacy_xception"),
     "resnet50d": ("timm", "resnet50d"),
     "efficientnet_lite2": ("timm", "efficientnet_lite2"),
