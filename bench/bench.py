@@ -353,6 +353,40 @@ def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
     return text, raw
 
 
+# An input every network takes (inception_v3 needs 75 pixels or more).
+SWEEP_SIZE = 64
+SWEEP_SIZES = {"inception_v3": 80}
+
+
+def every_network(tvm: Any, quick: bool) -> tuple[str, dict[str, Any]]:
+    """Every bundled network torchvision also builds, against torchvision's with the same
+    weights: whether the outputs are the same bits, and an eval forward at batch 2 on a
+    small input, interleaved (9 rounds of 3 calls: a sweep for a family far behind, noisier
+    than the eager section's rounds)."""
+    names = [n for n in archdsl.list_specs() if hasattr(tvm, n)]
+    rows, raw = [], {}
+    for name in ("resnet18",) if quick else names:
+        tv, ad = pair(tvm, name)
+        tv.eval()
+        ad.eval()
+        size = SWEEP_SIZES.get(name, SWEEP_SIZE)
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            want, got = tv(x), ad(x)
+            r = interleaved(
+                lambda m=ad, x=x: [m(x) for _ in range(3)],
+                lambda m=tv, x=x: [m(x) for _ in range(3)],
+                3 if quick else 9,
+            )
+        diff = ((got - want).abs().max() / want.abs().max()).item()
+        raw[name] = {**r, "identical": torch.equal(got, want), "max_rel_diff": diff}
+        same = "identical" if torch.equal(got, want) else f"{diff:.1e} apart"
+        rows.append([name, both(r, "b"), both(r, "a"), f"{r['ratio']:.3f}", same])
+        del tv, ad
+    header = ["network", "torchvision ms", "archdsl ms", "ratio", "outputs"]
+    return table(header, rows), raw
+
+
 SECTIONS = (
     "frontend",
     "construction",
@@ -361,7 +395,11 @@ SECTIONS = (
     "optimised",
     "compiled",
     "scaling",
+    "every",
 )
+# Run only when asked for (--only every; --quick runs it on resnet18): all 63 networks
+# take about 15 minutes.
+OPT_IN = frozenset({"every"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(THREADS)
     nets = tuple(args.networks or (("resnet50",) if args.quick else NETWORKS))
     nets = tuple(n for n in nets if n in archdsl.list_specs())
-    only = set(args.only or SECTIONS)
+    only = set(args.only or (SECTIONS if args.quick else set(SECTIONS) - OPT_IN))
     tvm = torchvision_models()
     results: dict[str, Any] = {"machine": {**machine(), "keep_memory": kept}, "quick": args.quick}
     print("# archdsl benchmark\n\n```\n" + json.dumps(results["machine"], indent=1) + "\n```")
@@ -406,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: compiled(tvm, tuple(args.compile_networks or nets), args.quick),
         ),
         ("scaling", "Scaling", lambda: scaling(args.quick)),
+        ("every", "Every torchvision network", lambda: every_network(tvm, args.quick)),
     ]
     run_sections([r for r in runs if r[0] in only], results)
     if args.json:

@@ -80,6 +80,7 @@ def test_the_compared_networks_agree_with_torchvision(quick_run: tuple[dict, str
         optimised = results["optimised"][f"resnet18 {batch}"]
         assert set(optimised) >= {"vs_torchvision", "vs_onnxruntime", "rel_error"}
         assert 0 <= optimised["rel_error"] < 1e-4
+    assert results["every"]["resnet18"]["identical"] is True  # the same bits in float32
     compiled = results["compiled"]["resnet18"]
     assert compiled["frozen"] is True
     assert 0 <= compiled["rel_error_frozen"] < 1e-4
