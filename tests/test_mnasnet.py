@@ -1,15 +1,19 @@
 """MNASNet (``specs/lib/mnasnet.arch``) beyond what its records show (keys, shapes and
-golden logits, in test_specs.py): torchvision's batch norm momentum, dropout and init."""
+golden logits, in test_specs.py): torchvision's batch norm momentum, dropout and init, and
+the ``.py`` output of a network whose every layer sits in one numbered sequence."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import archdsl
+from emitted import assert_py_computes_the_same
+from reference import fill
 
 
 @pytest.mark.parametrize("name", ["mnasnet0_5", "mnasnet1_3"])
@@ -35,3 +39,9 @@ def test_init_is_torchvisions() -> None:
     assert torch.count_nonzero(fc.bias) == 0
     last = model.get_submodule("layers.14")  # 1x1 to 1280
     assert abs(last.weight.std().item() - math.sqrt(2 / 1280)) <= 0.05 * math.sqrt(2 / 1280)
+
+
+def test_py_output_computes_the_same(tmp_path: Path) -> None:
+    model = fill(archdsl.load("mnasnet0_5"))
+    assert "self.layers = nn.Sequential(" in archdsl.emit_python(model)
+    assert_py_computes_the_same(model, torch.randn(2, 3, 64, 64), tmp_path)
