@@ -231,7 +231,8 @@ def exprs(draw: st.DrawFn, depth: int = 3) -> str:
     if kind == 4:
         return "[" + ", ".join(draw(st.lists(sub, max_size=3))) + "]"
     if kind == 5:
-        return f"[{draw(sub)} for {draw(st.sampled_from(VARS))} in {draw(sub)}]"
+        cond = f" if {draw(sub)}" if draw(st.booleans()) else ""
+        return f"[{draw(sub)} for {draw(st.sampled_from(VARS))} in {draw(sub)}{cond}]"
     if kind == 6:
         return f"{draw(sub)}[{draw(sub)}]"
     if kind == 7:
