@@ -23,6 +23,8 @@ OPS_MD = Path(__file__).resolve().parent.parent / "docs" / "ops.md"
 # an op missing here is shown called with no arguments.
 _EXAMPLES = {
     "conv": "conv(8, 3, stride=2, padding=1)",
+    "conv_transpose": "conv_transpose(8, 2, stride=2)",
+    "upsample": 'upsample(2, mode="bilinear")',
     "deform_conv": "deform_conv(8, 3, padding=1)",
     "linear": "linear(10)",
     "groupnorm": "groupnorm(4)",

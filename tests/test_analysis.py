@@ -170,7 +170,10 @@ def test_dilation_asymmetric_kernels_and_adaptive_pooling() -> None:
     # 8x8 -> 3x3: torch's bins are [0, 3), [2, 6), [5, 8): a window of up to 4 at a
     # spacing of 8/3 maps: rf 14 + (4 - 1) * 4 = 26, jump 4 * 8/3
     assert _rf(s, "a") == (26, round(32 / 3, 3))
-    assert _rf(s, "c") == (math.ceil(26 + 2 * 32 / 3), round(32 / 3, 3))
+    # c reads three bins of a, which are not all the same: the widest three in a row,
+    # [-3, 0), [0, 3), [2, 6) (or [2, 6), [5, 8), [8, 11): three periods of 8 maps hold
+    # three bins), cover 9 maps: 14 + (9 - 1) * 4 = 46 (the uniform recurrence said 48)
+    assert _rf(s, "c") == (46, round(32 / 3, 3))
 
 
 def test_squeeze_excitation_gate_does_not_make_the_field_global() -> None:
@@ -192,6 +195,81 @@ def test_flat_networks_have_no_receptive_field() -> None:
     g = archdsl.check("network n { input [16]; linear(8) -> relu -> linear(2) }")
     assert set(receptive_fields(g).values()) == {None}
     assert {row.receptive_field for row in summary(g).layers} == {None}
+
+
+# Chains after two strided convolutions (a field of 7 at a jump of 4), so that what an
+# upsampling reads is spaced: the analysis' field must be what gradients show.
+UPSAMPLING_CHAINS = [
+    "conv_transpose(2, 2, stride=2)",
+    "conv_transpose(2, 3, stride=2, padding=1, output_padding=1)",
+    "conv_transpose(2, 4, stride=2, padding=1)",
+    "conv_transpose(2, 3, stride=2, dilation=2)",  # holes: odd positions see nothing
+    "conv_transpose(2, 5, stride=3)",
+    "conv_transpose(2, 1, stride=2) -> conv(2, 3)",
+    "upsample(2)",
+    "upsample(2) -> conv(2, 3)",
+    "upsample(3) -> conv(2, 2)",
+    'upsample(2, mode="bilinear")',
+    'upsample(3, mode="bilinear")',
+    'upsample(2, mode="bicubic")',
+    'upsample(2, mode="bilinear", align_corners=true)',
+    'upsample([2, 1], mode="bilinear") -> conv(2, [1, 3])',
+    'upsample(2, mode="bilinear") -> conv(2, 3) -> conv_transpose(2, 3, stride=2)',
+    "upsample(2) -> avgpool(3, stride=2)",  # (max pooling passes gradients to one input)
+    "add { (upsample(2) -> conv(2, 3, padding=1)); conv_transpose(2, 2, stride=2) }",
+    "concat { upsample(2); conv_transpose(2, 3, stride=2, padding=1, output_padding=1) }",
+]
+
+
+def _seen_by_gradient(text: str, size: int) -> tuple[int, int]:
+    """The widest window of input pixels (rows, columns) that one output position (all its
+    channels) depends on, over the positions of the middle quarter of the output
+    (whose windows stay inside the input)."""
+    import torch
+
+    graph = archdsl.check(text)
+    model = archdsl.build(graph).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():  # positive weights: no window cancels out
+            p.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(0))
+    x = torch.zeros(1, graph.input_shape[0], size, size, dtype=torch.float64)
+    x.requires_grad_(True)
+    y = model(x)
+    h, w = y.shape[2:]
+    widest = [0, 0]
+    for i in range(3 * h // 8, 5 * h // 8):
+        for j in range(3 * w // 8, 5 * w // 8):
+            (grad,) = torch.autograd.grad(y[0, :, i, j].sum(), x, retain_graph=True)
+            seen = grad[0].abs().sum(0).nonzero()
+            if not len(seen):
+                continue  # a hole of a transposed convolution: its bias alone
+            for axis in range(2):
+                first, last = seen[:, axis].min().item(), seen[:, axis].max().item()
+                assert 0 < first and last < size - 1, "a window reached the border"
+                widest[axis] = max(widest[axis], last - first + 1)
+    return widest[0], widest[1]
+
+
+@pytest.mark.parametrize("chain", UPSAMPLING_CHAINS)
+def test_upsampling_fields_are_what_gradients_see(chain: str) -> None:
+    text = f"network n {{ input [1, 64, 64]; conv(2, 3, stride=2) -> conv(2, 3, stride=2) -> {chain} }}"
+    row = summary(text).layers[-1]
+    seen = _seen_by_gradient(text, 64)
+    assert row.receptive_field == (seen[0] if seen[0] == seen[1] else list(seen))
+
+
+def test_upsampling_strides() -> None:
+    s = summary("""network n {
+      input [3, 64, 64]
+      down: conv(4, 3, stride=4)
+      -> up: conv_transpose(4, 2, stride=2)
+      -> up2: upsample([2, 3], mode="bilinear")
+      -> up3: conv_transpose(4, 3, stride=3)
+    }""")
+    assert _rf(s, "down") == (3, 4)
+    assert _rf(s, "up") == (3, 2)
+    assert _rf(s, "up2")[1] == [1, round(2 / 3, 3)]
+    assert _rf(s, "up3")[1] == [round(1 / 3, 3), round(2 / 9, 3)]
 
 
 def test_lenet_sees_its_whole_input_at_c5() -> None:

@@ -59,12 +59,20 @@ def run_torch(
     with torch.device(device):
         if op in PARAMETER_OPS:
             module = _Holder(build_parameter(op, attrs, [shape]), attrs["flat"])
+        elif op == "upsample":  # torch's own, told align_corners=True where the spec says
+            # so (archdsl's leaves it out where torch refuses it: only torch says where)
+            corners = attrs["align_corners"] or None
+            module = nn.Upsample(
+                scale_factor=attrs["scale"], mode=attrs["mode"], align_corners=corners
+            )
         else:  # eval: BN's cumulative mode reads a counter with .item(), which meta cannot
             module = build_module(op, attrs, [shape]).eval()
         x = torch.empty(BATCH, *shape)
     counter = FlopCounterMode(display=False)
     with counter:
         y = module(x)
+    if not y.numel():  # torch's transposed convolution makes an empty map of size 0
+        raise ValueError(f"{op}: an empty output {tuple(y.shape)}")
     assert y.shape[0] == BATCH
     return module, tuple(y.shape[1:]), counter.get_total_flops()
 
@@ -117,6 +125,31 @@ CASES: dict[str, Any] = {
             }
         ),
         st.tuples(st.integers(1, 9), size, size),
+    ),
+    "conv_transpose": case(
+        st.fixed_dictionaries(
+            {
+                "out": st.integers(1, 9),
+                "kernel": int_or_pair(1, 5),
+                "stride": int_or_pair(1, 3),
+                "padding": int_or_pair(0, 3),
+                "output_padding": int_or_pair(0, 3),  # at or past the stride: an error
+                "dilation": int_or_pair(1, 3),
+                "groups": st.integers(1, 3),
+                "bias": st.booleans(),
+            }
+        ),
+        st.tuples(st.integers(1, 9), size, size),
+    ),
+    "upsample": case(
+        st.fixed_dictionaries(
+            {
+                "scale": int_or_pair(1, 4),
+                "mode": st.sampled_from(["nearest", "nearest-exact", "bilinear", "bicubic"]),
+                "align_corners": st.booleans(),  # with a nearest mode: an error
+            }
+        ),
+        fmap,
     ),
     "linear": case(st.fixed_dictionaries({"out": channels, "bias": st.booleans()}), flat),
     "channel_linear": case(

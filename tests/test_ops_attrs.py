@@ -170,6 +170,8 @@ def test_other_frameworks_names_point_at_our_ops() -> None:
     assert registry.known_as("InnerProduct") == "linear"  # Caffe
     # two ops build GlobalPool2d: the class alone does not say which
     assert registry.known_as("GlobalPool2d") is None
-    # no transposed convolution here: no pointing at conv
-    assert registry.known_as("ConvTranspose2d") is None
+    # the transposed convolution is its own op, never conv
+    assert registry.known_as("ConvTranspose2d") == "conv_transpose"
+    assert registry.known_as("Conv2DTranspose") == "conv_transpose"  # Keras
+    assert registry.known_as("UpSampling2D") == "upsample"
     assert registry.known_as("elu") is None

@@ -93,6 +93,24 @@ def test_fold_linear_and_batchnorm1d() -> None:
     torch.testing.assert_close(folded(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("groups", [1, 2, 4])
+@pytest.mark.parametrize("bias", ["true", "false"])
+def test_fold_transposed_conv_and_batchnorm(groups: int, bias: str) -> None:
+    """A transposed convolution's weight is [in, out / groups, kh, kw]: each group scales
+    its own columns (torch's fuse_conv_bn_eval(transpose=True) refuses groups > 1)."""
+    net = archdsl.compile(f"""network t {{
+      input [8, 5, 5]
+      c: conv_transpose(12, 3, stride=2, groups={groups}, bias={bias}) -> b: bn -> relu
+    }}""")
+    fill(net)
+    x = torch.randn(2, 8, 5, 5)
+    expected = net.eval()(x)
+    folded = optimize.fold_batch_norm(net)
+    assert nn.BatchNorm2d not in leaf_types(folded)
+    assert folded.c.bias is not None
+    torch.testing.assert_close(folded(x), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_optimised_copy_leaves_the_network_alone() -> None:
     net = archdsl.load("resnet18")
     keys = list(net.state_dict())

@@ -1,8 +1,9 @@
 """Random small networks: the compiler's static shapes and parameter counts are torch's.
 
-Hypothesis draws a network as a small tree (conv, pooling, bn, relu, residual ``add`` and
-``concat`` branches, optionally ``flatten -> linear``), with random kernels, strides,
-paddings, dilations, groups and ``ceil_mode``, many of them invalid for the input size.
+Hypothesis draws a network as a small tree (conv, transposed conv, upsampling, pooling,
+bn, relu, residual ``add`` and ``concat`` branches, optionally ``flatten -> linear``), with
+random kernels, strides, paddings, output paddings, dilations, groups and ``ceil_mode``,
+many of them invalid for the input size.
 The tree is written out as spec text for archdsl, and run directly, layer by layer, with
 plain torch modules made from the same tree (``run_reference``), which is the oracle:
 
@@ -63,6 +64,25 @@ convs = st.builds(
     st.sampled_from([1, 1, 2]),  # groups 2 with an odd channel count is an error
     st.booleans(),
 )
+conv_transposes = st.builds(
+    lambda out, k, s, p, op, d, g, b: layer(
+        "conv_transpose", out=out, kernel=k, stride=s, padding=p, output_padding=op,
+        dilation=d, groups=g, bias=b,
+    ),
+    st.integers(1, 6),
+    kernel,
+    stride,
+    padding,
+    st.integers(0, 2),  # not below the stride or dilation: an error
+    dilation,
+    st.sampled_from([1, 1, 2]),
+    st.booleans(),
+)  # fmt: skip
+upsamples = st.builds(
+    lambda s, m: layer("upsample", scale=s, mode=m),
+    st.integers(1, 3),
+    st.sampled_from(["nearest", "bilinear", "bicubic"]),
+)
 maxpools = st.builds(
     lambda k, s, p, d, c: layer("maxpool", kernel=k, stride=s, padding=p, dilation=d, ceil_mode=c),
     kernel,
@@ -81,7 +101,15 @@ avgpools = st.builds(
     st.booleans(),
     st.booleans(),
 )
-simple = st.one_of(convs, maxpools, avgpools, st.just(layer("bn")), st.just(layer("relu")))
+simple = st.one_of(
+    convs,
+    conv_transposes,
+    upsamples,
+    maxpools,
+    avgpools,
+    st.just(layer("bn")),
+    st.just(layer("relu")),
+)
 # Layers that keep the spatial size, so that merged branches often agree (and that leave
 # arguments to their defaults).
 keep_size = st.one_of(
@@ -129,6 +157,8 @@ def value(v: Any) -> str:
         return "none"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
     return str(v)
 
 
@@ -156,6 +186,15 @@ def render(shape: tuple[int, int, int], layers: tuple[Layer, ...]) -> str:
 # The language's documented defaults, for arguments a layer leaves out.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "conv": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
+    "conv_transpose": {
+        "stride": 1,
+        "padding": 0,
+        "output_padding": 0,
+        "dilation": 1,
+        "groups": 1,
+        "bias": True,
+    },
+    "upsample": {"mode": "nearest"},
     "maxpool": {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
     "avgpool": {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
     "linear": {"bias": True},
@@ -175,6 +214,20 @@ def torch_module(lay: Layer, x: torch.Tensor) -> nn.Module:
             a["groups"],
             a["bias"],
         )
+    if lay.op == "conv_transpose":
+        return nn.ConvTranspose2d(
+            x.shape[1],
+            a["out"],
+            a["kernel"],
+            a["stride"],
+            a["padding"],
+            a["output_padding"],
+            a["groups"],
+            a["bias"],
+            a["dilation"],
+        )
+    if lay.op == "upsample":
+        return nn.Upsample(scale_factor=a["scale"], mode=a["mode"])
     if lay.op == "maxpool":
         return nn.MaxPool2d(
             a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"]
@@ -211,6 +264,8 @@ def run_reference(layers: tuple[Layer, ...], x: torch.Tensor) -> tuple[torch.Ten
             module = torch_module(lay, x).eval()
             count += sum(p.numel() for p in module.parameters())
             x = module(x)
+            if not x.numel():  # torch's transposed convolution makes an empty map of size 0
+                raise ValueError(f"{lay.op}: an empty output {tuple(x.shape)}")
     return x, count
 
 

@@ -1,33 +1,44 @@
 """Receptive field and effective stride of every node, from the graph alone.
 
 The theoretical receptive field of a node is the side of the input window (in input
-pixels, padding included) that one of its output positions can see; its effective stride
-(the "jump") is the distance in input pixels between two neighbouring output positions.
-Per axis, through an op with kernel ``k``, stride ``s`` and dilation ``d``::
+pixels, padding included) that one of its output positions can see, the largest over
+positions; its effective stride (the "jump") is the distance in input pixels between two
+neighbouring output positions, on average. For a chain of strided windows this is the
+classic recurrence, per axis, through an op with kernel ``k``, stride ``s`` and dilation
+``d``::
 
     k_eff   = d * (k - 1) + 1
     rf_out  = rf_in + (k_eff - 1) * jump_in
     jump_out = jump_in * s
 
-A merge (``add``, ``concat``, ``mul``) takes the maximum over its inputs, and since nodes
-are visited in topological order, every node reports the maximum over all paths from the
-input: right for inception, residual and dense graphs alike.
+It stops being exact once outputs are no longer evenly spaced over the input: after an
+upsampling (two outputs read the same input position, or a bilinear output reads two),
+a transposed convolution (an output reads ``ceil(k_eff / s)`` inputs or fewer, depending on
+its position) or an adaptive pooling whose bins differ in size. So each axis is tracked as
+a function of the output position ``o``, the first and last input pixel it sees
+(:class:`Span`); every op here maps positions to input positions periodically (``a``
+outputs further on read ``b`` inputs further on), so the function is a table of one period
+plus a shift, and the field is exact: the largest ``last - first + 1`` over positions, as
+gradients show (tests/test_analysis.py checks that). Networks of strided windows alone keep
+a period of one position, which is the recurrence above.
 
 Conventions:
 
 - Element-wise ops, normalization and channel ops (relu, bn, lrn, dropout ...) keep the
-  receptive field; so do ``padding`` choices (the theoretical field includes padding).
+  receptive field; the theoretical field includes padding (positions past the map's edge
+  count as pixels, as if the map went on).
 - A whole-map reduction -- global pooling, adaptive pooling to size 1, flatten -- over a
   map of more than one position makes the node **global**: each output sees the whole
   input. Everything computed from a global node is global too (a classifier after
   ``flatten``). Global nodes report no number (``"global"`` in summaries).
-- Adaptive pooling to a size ``o`` other than 1 acts per axis like a pooling window of the
-  largest bin (``ceil(H / o)`` or one more) with stride ``H / o`` (a fraction when ``o``
-  does not divide ``H``; reported sizes are rounded up); ``o == H`` is the identity.
-- A broadcast input of a merge -- a ``[C, 1, 1]`` gate multiplied into a ``[C, H, W]`` map,
-  as in squeeze-and-excitation -- is left out of the maximum: it carries global context,
-  but counting it would make every layer after the first SE block read "global" and hide
-  the convolutional receptive field that the number is for.
+- A merge (``add``, ``concat``, ``mul``) sees what each of its inputs sees at the same
+  position: the union of their windows. A broadcast input -- a ``[C, 1, 1]`` gate
+  multiplied into a ``[C, H, W]`` map, as in squeeze-and-excitation -- is left out: it
+  carries global context, but counting it would make every layer after the first SE block
+  read "global" and hide the convolutional receptive field that the number is for.
+- Where inputs of a merge are spaced differently (possible only with sizes that do not
+  divide, such as an adaptive pooling beside a strided convolution) or a period would pass
+  :data:`MAX_PERIOD` positions, the node takes the field of its widest input, an estimate.
 - A network with flat input (``input [F]``) has no spatial receptive field: ``None``.
 
 >>> import archdsl
@@ -40,7 +51,7 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -50,30 +61,113 @@ from archdsl.ir.graph import Graph, OpNode, Shape
 
 Number = int | Fraction
 
+MAX_PERIOD = 4096
+"""The longest period of positions tracked exactly (U-Net's four upsamplings: 16)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """One axis of a field as a function of the output position ``o``: the first and last
+    input pixel it sees are ``lo[o % P] + (o // P) * shift`` and likewise ``hi`` (``P =
+    len(lo)``); None where a position sees no input (between the taps of a transposed
+    convolution with a stride above its kernel)."""
+
+    lo: tuple[int | None, ...]
+    hi: tuple[int | None, ...]
+    shift: int
+
+    def at(self, i: int) -> tuple[int, int] | None:
+        q, r = divmod(i, len(self.lo))
+        lo, hi = self.lo[r], self.hi[r]
+        if lo is None or hi is None:
+            return None
+        return lo + q * self.shift, hi + q * self.shift
+
+    @property
+    def size(self) -> int:
+        return max(
+            (h - lo + 1 for lo, h in zip(self.lo, self.hi) if lo is not None and h is not None),
+            default=0,
+        )
+
+    @property
+    def jump(self) -> Number:
+        return _exact(Fraction(self.shift, len(self.lo)))
+
+
+_ORIGIN = Span((0,), (0,), 1)
+
+Taps = Callable[[int], Iterable[int]]
+
+
+def _through(span: Span, taps: Taps, a: int, b: int) -> Span | None:
+    """The span of an op whose output position ``o`` reads input positions ``taps(o)``,
+    with ``taps(o + a)`` those of ``taps(o)`` moved ``b`` on; None past :data:`MAX_PERIOD`."""
+    period = len(span.lo)
+    rounds = period // math.gcd(period, b)  # input shifts of b until a whole input period
+    new_period = a * rounds
+    if new_period > MAX_PERIOD:
+        return None
+    lo: list[int | None] = []
+    hi: list[int | None] = []
+    for o in range(new_period):
+        seen = [w for w in (span.at(i) for i in taps(o)) if w is not None]
+        lo.append(min(w[0] for w in seen) if seen else None)
+        hi.append(max(w[1] for w in seen) if seen else None)
+    return Span(tuple(lo), tuple(hi), rounds * b // period * span.shift)
+
+
+def _union(spans: list[Span]) -> Span | None:
+    """What a position sees through every input of a merge; None when they are spaced
+    differently or the common period is too long."""
+    if len({s.jump for s in spans}) != 1:
+        return None
+    period = math.lcm(*(len(s.lo) for s in spans))
+    if period > MAX_PERIOD:
+        return None
+    lo: list[int | None] = []
+    hi: list[int | None] = []
+    for o in range(period):
+        seen = [w for w in (s.at(o) for s in spans) if w is not None]
+        lo.append(min(w[0] for w in seen) if seen else None)
+        hi.append(max(w[1] for w in seen) if seen else None)
+    jump = spans[0].jump
+    return Span(tuple(lo), tuple(hi), int(jump * period))
+
+
+def _exact(v: Fraction) -> Number:
+    return v.numerator if v.denominator == 1 else v
+
 
 @dataclass(frozen=True)
 class ReceptiveField:
     """Receptive field ``size`` and effective ``stride`` per axis (height, width), in input
     pixels; ``is_global`` when every output position sees the whole input (then ``size``
-    and ``stride`` are those of the last local map, kept for reference)."""
+    and ``stride`` are those of the last local map, kept for reference). ``spans`` are the
+    per-position windows the numbers come from."""
 
-    size: tuple[Number, Number]
-    stride: tuple[Number, Number]
+    spans: tuple[Span, Span]
     is_global: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.spans[0].size, self.spans[1].size
+
+    @property
+    def stride(self) -> tuple[Number, Number]:
+        return self.spans[0].jump, self.spans[1].jump
 
     def report(self) -> tuple[Any, Any]:
         """``(receptive_field, stride)`` as summaries show them: an int when both axes
         agree, else ``[h, w]``; ``("global", None)`` for a global node."""
         if self.is_global:
             return "global", None
-        size = tuple(math.ceil(v) for v in self.size)
-        stride = tuple(_plain(v) for v in self.stride)
-        return _square(size), _square(stride)
+        return _square(self.size), _square(tuple(_plain(v) for v in self.stride))
 
 
 def _plain(v: Number) -> int | float:
     if isinstance(v, Fraction):
-        return v.numerator if v.denominator == 1 else round(float(v), 3)
+        return round(float(v), 3)
     return v
 
 
@@ -81,9 +175,10 @@ def _square(pair: tuple[Any, ...]) -> Any:
     return pair[0] if pair[0] == pair[1] else list(pair)
 
 
-_START = ReceptiveField((1, 1), (1, 1))
+_START = ReceptiveField((_ORIGIN, _ORIGIN))
 
 Rule = Callable[[OpNode, list[ReceptiveField], list[Shape]], ReceptiveField]
+AxisRule = Callable[[Span, int, int, int], Span | None]  # span, axis, input size, output size
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -92,53 +187,153 @@ def _pair(value: Any) -> tuple[int, int]:
     return int(value), int(value)
 
 
-def _window(
-    rf: ReceptiveField,
-    kernel: tuple[int, int],
-    stride: tuple[Number, Number],
-    dilation: tuple[int, int] = (1, 1),
-) -> ReceptiveField:
-    size = tuple(rf.size[i] + dilation[i] * (kernel[i] - 1) * rf.stride[i] for i in range(2))
-    jump = tuple(rf.stride[i] * stride[i] for i in range(2))
-    return ReceptiveField(size, jump, rf.is_global)  # type: ignore[arg-type]
+def _per_axis(rule: AxisRule) -> Rule:
+    """A rule applied to each axis of the first input's field; where an axis cannot be
+    tracked exactly (a period too long), the field passes on unchanged but for its stride,
+    scaled by the change of size (an estimate)."""
+
+    def apply(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+        rf, shape = rfs[0], shapes[0]
+        spans = []
+        for axis in range(2):
+            size_in, size_out = shape[1 + axis], node.shape[1 + axis]
+            span = rule(rf.spans[axis], axis, size_in, size_out)
+            spans.append(span if span is not None else _rescaled(rf.spans[axis], size_in, size_out))
+        return ReceptiveField((spans[0], spans[1]), rf.is_global)
+
+    return apply
+
+
+def _rescaled(span: Span, size_in: int, size_out: int) -> Span:
+    """The estimate past :data:`MAX_PERIOD`: the widest window at every position, spaced
+    ``size_in / size_out`` times as far."""
+    jump = Fraction(span.shift, len(span.lo)) * Fraction(size_in, size_out)
+    width = span.size
+    return Span((0,) * jump.denominator, (width - 1,) * jump.denominator, jump.numerator)
 
 
 def _windowed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
-    """conv, maxpool, avgpool and any future op with ``kernel`` / ``stride`` attrs."""
+    """conv, maxpool, avgpool and any future op with ``kernel`` / ``stride`` attrs: output
+    ``o`` reads inputs ``o * s - p + t * d`` for taps ``t < k``."""
     attrs = node.attrs
     kernel = _pair(attrs["kernel"])
     stride = kernel if attrs.get("stride") is None else _pair(attrs["stride"])
     dilation = _pair(attrs.get("dilation", 1))
-    return _window(rfs[0], kernel, stride, dilation)
+    padding = _padding(attrs.get("padding", 0), kernel, dilation)
+
+    def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
+        k, s, d, p = kernel[axis], stride[axis], dilation[axis], padding[axis]
+        return _through(span, lambda o: (o * s - p + t * d for t in range(k)), 1, s)
+
+    return _per_axis(axis_rule)(node, rfs, shapes)
+
+
+def _padding(value: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """Padding before the first position; ``"same"`` pads ``d * (k - 1) // 2`` there."""
+    if value == "same":
+        return dilation[0] * (kernel[0] - 1) // 2, dilation[1] * (kernel[1] - 1) // 2
+    if value == "valid" or value is None:
+        return 0, 0
+    return _pair(value)
+
+
+def _transposed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+    """conv_transpose: output ``o`` reads the inputs ``i`` with ``i * s + t * d - p == o``
+    for taps ``t < k``: up to ``ceil(k_eff / s)`` of them, fewer at some positions."""
+    attrs = node.attrs
+    kernel, stride, dilation, padding = (
+        _pair(attrs[k]) for k in ("kernel", "stride", "dilation", "padding")
+    )
+
+    def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
+        k, s, d, p = kernel[axis], stride[axis], dilation[axis], padding[axis]
+
+        def taps(o: int) -> Iterable[int]:
+            return ((o + p - t * d) // s for t in range(k) if (o + p - t * d) % s == 0)
+
+        return _through(span, taps, s, 1)
+
+    return _per_axis(axis_rule)(node, rfs, shapes)
+
+
+_TAPS = {"bilinear": 2, "bicubic": 4}  # input positions an interpolated output reads
+
+
+def _upsample(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+    """upsample: nearest copies input ``o // s``; bilinear reads the two inputs around
+    the output's centre mapped back, ``(o + 1/2) / s - 1/2`` (``o * (H - 1) / (sH - 1)``
+    with ``align_corners``), and bicubic four, one alone where that lands on an input."""
+    mode, corners = node.attrs["mode"], node.attrs["align_corners"]
+    scale = _pair(node.attrs["scale"])
+    reach = _TAPS.get(mode, 0)
+
+    def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
+        s = scale[axis]
+        if not reach:
+            return _through(span, lambda o: (o // s,), s, 1)
+        if corners:
+            a, b = size_out - 1, size_in - 1
+            g = math.gcd(a, b) or 1
+            a, b = max(a // g, 1), b // g
+
+            def source(o: int) -> Fraction:
+                return Fraction(o * (size_in - 1), size_out - 1) if size_out > 1 else Fraction(0)
+
+        else:
+            a, b = s, 1
+
+            def source(o: int) -> Fraction:
+                return Fraction(2 * o + 1 - s, 2 * s)
+
+        def taps(o: int) -> Iterable[int]:
+            src = source(o)
+            first = math.floor(src)
+            if src == first:
+                return (first,)
+            return range(first - reach // 2 + 1, first + reach // 2 + 1)
+
+        return _through(span, taps, a, b)
+
+    return _per_axis(axis_rule)(node, rfs, shapes)
 
 
 def _whole_map(rf: ReceptiveField, shape: Shape) -> ReceptiveField:
     """A reduction over the whole of a ``[C, H, W]`` input map."""
     if len(shape) != 3 or shape[1:] == (1, 1):
         return rf
-    return ReceptiveField(rf.size, rf.stride, True)
+    return ReceptiveField(rf.spans, True)
 
 
 def _global(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
     return _whole_map(rfs[0], shapes[0])
 
 
+def _bins(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
+    """torch's adaptive bins: output ``o`` reads ``[floor(o * H / O), ceil((o + 1) * H / O))``."""
+    g = math.gcd(size_in, size_out)
+    return _through(
+        span,
+        lambda o: range(o * size_in // size_out, -(-(o + 1) * size_in // size_out)),
+        size_out // g,
+        size_in // g,
+    )
+
+
 def _adaptive(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
-    rf, (_, h, w) = rfs[0], shapes[0]
-    out = node.shape[1:]
-    if out == (1, 1):
-        return _whole_map(rf, shapes[0])
-    kernel, stride = [], []
-    for size, o in zip((h, w), out):
-        # torch's bins: [floor(i * size / o), ceil((i + 1) * size / o)) for i < o
-        kernel.append(max(-(-(i + 1) * size // o) - (i * size // o) for i in range(o)))
-        stride.append(Fraction(size, o) if size % o else size // o)
-    return _window(rf, (kernel[0], kernel[1]), (stride[0], stride[1]))
+    if node.shape[1:] == (1, 1):
+        return _whole_map(rfs[0], shapes[0])
+    return _per_axis(_bins)(node, rfs, shapes)
+
+
+def _nearest(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
+    """An op of unknown kind that resizes: as nearest resampling, ``o * H // O``."""
+    g = math.gcd(size_in, size_out)
+    return _through(span, lambda o: (o * size_in // size_out,), size_out // g, size_in // g)
 
 
 def _resize(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
     """Unknown single-input ops: same spatial size keeps the field; a rank-3 -> rank-1 op
-    is a whole-map reduction; a change of spatial size rescales the stride."""
+    is a whole-map reduction; a change of spatial size resamples as nearest neighbour."""
     rf, shape = rfs[0], shapes[0]
     if len(shape) != 3:
         return rf
@@ -146,9 +341,7 @@ def _resize(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Rec
         return _whole_map(rf, shape)
     if node.shape[1:] == shape[1:]:
         return rf
-    scaled = [rf.stride[i] * Fraction(shape[1 + i], node.shape[1 + i]) for i in range(2)]
-    h, w = (j.numerator if j.denominator == 1 else j for j in scaled)
-    return ReceptiveField(rf.size, (h, w), rf.is_global)
+    return _per_axis(_nearest)(node, rfs, shapes)
 
 
 def _softmax(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
@@ -159,7 +352,7 @@ def _softmax(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Re
 
 
 def _merge(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
-    """The maximum over inputs, leaving out broadcast gates (see the module docstring)."""
+    """The union over inputs, leaving out broadcast gates (see the module docstring)."""
     out = node.shape
     spatial = [
         rf
@@ -167,15 +360,18 @@ def _merge(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Rece
         if not (len(out) == 3 and shape[1:] == (1, 1) and out[1:] != (1, 1))
     ]
     pick = spatial or rfs
-    return ReceptiveField(
-        (max(rf.size[0] for rf in pick), max(rf.size[1] for rf in pick)),
-        (max(rf.stride[0] for rf in pick), max(rf.stride[1] for rf in pick)),
-        any(rf.is_global for rf in pick),
-    )
+    is_global = any(rf.is_global for rf in pick)
+    spans = []
+    for axis in range(2):
+        union = _union([rf.spans[axis] for rf in pick])
+        spans.append(union or max((rf.spans[axis] for rf in pick), key=lambda s: s.size))
+    return ReceptiveField((spans[0], spans[1]), is_global)
 
 
 RULES: Mapping[str, Rule] = {
     "conv": _windowed,
+    "conv_transpose": _transposed,
+    "upsample": _upsample,
     "maxpool": _windowed,
     "avgpool": _windowed,
     "adaptive_avgpool": _adaptive,

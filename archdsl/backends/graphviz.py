@@ -38,6 +38,7 @@ RANKDIRS = ("TB", "LR", "BT", "RL")
 _FONT = "Helvetica,Arial,sans-serif"
 _COLORS = {
     "conv": "#cfe2f3",
+    "conv_transpose": "#cfe2f3",
     "linear": "#d9d2e9",
     "channel_linear": "#d9d2e9",
     "bn": "#eeeeee",
@@ -50,6 +51,7 @@ _COLORS = {
     "adaptive_maxpool": "#fce5cd",
     "global_avgpool": "#fce5cd",
     "global_maxpool": "#fce5cd",
+    "upsample": "#fce5cd",
 }
 _ACTIVATION_COLOR = "#d9ead3"
 _ACTIVATIONS = frozenset(
@@ -99,7 +101,8 @@ def op_text(node: OpNode) -> str:
         text = f"{node.op} {_pair(a['kernel'])}"
         stride = a.get("stride")
         if stride is not None and _first(stride) != 1:
-            text += f" /{_first(stride)}"
+            step = "up " if node.op == "conv_transpose" else "/"  # a transposed one enlarges
+            text += f" {step}{_first(stride)}"
         if a.get("dilation") not in (None, 1, (1, 1)):
             text += f" dil {_first(a['dilation'])}"
         if a.get("groups", 1) != 1:
@@ -107,6 +110,9 @@ def op_text(node: OpNode) -> str:
         return text
     if node.op == "linear":
         return f"linear {a['out']}"
+    if node.op == "upsample":
+        sh, sw = a["scale"]
+        return f"upsample ×{sh if sh == sw else f'{sh}×{sw}'} {a['mode']}"
     if "size" in a and node.op.startswith("adaptive"):
         return f"{node.op} {_first(a['size'])}"
     if node.op == "dropout":

@@ -59,14 +59,15 @@ CHANNEL_ARGS = frozenset(
 # positionally (``nn.Conv2d(64, 128, kernel_size=3)``).
 # fmt: off
 POSITIONAL: dict[type, int] = {
-    **dict.fromkeys((nn.Conv2d, nn.Linear, nn.GroupNorm, deform_conv.DeformConv2d), 2),
+    **dict.fromkeys((nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.GroupNorm,
+                     deform_conv.DeformConv2d), 2),
     **dict.fromkeys((nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, torch_modules.LayerNorm2d,
                      nn.LocalResponseNorm, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
                      torch_modules.Scale), 1),
     **dict.fromkeys((nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
                      nn.Tanh, nn.Identity, nn.LeakyReLU, torch_modules.GELU, nn.Softmax, nn.MaxPool2d,
                      nn.AvgPool2d, nn.Flatten, nn.Dropout, torch_modules.GlobalPool2d,
-                     torch_modules.StochasticDepth), 0),
+                     torch_modules.StochasticDepth, nn.Upsample), 0),
     torch_modules.ChannelAffine: 2,
     torch_modules.ChannelLinear: 2,
     torch_modules.ChannelSlice: 2,

@@ -26,6 +26,7 @@ from archdsl.ops import (
     get_op,
     normalize_attrs,
 )
+from archdsl.ops.upsample import INTERPOLATING
 
 Attrs = Mapping[str, Any]
 Builder = Callable[[Attrs, list[Shape]], nn.Module]
@@ -247,6 +248,27 @@ def _conv(a: Attrs, shapes: list[Shape]) -> nn.Module:
     )
 
 
+def _conv_transpose(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    return _make(
+        nn.ConvTranspose2d,
+        shapes[0][0],
+        a["out"],
+        a["kernel"],
+        stride=a["stride"],
+        padding=a["padding"],
+        output_padding=a["output_padding"],
+        groups=a["groups"],
+        bias=a["bias"],
+        dilation=a["dilation"],
+    )
+
+
+def _upsample(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    # torch refuses align_corners (even False) with the modes that do not interpolate
+    corners = a["align_corners"] if a["mode"] in INTERPOLATING else None
+    return nn.Upsample(scale_factor=_compact(a["scale"]), mode=a["mode"], align_corners=corners)
+
+
 def _linear(a: Attrs, shapes: list[Shape]) -> nn.Module:
     return _make(nn.Linear, shapes[0][0], a["out"], bias=a["bias"])
 
@@ -296,6 +318,7 @@ def _simple(factory: Callable[[], nn.Module]) -> Builder:
 
 BUILDERS: dict[str, Builder] = {
     "conv": _conv,
+    "conv_transpose": _conv_transpose,
     "deform_conv": build_deform_conv,
     "linear": _linear,
     "channel_linear": lambda a, s: _make(ChannelLinear, s[0][0], a["out"], bias=a["bias"]),
@@ -315,6 +338,7 @@ BUILDERS: dict[str, Builder] = {
     "softmax": lambda a, s: nn.Softmax(dim=a["dim"]),
     "maxpool": _maxpool,
     "avgpool": _avgpool,
+    "upsample": _upsample,
     "adaptive_avgpool": lambda a, s: nn.AdaptiveAvgPool2d(a["size"]),
     "adaptive_maxpool": lambda a, s: nn.AdaptiveMaxPool2d(a["size"]),
     "global_avgpool": lambda a, s: GlobalPool2d("avg", flatten=a["flatten"]),

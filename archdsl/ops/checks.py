@@ -71,6 +71,37 @@ def conv_size(
     return out
 
 
+def transposed_conv_size(
+    op: str,
+    axis: str,
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    output_padding: int,
+    dilation: int,
+) -> int:
+    """Output length of a transposed convolution along one axis, torch's rule: the length
+    of the convolution it is the gradient of, ``output_padding`` choosing among the lengths
+    a strided convolution maps to the same input length (so it must be below the stride or
+    the dilation)."""
+    if output_padding >= stride and output_padding >= dilation:
+        raise ShapeProblem(
+            f"{op}: {axis} output_padding {output_padding} must be smaller than the stride "
+            f"({stride}) or the dilation ({dilation})"
+        )
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    if out <= 0:
+        arithmetic = (
+            f"({size}-1)*{stride} - 2*{padding} + {dilation}*({kernel}-1) + {output_padding}"
+            f" + 1 = {out}"
+        )
+        raise ShapeProblem(
+            f"{op}: output {axis} {out} <= 0: padding {padding} too large", arithmetic
+        )
+    return out
+
+
 def check_pool_padding(op: str, axis: str, kernel: int, padding: int) -> None:
     """torch rejects pooling padding above half the kernel (``kernel // 2``; not dilated)."""
     if padding > kernel // 2:

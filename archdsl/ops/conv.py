@@ -1,5 +1,5 @@
-"""Ops with weights that mix channels: ``conv`` (nn.Conv2d), ``linear`` (nn.Linear) and
-``channel_linear`` (nn.Linear at every position of a feature map, as ConvNeXt's MLP: Liu et
+"""Ops with weights that mix channels: ``conv`` (nn.Conv2d), ``conv_transpose``
+(nn.ConvTranspose2d), ``linear`` (nn.Linear) and ``channel_linear`` (nn.Linear at every position of a feature map, as ConvNeXt's MLP: Liu et
 al., CVPR 2022, which computes its pointwise layers channels-last; the weight is
 ``[out, in]``, where a 1x1 convolution's is ``[out, in, 1, 1]``).
 
@@ -10,7 +10,16 @@ one multiply-accumulate per weight per output position; the bias add is not coun
 from __future__ import annotations
 
 from archdsl.ops.base import OpDef, Param, Shape, ShapeProblem, format_value
-from archdsl.ops.checks import AXES, Attrs, as_pair, conv_size, feature_map, need_rank, single_input
+from archdsl.ops.checks import (
+    AXES,
+    Attrs,
+    as_pair,
+    conv_size,
+    feature_map,
+    need_rank,
+    single_input,
+    transposed_conv_size,
+)
 
 
 def _conv_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
@@ -76,6 +85,80 @@ CONV = OpDef(
 )
 
 
+def _conv_transpose_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    c, h, w = feature_map("conv_transpose", inputs)
+    out, groups = attrs["out"], attrs["groups"]
+    if c % groups or out % groups:
+        raise ShapeProblem(
+            f"conv_transpose: groups {groups} must divide both the input channels ({c}) "
+            f"and the output channels ({out})"
+        )
+    kernel, stride, padding, output_padding, dilation = (
+        as_pair(attrs[k]) for k in ("kernel", "stride", "padding", "output_padding", "dilation")
+    )
+    hw = tuple(
+        transposed_conv_size(
+            "conv_transpose",
+            AXES[i],
+            (h, w)[i],
+            kernel[i],
+            stride[i],
+            padding[i],
+            output_padding[i],
+            dilation[i],
+        )
+        for i in range(2)
+    )
+    return (out, *hw)
+
+
+def _conv_transpose_params(attrs: Attrs, inputs: list[Shape]) -> int:
+    kh, kw = as_pair(attrs["kernel"])
+    out = attrs["out"]
+    weight = inputs[0][0] * (out // attrs["groups"]) * kh * kw  # stored [in, out / groups, ...]
+    return weight + (out if attrs["bias"] else 0)
+
+
+def _conv_transpose_macs(attrs: Attrs, inputs: list[Shape], output: Shape) -> int:
+    # each input position is scattered through the whole kernel (FlopCounterMode counts so)
+    kh, kw = as_pair(attrs["kernel"])
+    c, h, w = inputs[0]
+    return c * h * w * (attrs["out"] // attrs["groups"]) * kh * kw
+
+
+CONV_TRANSPOSE = OpDef(
+    name="conv_transpose",
+    params=(
+        Param("out", "posint", doc="output channels"),
+        Param("kernel", "pair", doc="kernel size: k or [kh, kw]"),
+        Param("stride", "pair", 1, doc="stride: s or [sh, sw]; the output is about s times larger"),
+        Param(
+            "padding",
+            "nonneg_pair",
+            0,
+            doc="rows and columns taken off each side of the output: p or [ph, pw]",
+        ),
+        Param(
+            "output_padding",
+            "nonneg_pair",
+            0,
+            doc="rows and columns added to one side of the output; below the stride or dilation",
+        ),
+        Param("dilation", "pair", 1, doc="spacing between kernel taps"),
+        Param("groups", "posint", 1, doc="channel groups; must divide in and out channels"),
+        Param("bias", "bool", True, doc="add a learned bias per output channel"),
+    ),
+    infer=_conv_transpose_infer,
+    count_params=_conv_transpose_params,
+    macs=_conv_transpose_macs,
+    stateless=False,
+    doc="2-D transposed convolution, the gradient of conv: output (H - 1) * stride - 2 * "
+    "padding + dilation * (kernel - 1) + output_padding + 1 (torch.nn.ConvTranspose2d; "
+    "U-Net's up-convolution, FCN's learned upsampling).",
+    torch_class="ConvTranspose2d",
+)
+
+
 def _linear_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     shape = single_input("linear", inputs)
     hint = "; add flatten before it" if len(shape) > 1 else ""
@@ -133,4 +216,4 @@ CHANNEL_LINEAR = OpDef(
     torch_class="ChannelLinear",
 )
 
-DEFS: tuple[OpDef, ...] = (CONV, LINEAR, CHANNEL_LINEAR)
+DEFS: tuple[OpDef, ...] = (CONV, CONV_TRANSPOSE, LINEAR, CHANNEL_LINEAR)

@@ -12,6 +12,7 @@ from archdsl.ops import (
     pool,
     regularize,
     shape_ops,
+    upsample,
 )
 from archdsl.ops.base import OpDef
 
@@ -21,6 +22,7 @@ ALL_OPS: tuple[OpDef, ...] = (
     + norm.DEFS
     + activation.DEFS
     + pool.DEFS
+    + upsample.DEFS
     + shape_ops.DEFS
     + channels.DEFS
     + regularize.DEFS
@@ -69,8 +71,11 @@ _OTHER_NAMES = {
     "fullyconnected": "linear",
     "innerproduct": "linear",  # Caffe
     "convolution": "conv",  # Caffe
-    "conv2dtranspose": "",  # no such op: say nothing rather than point at conv
-    "convtranspose2d": "",
+    "conv2dtranspose": "conv_transpose",  # Keras
+    "deconvolution": "conv_transpose",  # Caffe
+    "deconv": "conv_transpose",
+    "upsampling2d": "upsample",  # Keras
+    "interpolate": "upsample",
     "maxpooling2d": "maxpool",  # Keras
     "averagepooling2d": "avgpool",
     "globalaveragepooling2d": "global_avgpool",
@@ -97,7 +102,9 @@ def known_as(name: str) -> str | None:
 
     >>> known_as("BatchNorm2d"), known_as("Dense"), known_as("max_pool"), known_as("ReLU")
     ('bn', 'linear', 'maxpool', 'relu')
-    >>> known_as("upsample") is None
+    >>> known_as("Conv2DTranspose"), known_as("Deconvolution"), known_as("UpSampling2D")
+    ('conv_transpose', 'conv_transpose', 'upsample')
+    >>> known_as("resize") is None
     True
     """
     key = _plain(name)

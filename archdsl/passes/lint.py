@@ -33,6 +33,7 @@ from archdsl.elaborate.loader import BlockRef, SpecModule
 from archdsl.errors import Span, source_lines
 from archdsl.frontend import ast
 from archdsl.ir import Graph
+from archdsl.ops import get_op
 from archdsl.passes.resolve import bindings, unknown_names
 
 BUILTIN_FUNCTIONS = frozenset({*BUILTINS, *SCALING_BUILTINS})
@@ -157,7 +158,11 @@ def _shadowed_names(module: SpecModule) -> Iterator[LintWarning]:
 
 # ---- conv with bias, then batch norm -----------------------------------------------------
 
-_CONV_BIAS_MESSAGE = "conv has a bias but feeds batch norm, which cancels it; write bias=false"
+CONV_OPS = ("conv", "conv_transpose")
+
+
+def _conv_bias_message(op: str) -> str:
+    return f"{op} has a bias but feeds batch norm, which cancels it; write bias=false"
 
 
 def _conv_bias_before_bn(module: SpecModule, graphs: list[Graph]) -> Iterator[LintWarning]:
@@ -167,7 +172,11 @@ def _conv_bias_before_bn(module: SpecModule, graphs: list[Graph]) -> Iterator[Li
             yield from _adjacent_conv_bn(body, blocks)
     for graph in graphs:
         for node in graph.nodes():
-            if node.op != "conv" or not node.attrs.get("bias") or node.span.path != module.path:
+            if (
+                node.op not in CONV_OPS
+                or not node.attrs.get("bias")
+                or node.span.path != module.path
+            ):
                 continue
             users = graph.users(node.id)
             if (
@@ -176,7 +185,7 @@ def _conv_bias_before_bn(module: SpecModule, graphs: list[Graph]) -> Iterator[Li
                 and node.id not in graph.side_outputs.values()
                 and all(graph.node(u).op in BN_OPS for u in users)
             ):
-                yield LintWarning(node.span, _CONV_BIAS_MESSAGE, "conv-bias-before-bn")
+                yield LintWarning(node.span, _conv_bias_message(node.op), "conv-bias-before-bn")
 
 
 def _sequence(body: ast.Body | ast.Chain) -> list[ast.Item | ast.SideItem]:
@@ -194,12 +203,12 @@ def _adjacent_conv_bn(body: ast.Body | ast.Chain, blocks: set[str]) -> Iterator[
         conv, bn = _op(first, blocks), _op(second, blocks)
         if (
             conv is not None
-            and conv.name == "conv"
+            and conv.name in CONV_OPS
             and bn is not None
             and bn.name in BN_OPS
             and _bias_on(conv)
         ):
-            yield LintWarning(conv.span, _CONV_BIAS_MESSAGE, "conv-bias-before-bn")
+            yield LintWarning(conv.span, _conv_bias_message(conv.name), "conv-bias-before-bn")
 
 
 def _op(item: ast.Item | ast.SideItem, blocks: set[str]) -> ast.OpCall | None:
@@ -214,8 +223,9 @@ def _op(item: ast.Item | ast.SideItem, blocks: set[str]) -> ast.OpCall | None:
 
 def _bias_on(conv: ast.OpCall) -> bool:
     """Whether the conv certainly has a bias: no ``bias`` argument, or literally ``true``."""
+    position = get_op(conv.name).param_names.index("bias")  # type: ignore[union-attr]
     for i, arg in enumerate(conv.args):
-        if arg.name == "bias" or (arg.name is None and i == 6):
+        if arg.name == "bias" or (arg.name is None and i == position):
             return isinstance(arg.value, ast.Literal) and arg.value.value is True
     return True
 

@@ -1,0 +1,95 @@
+"""U-Net (``specs/unet.arch``), the first bundled network that upsamples: its wiring
+against a U-Net written directly in torch from the paper's Fig. 1 (the padded, batch-norm
+variant the spec describes), key for key and output for output, and its outputs through
+the ``.py`` output, the inference rewrites and the exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import archdsl
+from emitted import assert_exports_compute, assert_py_computes_the_same
+from reference import fill
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+        )
+
+
+class Down(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.MaxPool2d(2), DoubleConv(cin, cout))
+
+
+class TorchUNet(nn.Module):
+    """The oracle: four poolings down, four 2x2 transposed convolutions up, each level's
+    map concatenated before what comes up (Fig. 1's copy), then convolved."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int) -> None:
+        super().__init__()
+        w = [width * 2**i for i in range(5)]
+        self.inc = DoubleConv(in_channels, w[0])
+        self.down1, self.down2 = Down(w[0], w[1]), Down(w[1], w[2])
+        self.down3, self.down4 = Down(w[2], w[3]), Down(w[3], w[4])
+        for level in (4, 3, 2, 1):
+            setattr(self, f"up{level}", nn.ConvTranspose2d(w[level], w[level - 1], 2, stride=2))
+            setattr(self, f"conv{level}", DoubleConv(w[level], w[level - 1]))
+        self.outc = nn.Conv2d(w[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.inc(x)]
+        for level in (1, 2, 3, 4):
+            skips.append(getattr(self, f"down{level}")(skips[-1]))
+        y = skips.pop()
+        for level in (4, 3, 2, 1):
+            up = getattr(self, f"up{level}")(y)
+            y = getattr(self, f"conv{level}")(torch.cat([skips.pop(), up], 1))
+        return self.outc(y)
+
+
+def test_keys_shapes_and_parameters_are_the_papers_network() -> None:
+    ours = archdsl.load("unet", device="meta").state_dict()
+    with torch.device("meta"):
+        theirs = TorchUNet(3, 2, 64).state_dict()
+    assert [(k, v.shape) for k, v in ours.items()] == [(k, v.shape) for k, v in theirs.items()]
+    assert archdsl.count_params(archdsl.check_file(archdsl.spec_path("unet"))) == 31_037_698
+
+
+def test_outputs_are_the_papers_network() -> None:
+    # batch norm's statistics filled too, so that eval mode is not the identity
+    reference = fill(TorchUNet(1, 3, 4)).double().eval()
+    model = archdsl.load("unet", params={"in_channels": 1, "num_classes": 3, "width": 4,
+                                         "resolution": 48}).double().eval()  # fmt: skip
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 1, 48, 48, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_resolution_the_poolings_cannot_halve_is_refused() -> None:
+    with pytest.raises(archdsl.ArchError, match="divisible by 16") as info:
+        archdsl.check_file(archdsl.spec_path("unet"), resolution=200)
+    assert info.value.path.endswith("unet.arch")
+
+
+def test_py_output_exports_and_inference_rewrites_compute_the_same(tmp_path: Path) -> None:
+    model = fill(archdsl.load("unet", params={"width": 4, "resolution": 32}))
+    x = torch.randn(2, 3, 32, 32)
+    assert_py_computes_the_same(model, x, tmp_path)  # in both modes: it ends in training
+    model.eval()
+    optimised = archdsl.optimize_for_inference(model)
+    with torch.no_grad():
+        torch.testing.assert_close(optimised(x), model(x), rtol=1e-4, atol=1e-5)
+    assert_exports_compute(model, x, tmp_path)
