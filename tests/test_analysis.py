@@ -258,6 +258,24 @@ def test_upsampling_fields_are_what_gradients_see(chain: str) -> None:
     assert row.receptive_field == (seen[0] if seen[0] == seen[1] else list(seen))
 
 
+@pytest.mark.parametrize("name", sorted(set(archdsl.list_specs()) - {"unet"}))
+def test_classifiers_keep_evenly_spaced_fields(name: str) -> None:
+    """Without upsampling every position sees a window of the same width, one period
+    long: the classic recurrence (rf + (k - 1) * jump, jump * s); only after an adaptive
+    pooling whose bins differ (GoogLeNet's auxiliary heads: 14 -> 4) is it otherwise."""
+    graph = archdsl.check_file(archdsl.spec_path(name))
+    fields = receptive_fields(graph)
+    uneven: set[str] = set()
+    for node in graph.nodes():
+        inputs = graph.inputs(node.id)
+        if any(i in uneven for i in inputs) or (
+            node.op.startswith("adaptive") and graph.node(inputs[0]).shape[1] % node.shape[1]
+        ):
+            uneven.add(node.id)
+        elif fields[node.id] is not None:
+            assert [len(span.lo) for span in fields[node.id].spans] == [1, 1], node.path
+
+
 def test_upsampling_strides() -> None:
     s = summary("""network n {
       input [3, 64, 64]

@@ -92,10 +92,29 @@ def _projection_note(i: int, producers: list[OpNode]) -> str | None:
 _WINDOWED = ("conv", "deform_conv", "maxpool", "avgpool")
 
 
+def _output_padding_note(p: OpNode, target: tuple[int, ...]) -> list[str]:
+    """For a transposed convolution a few rows or columns short of the size the others
+    have (a decoder's way back up, one size of several a strided convolution maps to the
+    same size): the ``output_padding`` that gives that size, where torch allows it."""
+    attrs = p.attrs
+    pads = []
+    for axis in range(2):
+        extra = target[axis] - p.shape[1 + axis] + attrs["output_padding"][axis]
+        if not 0 <= extra < max(attrs["stride"][axis], attrs["dilation"][axis]):
+            return []
+        pads.append(extra)
+    text = str(pads[0]) if pads[0] == pads[1] else str(pads)
+    return [
+        f"{describe(p.op, p.path)} gives {'x'.join(map(str, p.shape[1:]))}: "
+        f"output_padding={text} gives {'x'.join(map(str, target))}"
+    ]
+
+
 def _padding_notes(graph: Graph, producers: list[OpNode]) -> list[str]:
     """For a ``concat`` whose inputs differ in size: each input made by a stride-1
     convolution or pooling that shrank the size the others have, with the padding that
-    keeps it (a 3x3 convolution in an inception branch without ``padding=1``)."""
+    keeps it (a 3x3 convolution in an inception branch without ``padding=1``), and each
+    transposed convolution that fell short of it (see :func:`_output_padding_note`)."""
     sizes = [p.shape[1:] for p in producers]
     target = max(sizes, key=sizes.count)
     notes = []
@@ -107,6 +126,9 @@ def _padding_notes(graph: Graph, producers: list[OpNode]) -> list[str]:
             if before.shape[1:] != p.shape[1:]:
                 break
             p = before
+        if p.op == "conv_transpose" and len(p.shape) == 3:
+            notes += _output_padding_note(p, target)
+            continue
         if p.op not in _WINDOWED or len(p.shape) != 3:
             continue
         source = graph.node(graph.inputs(p.id)[0])
