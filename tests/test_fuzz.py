@@ -247,6 +247,7 @@ SMALL_EXPRS = st.one_of(INTS.map(str), st.sampled_from(VARS), exprs(1))
 SENSIBLE_OPS = ["relu", "bn", "identity", "sigmoid", "silu", "maxpool(2)", "avgpool(3, 1, 1)",
                 "global_avgpool", "global_avgpool(flatten=true)", "flatten", "dropout(0.1)",
                 "adaptive_avgpool(1)", "linear(4)", "groupnorm(1)", "drop_path(0.1)",
+                "upsample(2)", 'upsample(2, mode="bilinear")', "conv_transpose(4, 2, stride=2)",
                 "()"]  # fmt: skip
 CONV_OPTIONS = ["", ", padding=1", ', padding="same"', ", stride=2", ", bias=false", ", groups=2"]
 SENSIBLE = st.one_of(

@@ -93,3 +93,32 @@ def test_py_output_exports_and_inference_rewrites_compute_the_same(tmp_path: Pat
     with torch.no_grad():
         torch.testing.assert_close(optimised(x), model(x), rtol=1e-4, atol=1e-5)
     assert_exports_compute(model, x, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "up",
+    [
+        "upsample(2)",
+        'upsample([2, 3], mode="bilinear")',
+        'upsample(2, mode="bilinear", align_corners=true)',
+        'upsample(3, mode="bicubic")',
+        "conv_transpose(4, 3, stride=2, padding=1, output_padding=1, groups=2)",
+    ],
+)
+def test_each_way_up_exports_and_writes_out(up: str, tmp_path: Path) -> None:
+    """The upsampling ops through the ``.py`` output, torch.export and ONNX (onnxruntime:
+    the Resize node's modes), and the inference rewrites, each against the built network."""
+    net = fill(
+        archdsl.compile(f"""network t {{
+      input [4, 6, 6]
+      c: conv(4, 3, padding=1) -> u: {up} -> b: bn -> relu
+    }}""")
+    )
+    x = torch.randn(2, 4, 6, 6)
+    assert_py_computes_the_same(net, x, tmp_path)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            archdsl.optimize_for_inference(net)(x), net(x), rtol=1e-4, atol=1e-5
+        )
+    assert_exports_compute(net, x, tmp_path)
