@@ -122,3 +122,13 @@ def test_each_way_up_exports_and_writes_out(up: str, tmp_path: Path) -> None:
             archdsl.optimize_for_inference(net)(x), net(x), rtol=1e-4, atol=1e-5
         )
     assert_exports_compute(net, x, tmp_path)
+
+
+def test_py_output_writes_whole_factors_as_a_person_would() -> None:
+    net = archdsl.compile("""network t {
+      input [4, 6, 6]
+      a: upsample(2) -> b: upsample([1, 3], mode="bilinear")
+    }""")
+    source = archdsl.emit_python(net)
+    assert "self.a = nn.Upsample(scale_factor=2)" in source  # torch keeps 2.0
+    assert 'nn.Upsample(scale_factor=(1, 3), mode="bilinear", align_corners=False)' in source

@@ -189,6 +189,8 @@ def _read(module: nn.Module, name: str, default: Any) -> Any:
         value = getattr(module, name)
     if name == "normalized_shape" and len(value) == 1:
         value = value[0]
+    if name == "scale_factor" and value is not None:  # nn.Upsample stores 2 as 2.0
+        value = tuple(int(v) for v in value) if isinstance(value, tuple) else int(value)
     return _compact(value)
 
 
