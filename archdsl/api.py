@@ -450,13 +450,13 @@ def check_and_lint(
     search_path: list[PathLike] | None = None,
     params: Mapping[str, Any] | None = None,
     source: str | None = None,
-) -> tuple[Graph, list[LintWarning]]:
+) -> tuple[list[Graph], list[LintWarning]]:
     """:func:`check_file` and :func:`lint` of one spec file, parsing it once and elaborating
     each network once (``archdsl check``). With ``source``, that is the spec's text, and
     ``path`` only its name (``<stdin>``). Without ``network`` and ``params`` every network
     the file defines is checked (but one whose parameters need values from a caller): an
-    error in any raises, the others' errors attached; the graph returned is the file's
-    last network's."""
+    error in any raises, the others' errors attached. The graphs checked, in file order:
+    the last is the file's last network (or the one named)."""
     params = dict(params or {})
     loader = Loader([Path(p) for p in search_path or []])
     with gc_paused():
@@ -465,11 +465,13 @@ def check_and_lint(
         )
         if network is not None or params:
             graph = _elaborate(loader, module, network, params)
-            return graph, _lint(loader, module, network, params, checked=graph)
+            return [graph], _lint(loader, module, network, params, checked=graph)
         return _check_every_network(loader, module)
 
 
-def _check_every_network(loader: Loader, module: SpecModule) -> tuple[Graph, list[LintWarning]]:
+def _check_every_network(
+    loader: Loader, module: SpecModule
+) -> tuple[list[Graph], list[LintWarning]]:
     from archdsl.passes.lint import lint as lint_module
 
     picked = _pick_network(module, None)
@@ -485,7 +487,7 @@ def _check_every_network(loader: Loader, module: SpecModule) -> tuple[Graph, lis
             errors.append(e)
     if errors:
         raise together(errors)
-    return graphs[-1], lint_module(module, graphs)
+    return graphs, lint_module(module, graphs)
 
 
 def parse_value(text: str) -> Any:

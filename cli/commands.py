@@ -127,10 +127,13 @@ def report(
     times: Sequence[tuple[str, float]],
     saved: str | None = None,
     saved_as: str = "state_dict",
+    others: Sequence[Graph] = (),
 ) -> str:
-    """The few lines ``compile`` and ``check`` print."""
+    """The few lines ``compile`` and ``check`` print; ``others``, networks of the file
+    checked besides ``graph``, are named on a line of their own."""
     rows = [
         ("network", f"{graph.name}  ({path})"),
+        *([("also checked", ", ".join(g.name for g in others))] if others else []),
         ("shape", f"{batched(graph.input_shape)} -> {batched(graph.output_shape)}"),
         ("parameters", f"{params:,}"),
         *((what, _seconds(t)) for what, t in times),
@@ -209,11 +212,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     path, source = _spec_source(args)
     params = dict(parse_set(item) for item in args.set)
     start = time.perf_counter()
-    graph, warnings = check_and_lint(
+    graphs, warnings = check_and_lint(
         path, network=args.network, params=params, search_path=args.search_path, source=source
     )
     t_check = time.perf_counter() - start
-    print(report(graph, path, count_params(graph), [("check", t_check)]))
+    graph = graphs[-1]
+    print(report(graph, path, count_params(graph), [("check", t_check)], others=graphs[:-1]))
     for warning in warnings:  # file:line:col: warning: ... (archdsl.passes.lint)
         print_error(str(warning))
     return EXIT_SPEC if warnings and args.strict else EXIT_OK

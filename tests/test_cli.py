@@ -117,6 +117,14 @@ def test_check_checks_every_network_of_the_file(
     assert code == 1 and err.count(": error: ") == 1 and ":5:3: error:" in err
     assert run(capsys, "check", str(path), "--network", "flat")[0] == 0
     assert run(capsys, "check", str(path), "--network", "narrow")[0] == 0
+    # all fixed: the report is the last network's, and names the others it checked
+    path.write_text(SEVERAL_NETWORKS.replace("conv(4, 11)", "conv(4, 3)").replace(
+        "conv(4, 3) -> linear(3)", "conv(4, 3) -> flatten -> linear(3)"))  # fmt: skip
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0 and out.startswith("network       flat  (")
+    assert "\nalso checked  tiny, narrow\n" in out
+    code, out, _ = run(capsys, "check", str(path), "--network", "tiny")
+    assert code == 0 and "also checked" not in out
     # a file whose last network needs values still says so
     code, _, err = run(capsys, "check", str(path), "--network", "family")
     assert code == 1 and "needs a value for parameter 'width'" in err
