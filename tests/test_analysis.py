@@ -276,6 +276,34 @@ def test_classifiers_keep_evenly_spaced_fields(name: str) -> None:
             assert [len(span.lo) for span in fields[node.id].spans] == [1, 1], node.path
 
 
+def test_a_field_past_the_period_limit_is_not_a_number() -> None:
+    """An upsampling by 128 would need a period of 128 positions: the field is not
+    computed from there on (None, "-" in tables), rather than estimated."""
+    s = summary("""network n {
+      input [3, 8, 8]
+      a: upsample(16) -> b: conv(4, 3) -> c: upsample(8) -> d: conv(4, 3, stride=8)
+    }""")
+    assert _rf(s, "b") == (2, round(1 / 16, 3))  # 3 outputs of 16 per input: two at most
+    assert _rf(s, "c") == (None, None)
+    assert _rf(s, "d") == (None, None)  # stride 8 would bring it back to 16: too late
+
+
+def test_long_kernels_after_upsampling_stay_fast() -> None:
+    """A position's window is found from the ends of its taps, not by reading them all:
+    a kernel of 100,000 taps over a period of 64 positions, and one whose taps mostly land
+    between a transposed convolution's outputs."""
+    from limitcheck import within
+
+    text = """network n {
+      input [1, 4, 4]
+      upsample(8) -> upsample(8) -> conv_transpose(1, 3, stride=5)
+      -> conv(1, 100000, padding=50000) -> conv_transpose(1, 9999, stride=3, dilation=7)
+    }"""
+    with within(10.0):
+        s = summary(text)
+    assert all(row.receptive_field is not None for row in s.layers[:2])
+
+
 def test_upsampling_strides() -> None:
     s = summary("""network n {
       input [3, 64, 64]

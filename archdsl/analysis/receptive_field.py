@@ -38,7 +38,9 @@ Conventions:
   read "global" and hide the convolutional receptive field that the number is for.
 - Where inputs of a merge are spaced differently (possible only with sizes that do not
   divide, such as an adaptive pooling beside a strided convolution) or a period would pass
-  :data:`MAX_PERIOD` positions, the node takes the field of its widest input, an estimate.
+  :data:`MAX_PERIOD` positions (fewer in a graph of thousands of nodes: see :data:`WORK`),
+  the field is not computed: ``None``, and so for every node after it, rather than a
+  number that may be wrong.
 - A network with flat input (``input [F]``) has no spatial receptive field: ``None``.
 
 >>> import archdsl
@@ -51,7 +53,8 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -61,8 +64,18 @@ from archdsl.ir.graph import Graph, OpNode, Shape
 
 Number = int | Fraction
 
-MAX_PERIOD = 4096
-"""The longest period of positions tracked exactly (U-Net's four upsamplings: 16)."""
+MAX_PERIOD = 64
+"""The longest period of positions tracked exactly (U-Net's four upsamplings: 16; each
+stride that follows divides it again)."""
+
+WORK = 1 << 21
+"""A bound on the work of a graph's fields: a period of ``P`` positions costs a node up to
+``P * P`` lookups (a position whose first taps see nothing, between a transposed
+convolution's outputs, looks up to a period further), so a graph of ``n`` nodes tracks
+periods up to ``sqrt(WORK / n)``: 64 up to 512 nodes, 16 (U-Net's) up to 8,192, and the
+analysis stays within a few seconds at the node limit however the network upsamples."""
+
+_LIMIT: ContextVar[int] = ContextVar("archdsl_period_limit", default=MAX_PERIOD)
 
 
 @dataclass(frozen=True)
@@ -97,23 +110,29 @@ class Span:
 
 _ORIGIN = Span((0,), (0,), 1)
 
-Taps = Callable[[int], Iterable[int]]
+Taps = Callable[[int], range]
 
 
 def _through(span: Span, taps: Taps, a: int, b: int) -> Span | None:
     """The span of an op whose output position ``o`` reads input positions ``taps(o)``,
-    with ``taps(o + a)`` those of ``taps(o)`` moved ``b`` on; None past :data:`MAX_PERIOD`."""
+    with ``taps(o + a)`` those of ``taps(o)`` moved ``b`` on; None past :data:`MAX_PERIOD`.
+
+    Windows only move forward with the position, so a position sees from the first tap
+    that sees anything to the last: each is found within a period's worth of taps from
+    its end, however long the kernel."""
     period = len(span.lo)
     rounds = period // math.gcd(period, b)  # input shifts of b until a whole input period
     new_period = a * rounds
-    if new_period > MAX_PERIOD:
+    if new_period > _LIMIT.get():
         return None
     lo: list[int | None] = []
     hi: list[int | None] = []
     for o in range(new_period):
-        seen = [w for w in (span.at(i) for i in taps(o)) if w is not None]
-        lo.append(min(w[0] for w in seen) if seen else None)
-        hi.append(max(w[1] for w in seen) if seen else None)
+        read = taps(o)
+        first = next((w for w in map(span.at, read[: period + 1]) if w is not None), None)
+        last = next((w for w in map(span.at, read[::-1][: period + 1]) if w is not None), None)
+        lo.append(first[0] if first is not None else None)
+        hi.append(last[1] if last is not None else None)
     return Span(tuple(lo), tuple(hi), rounds * b // period * span.shift)
 
 
@@ -123,7 +142,7 @@ def _union(spans: list[Span]) -> Span | None:
     if len({s.jump for s in spans}) != 1:
         return None
     period = math.lcm(*(len(s.lo) for s in spans))
-    if period > MAX_PERIOD:
+    if period > _LIMIT.get():
         return None
     lo: list[int | None] = []
     hi: list[int | None] = []
@@ -177,7 +196,7 @@ def _square(pair: tuple[Any, ...]) -> Any:
 
 _START = ReceptiveField((_ORIGIN, _ORIGIN))
 
-Rule = Callable[[OpNode, list[ReceptiveField], list[Shape]], ReceptiveField]
+Rule = Callable[[OpNode, list[ReceptiveField], list[Shape]], ReceptiveField | None]
 AxisRule = Callable[[Span, int, int, int], Span | None]  # span, axis, input size, output size
 
 
@@ -188,31 +207,26 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 def _per_axis(rule: AxisRule) -> Rule:
-    """A rule applied to each axis of the first input's field; where an axis cannot be
-    tracked exactly (a period too long), the field passes on unchanged but for its stride,
-    scaled by the change of size (an estimate)."""
+    """A rule applied to each axis of the first input's field; None (not computed) where an
+    axis would need a period past the limit."""
 
-    def apply(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+    def apply(
+        node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
+    ) -> ReceptiveField | None:
         rf, shape = rfs[0], shapes[0]
-        spans = []
-        for axis in range(2):
-            size_in, size_out = shape[1 + axis], node.shape[1 + axis]
-            span = rule(rf.spans[axis], axis, size_in, size_out)
-            spans.append(span if span is not None else _rescaled(rf.spans[axis], size_in, size_out))
+        spans = [
+            rule(rf.spans[axis], axis, shape[1 + axis], node.shape[1 + axis]) for axis in range(2)
+        ]
+        if spans[0] is None or spans[1] is None:
+            return None
         return ReceptiveField((spans[0], spans[1]), rf.is_global)
 
     return apply
 
 
-def _rescaled(span: Span, size_in: int, size_out: int) -> Span:
-    """The estimate past :data:`MAX_PERIOD`: the widest window at every position, spaced
-    ``size_in / size_out`` times as far."""
-    jump = Fraction(span.shift, len(span.lo)) * Fraction(size_in, size_out)
-    width = span.size
-    return Span((0,) * jump.denominator, (width - 1,) * jump.denominator, jump.numerator)
-
-
-def _windowed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+def _windowed(
+    node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
+) -> ReceptiveField | None:
     """conv, maxpool, avgpool and any future op with ``kernel`` / ``stride`` attrs: output
     ``o`` reads inputs ``o * s - p + t * d`` for taps ``t < k``."""
     attrs = node.attrs
@@ -223,7 +237,7 @@ def _windowed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> R
 
     def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
         k, s, d, p = kernel[axis], stride[axis], dilation[axis], padding[axis]
-        return _through(span, lambda o: (o * s - p + t * d for t in range(k)), 1, s)
+        return _through(span, lambda o: range(o * s - p, o * s - p + (k - 1) * d + 1, d), 1, s)
 
     return _per_axis(axis_rule)(node, rfs, shapes)
 
@@ -237,7 +251,9 @@ def _padding(value: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> 
     return _pair(value)
 
 
-def _transposed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+def _transposed(
+    node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
+) -> ReceptiveField | None:
     """conv_transpose: output ``o`` reads the inputs ``i`` with ``i * s + t * d - p == o``
     for taps ``t < k``: up to ``ceil(k_eff / s)`` of them, fewer at some positions."""
     attrs = node.attrs
@@ -247,9 +263,19 @@ def _transposed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) ->
 
     def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
         k, s, d, p = kernel[axis], stride[axis], dilation[axis], padding[axis]
+        g = math.gcd(d, s)
+        step = s // g  # between the taps t that land on an input: t * d = o + p (mod s)
+        inverse = pow(d // g, -1, step)
 
-        def taps(o: int) -> Iterable[int]:
-            return ((o + p - t * d) // s for t in range(k) if (o + p - t * d) % s == 0)
+        def taps(o: int) -> range:
+            if (o + p) % g:
+                return range(0)
+            first = (o + p) // g * inverse % step  # the smallest such tap
+            if first >= k:
+                return range(0)
+            last = first + (k - 1 - first) // step * step
+            # tap t reads input (o + p - t * d) / s: the last tap the lowest input
+            return range((o + p - last * d) // s, (o + p - first * d) // s + 1, d // g)
 
         return _through(span, taps, s, 1)
 
@@ -259,7 +285,9 @@ def _transposed(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) ->
 _TAPS = {"bilinear": 2, "bicubic": 4}  # input positions an interpolated output reads
 
 
-def _upsample(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+def _upsample(
+    node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
+) -> ReceptiveField | None:
     """upsample: nearest copies input ``o // s``; bilinear reads the two inputs around
     the output's centre mapped back, ``(o + 1/2) / s - 1/2`` (``o * (H - 1) / (sH - 1)``
     with ``align_corners``), and bicubic four, one alone where that lands on an input."""
@@ -270,7 +298,7 @@ def _upsample(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> R
     def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
         s = scale[axis]
         if not reach:
-            return _through(span, lambda o: (o // s,), s, 1)
+            return _through(span, lambda o: range(o // s, o // s + 1), s, 1)
         if corners:
             a, b = size_out - 1, size_in - 1
             g = math.gcd(a, b) or 1
@@ -285,11 +313,11 @@ def _upsample(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> R
             def source(o: int) -> Fraction:
                 return Fraction(2 * o + 1 - s, 2 * s)
 
-        def taps(o: int) -> Iterable[int]:
+        def taps(o: int) -> range:
             src = source(o)
             first = math.floor(src)
             if src == first:
-                return (first,)
+                return range(first, first + 1)
             return range(first - reach // 2 + 1, first + reach // 2 + 1)
 
         return _through(span, taps, a, b)
@@ -319,7 +347,9 @@ def _bins(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
     )
 
 
-def _adaptive(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+def _adaptive(
+    node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
+) -> ReceptiveField | None:
     if node.shape[1:] == (1, 1):
         return _whole_map(rfs[0], shapes[0])
     return _per_axis(_bins)(node, rfs, shapes)
@@ -328,10 +358,15 @@ def _adaptive(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> R
 def _nearest(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
     """An op of unknown kind that resizes: as nearest resampling, ``o * H // O``."""
     g = math.gcd(size_in, size_out)
-    return _through(span, lambda o: (o * size_in // size_out,), size_out // g, size_in // g)
+    return _through(
+        span,
+        lambda o: range(o * size_in // size_out, o * size_in // size_out + 1),
+        size_out // g,
+        size_in // g,
+    )
 
 
-def _resize(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+def _resize(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField | None:
     """Unknown single-input ops: same spatial size keeps the field; a rank-3 -> rank-1 op
     is a whole-map reduction; a change of spatial size resamples as nearest neighbour."""
     rf, shape = rfs[0], shapes[0]
@@ -351,7 +386,7 @@ def _softmax(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Re
     return rfs[0]
 
 
-def _merge(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField:
+def _merge(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> ReceptiveField | None:
     """The union over inputs, leaving out broadcast gates (see the module docstring)."""
     out = node.shape
     spatial = [
@@ -360,12 +395,10 @@ def _merge(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Rece
         if not (len(out) == 3 and shape[1:] == (1, 1) and out[1:] != (1, 1))
     ]
     pick = spatial or rfs
-    is_global = any(rf.is_global for rf in pick)
-    spans = []
-    for axis in range(2):
-        union = _union([rf.spans[axis] for rf in pick])
-        spans.append(union or max((rf.spans[axis] for rf in pick), key=lambda s: s.size))
-    return ReceptiveField((spans[0], spans[1]), is_global)
+    spans = [_union([rf.spans[axis] for rf in pick]) for axis in range(2)]
+    if spans[0] is None or spans[1] is None:
+        return None
+    return ReceptiveField((spans[0], spans[1]), any(rf.is_global for rf in pick))
 
 
 RULES: Mapping[str, Rule] = {
@@ -399,7 +432,16 @@ def _rule(node: OpNode) -> Rule:
 
 def receptive_fields(graph: Graph) -> dict[str, ReceptiveField | None]:
     """The receptive field of every node, by node id (``None`` throughout for a network
-    with flat input). Linear in the size of the graph."""
+    with flat input, and from a node whose field is not computed on). Linear in the size
+    of the graph."""
+    token = _LIMIT.set(max(1, min(MAX_PERIOD, math.isqrt(WORK // max(len(graph), 1)))))
+    try:
+        return _fields(graph)
+    finally:
+        _LIMIT.reset(token)
+
+
+def _fields(graph: Graph) -> dict[str, ReceptiveField | None]:
     result: dict[str, ReceptiveField | None] = {}
     producers = input_lists(graph)
     for node in graph.nodes():
