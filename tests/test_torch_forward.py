@@ -53,7 +53,18 @@ def test_relu_and_residual_sum_overwrite_their_input_as_in_torchvision(resnet18)
     assert "ReLU(inplace=True)" in repr(resnet18)
 
 
-@pytest.mark.parametrize("src", [MIXED, RESNET_1111, MBCONV_TAIL])
+DECODER = """
+network decoder {
+  input [3, 8, 8]
+  conv(6, 3, stride=2, padding=1) -> relu
+  -> concat { (); (conv(6, 3, stride=2, padding=1) -> relu -> conv_transpose(6, 2, stride=2)
+                   -> relu) }
+  -> upsample(2, mode="bilinear") -> relu -> conv(2, 1)
+}
+"""
+
+
+@pytest.mark.parametrize("src", [MIXED, RESNET_1111, MBCONV_TAIL, DECODER])
 def test_in_place_gives_the_same_outputs_gradients_and_state_dict(src, x64):
     from archdsl.backends.torch_backend import build
 
@@ -108,6 +119,11 @@ def test_in_place_only_where_nothing_else_reads_the_input():
         "network n { input [4, 3, 3]; bn -> s: silu -> conv(4, 1) -> r6: relu6 -> dropout(0.1)"
         " -> bn -> drop_path(0.2) -> h: hardswish -> sigmoid -> g: gelu }"
     ) == {"s", "r6", "h"}
+    # a transposed convolution's backward, and an upsampling's, never read their output
+    assert _in_place(
+        "network n { input [4, 3, 3]; conv_transpose(4, 2, stride=2) -> a: relu"
+        ' -> upsample(2, mode="bilinear") -> b: relu -> conv(4, 1) }'
+    ) == {"a", "b"}
     # not the network's input, nor its output, nor a backbone's
     assert _in_place("network n { input [4]; relu }") == set()
     assert _in_place("network n { input [4]; l: linear(4) -> relu }", outputs=("l",)) == set()

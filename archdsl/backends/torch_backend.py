@@ -87,7 +87,17 @@ def _local(path: str, scope: str) -> str:
 
 # Ops whose backward does not read their output, so a later op may overwrite it.
 _OVERWRITABLE = frozenset(
-    {"conv", "bn", "linear", "channel_linear", "layer_scale", "add", "concat"}
+    {
+        "conv",
+        "conv_transpose",
+        "upsample",
+        "bn",
+        "linear",
+        "channel_linear",
+        "layer_scale",
+        "add",
+        "concat",
+    }
 )
 # Ops that return their input itself, or (dropout and drop path while training) a new
 # tensor whose backward needs only the mask: writing over their output writes over their
