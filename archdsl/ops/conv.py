@@ -22,14 +22,27 @@ from archdsl.ops.checks import (
 )
 
 
-def _conv_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
-    c, h, w = feature_map("conv", inputs)
+def _grouped(op: str, c: int, attrs: Attrs) -> int:
+    """The output channels, once ``groups`` is known to divide them and the input's."""
     out, groups = attrs["out"], attrs["groups"]
     if c % groups or out % groups:
         raise ShapeProblem(
-            f"conv: groups {groups} must divide both the input channels ({c}) "
+            f"{op}: groups {groups} must divide both the input channels ({c}) "
             f"and the output channels ({out})"
         )
+    return int(out)
+
+
+_OUT = Param("out", "posint", doc="output channels")
+_KERNEL = Param("kernel", "pair", doc="kernel size: k or [kh, kw]")
+_DILATION = Param("dilation", "pair", 1, doc="spacing between kernel taps")
+_GROUPS = Param("groups", "posint", 1, doc="channel groups; must divide in and out channels")
+_BIAS = Param("bias", "bool", True, doc="add a learned bias per output channel")
+
+
+def _conv_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    c, h, w = feature_map("conv", inputs)
+    out = _grouped("conv", c, attrs)
     kernel, stride, dilation = (as_pair(attrs[k]) for k in ("kernel", "stride", "dilation"))
     padding = attrs["padding"]
     if padding == "same":
@@ -63,8 +76,8 @@ def _conv_macs(attrs: Attrs, inputs: list[Shape], output: Shape) -> int:
 CONV = OpDef(
     name="conv",
     params=(
-        Param("out", "posint", doc="output channels"),
-        Param("kernel", "pair", doc="kernel size: k or [kh, kw]"),
+        _OUT,
+        _KERNEL,
         Param("stride", "pair", 1, doc="stride: s or [sh, sw]"),
         Param(
             "padding",
@@ -72,9 +85,9 @@ CONV = OpDef(
             0,
             doc='zero padding per side: p, [ph, pw], "same" (stride 1 only) or "valid"',
         ),
-        Param("dilation", "pair", 1, doc="spacing between kernel taps"),
-        Param("groups", "posint", 1, doc="channel groups; must divide in and out channels"),
-        Param("bias", "bool", True, doc="add a learned bias per output channel"),
+        _DILATION,
+        _GROUPS,
+        _BIAS,
     ),
     infer=_conv_infer,
     count_params=_conv_params,
@@ -87,12 +100,7 @@ CONV = OpDef(
 
 def _conv_transpose_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     c, h, w = feature_map("conv_transpose", inputs)
-    out, groups = attrs["out"], attrs["groups"]
-    if c % groups or out % groups:
-        raise ShapeProblem(
-            f"conv_transpose: groups {groups} must divide both the input channels ({c}) "
-            f"and the output channels ({out})"
-        )
+    out = _grouped("conv_transpose", c, attrs)
     kernel, stride, padding, output_padding, dilation = (
         as_pair(attrs[k]) for k in ("kernel", "stride", "padding", "output_padding", "dilation")
     )
@@ -129,8 +137,8 @@ def _conv_transpose_macs(attrs: Attrs, inputs: list[Shape], output: Shape) -> in
 CONV_TRANSPOSE = OpDef(
     name="conv_transpose",
     params=(
-        Param("out", "posint", doc="output channels"),
-        Param("kernel", "pair", doc="kernel size: k or [kh, kw]"),
+        _OUT,
+        _KERNEL,
         Param("stride", "pair", 1, doc="stride: s or [sh, sw]; the output is about s times larger"),
         Param(
             "padding",
@@ -144,9 +152,9 @@ CONV_TRANSPOSE = OpDef(
             0,
             doc="rows and columns added to one side of the output; below the stride or dilation",
         ),
-        Param("dilation", "pair", 1, doc="spacing between kernel taps"),
-        Param("groups", "posint", 1, doc="channel groups; must divide in and out channels"),
-        Param("bias", "bool", True, doc="add a learned bias per output channel"),
+        _DILATION,
+        _GROUPS,
+        _BIAS,
     ),
     infer=_conv_transpose_infer,
     count_params=_conv_transpose_params,
