@@ -115,7 +115,7 @@ Taps = Callable[[int], range]
 
 def _through(span: Span, taps: Taps, a: int, b: int) -> Span | None:
     """The span of an op whose output position ``o`` reads input positions ``taps(o)``,
-    with ``taps(o + a)`` those of ``taps(o)`` moved ``b`` on; None past :data:`MAX_PERIOD`.
+    with ``taps(o + a)`` those of ``taps(o)`` moved ``b`` on; None past the period limit.
 
     Windows only move forward with the position, so a position sees from the first tap
     that sees anything to the last: each is found within a period's worth of taps from
