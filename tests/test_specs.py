@@ -138,6 +138,9 @@ def test_golden_logits(name: str):
         out = model(golden_input(ref["resolution"]))
     golden = torch.tensor(ref["golden_logits"], dtype=torch.float64)
     assert list(out.shape) == ref["output_shape"]
+    if "golden_stride" in ref:  # a map per class: the record keeps every stride-th position
+        step = ref["golden_stride"]
+        out = out[:, :, ::step, ::step].flatten(1)
     err = (out - golden).abs().max().item()
     assert err <= GOLDEN_RTOL * golden.abs().max().item(), f"max |error| {err:.3g}"
 

@@ -1,7 +1,9 @@
 """Write reference records, in this folder's format, for bundled networks that the shared
 reference data lacks (ConvNeXt, EfficientNetV2, MNASNet, MobileNetV3, RegNet,
-ShuffleNetV2, SqueezeNet): made from the libraries by the procedure of the shared
-``reference/make_reference.py`` (see README.md here), trimmed as the copies are.
+ShuffleNetV2, SqueezeNet, and torchvision's FCN and DeepLabV3): made from the libraries by
+the procedure of the shared ``reference/make_reference.py`` (see README.md here), trimmed
+as the copies are. A segmentation network's output is a map per class: its golden logits
+are those of every ``GOLDEN_STRIDE``-th row and column, flattened per sample.
 
 Run by hand, with torchvision 0.28 importable, from the repository root:
 ``python tests/data/reference/make_records.py [NAME ...]``. The tests never import it.
@@ -59,7 +61,15 @@ SOURCES = {
     "efficientnet_v2_s": ("torchvision", 384),
     "efficientnet_v2_m": ("torchvision", 480),
     "efficientnet_v2_l": ("torchvision", 480),
+    # torchvision.models.segmentation, without weights or the auxiliary head, at the
+    # resolution of its weights' transforms
+    "fcn_resnet50": ("torchvision", 520),
+    "fcn_resnet101": ("torchvision", 520),
+    "deeplabv3_resnet50": ("torchvision", 520),
+    "deeplabv3_resnet101": ("torchvision", 520),
 }
+SEGMENTATION = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101"}
+GOLDEN_STRIDE = 40  # 520 / 40: 13 x 13 positions of each class map
 
 
 def model(name: str) -> torch.nn.Module:
@@ -70,7 +80,20 @@ def model(name: str) -> torch.nn.Module:
     import torchvision.models as tvm
 
     torch.manual_seed(0)
+    if name in SEGMENTATION:
+        return getattr(tvm.segmentation, name)(weights_backbone=None, aux_loss=False)
     return getattr(tvm, name)()
+
+
+class Out(torch.nn.Module):
+    """A segmentation network's ``{"out": map}`` as the map."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["out"]
 
 
 def record(name: str) -> dict:
@@ -78,10 +101,17 @@ def record(name: str) -> dict:
     net = model(name).eval()
     fill(net)
     net = net.double()
+    run = Out(net) if name in SEGMENTATION else net
     with torch.no_grad():
-        logits = net(golden_input(resolution))
+        logits = run(golden_input(resolution))
         with FlopCounterMode(display=False) as counter:
-            net(torch.zeros(1, 3, resolution, resolution, dtype=torch.float64))
+            run(torch.zeros(1, 3, resolution, resolution, dtype=torch.float64))
+    extra = {}
+    if logits.dim() == 4:
+        extra["golden_stride"] = GOLDEN_STRIDE
+        shown = logits[:, :, ::GOLDEN_STRIDE, ::GOLDEN_STRIDE].flatten(1)
+    else:
+        shown = logits
     return {
         "name": name,
         "source": source,
@@ -90,7 +120,8 @@ def record(name: str) -> dict:
         "flops": counter.get_total_flops(),
         "output_shape": list(logits.shape),
         "state_dict": {k: list(v.shape) for k, v in net.state_dict().items()},
-        "golden_logits": [[float(v) for v in row] for row in logits],
+        "golden_logits": [[float(v) for v in row] for row in shown],
+        **extra,
     }
 
 
