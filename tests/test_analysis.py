@@ -258,18 +258,21 @@ def test_upsampling_fields_are_what_gradients_see(chain: str) -> None:
     assert row.receptive_field == (seen[0] if seen[0] == seen[1] else list(seen))
 
 
-@pytest.mark.parametrize("name", sorted(set(archdsl.list_specs()) - {"unet"}))
-def test_classifiers_keep_evenly_spaced_fields(name: str) -> None:
+@pytest.mark.parametrize("name", archdsl.list_specs())
+def test_fields_before_any_upsampling_are_evenly_spaced(name: str) -> None:
     """Without upsampling every position sees a window of the same width, one period
-    long: the classic recurrence (rf + (k - 1) * jump, jump * s); only after an adaptive
-    pooling whose bins differ (GoogLeNet's auxiliary heads: 14 -> 4) is it otherwise."""
+    long: the classic recurrence (rf + (k - 1) * jump, jump * s); only after an upsampling
+    or an adaptive pooling whose bins differ (GoogLeNet's auxiliary heads: 14 -> 4) is it
+    otherwise."""
     graph = archdsl.check_file(archdsl.spec_path(name))
     fields = receptive_fields(graph)
     uneven: set[str] = set()
     for node in graph.nodes():
         inputs = graph.inputs(node.id)
-        if any(i in uneven for i in inputs) or (
-            node.op.startswith("adaptive") and graph.node(inputs[0]).shape[1] % node.shape[1]
+        if (
+            any(i in uneven for i in inputs)
+            or node.op in ("upsample", "conv_transpose")
+            or (node.op.startswith("adaptive") and graph.node(inputs[0]).shape[1] % node.shape[1])
         ):
             uneven.add(node.id)
         elif fields[node.id] is not None:
@@ -302,6 +305,17 @@ def test_long_kernels_after_upsampling_stay_fast() -> None:
     with within(10.0):
         s = summary(text)
     assert all(row.receptive_field is not None for row in s.layers[:2])
+
+
+def test_an_image_pooling_brought_back_up_makes_the_field_global() -> None:
+    """DeepLabV3's ASPP: a branch that pools the whole map and is upsampled back to its
+    size gives every position the whole image; upsampling a global field keeps it so."""
+    s = summary("deeplabv3_resnet50")
+    assert _rf(s, "classifier.0.convs.0") == (427, 8)  # layer4's field, dilated
+    assert _rf(s, "classifier.0.convs.4") == ("global", None)
+    assert _rf(s, "classifier.0.convs") == ("global", None)
+    assert _rf(s, "classifier") == ("global", None)
+    assert _rf(summary("fcn_resnet50"), "classifier") == (_rf(s, "backbone")[0] + 2 * 8, 8)
 
 
 def test_upsampling_strides() -> None:

@@ -214,6 +214,8 @@ def _per_axis(rule: AxisRule) -> Rule:
         node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
     ) -> ReceptiveField | None:
         rf, shape = rfs[0], shapes[0]
+        if rf.is_global:  # every position sees the whole input, however it is resampled
+            return rf
         spans = [
             rule(rf.spans[axis], axis, shape[1 + axis], node.shape[1 + axis]) for axis in range(2)
         ]
