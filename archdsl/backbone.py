@@ -91,17 +91,8 @@ def prune(graph: Graph, outputs: Sequence[str]) -> tuple[Graph, dict[str, str]]:
     pruned.output = max(wanted.values(), key=order.index)
     pruned.side_outputs = {}
     pruned.output_fields = {}
-    pruned.scopes = {
-        path: copy.copy(scope)
-        for path, scope in graph.scopes.items()
-        if path not in partial and not _holds_output(path, wanted)
-    }
-    for node in list(pruned.nodes()):
-        scope = node.scope
-        while scope and scope not in pruned.scopes:
-            scope = scope.rsplit(".", 1)[0] if "." in scope else ""
-        if scope != node.scope:
-            pruned.replace_node(node.id, scope=scope)
+    pruned.scopes = {path: copy.copy(scope) for path, scope in graph.scopes.items()}
+    pruned.open_scopes({p for p in graph.scopes if p in partial or _holds_output(p, wanted)})
     return pruned, wanted
 
 

@@ -84,6 +84,8 @@ class _Formatter:
         self.prev: Token | None = None  # previous code token
         self.prev_closed: _Open | None = None  # the bracket the previous token closed
         self.prev_dash = False  # the previous token joins a label's parts (block1-0)
+        # inside a reference (@backbone.layer{i}.0): the depth of its label braces
+        self.ref: int | None = None
         self.header: str | bool = False  # the header keyword that waits for its "{"
         self.break_next = False  # the next code token starts a new line
 
@@ -228,10 +230,11 @@ class _Formatter:
         elif self.break_next and self.cur.strip():
             self.end_line()
         self.break_next = False
+        joined = self._in_ref(tok)
         if not self.cur:
             self.start_line(tok)
         else:
-            self.cur = self.cur.rstrip(" ") + " " * self.space(tok, i)
+            self.cur = self.cur.rstrip(" ") + " " * (0 if joined else self.space(tok, i))
         col = len(self.cur)
         self.cur += v
         if word and v in _HEADERS and not self._label_word(i):
@@ -261,6 +264,28 @@ class _Formatter:
         elif word and v in (")", "]", "}") and self.stack:
             self.prev_closed = self.stack.pop()
         self.prev = tok
+
+    def _in_ref(self, tok: Token) -> bool:
+        """Follow a reference's tokens; whether ``tok`` joins the one before it with no
+        space (``@``, ``backbone``, ``.``, ``layer``, ``{``...``}``, ``.0``)."""
+        v, word = tok.value, _is_word(tok)
+        if word and v == "@":
+            self.ref = -1
+            return False
+        if self.ref is None:
+            return False
+        if self.ref > 0:  # inside a label's {expr}: spaced as any expression
+            if word and v == "}":
+                self.ref -= 1
+                return True
+            if word and v == "{":
+                self.ref += 1
+            return False
+        if tok.type in ("NAME", "NUMBER") or word and v in (".", "-", "{"):
+            self.ref = 1 if word and v == "{" else 0
+            return True
+        self.ref = None
+        return False
 
     def bracket_kind(self, tok: Token, i: int) -> str:
         if tok.value == "[":

@@ -27,6 +27,14 @@ def identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
+def access(attr: str, owner: str = "self") -> str:
+    """How ``owner``'s member ``attr`` is read: ``self.conv1``, ``getattr(self, "1")``, and
+    through the containers of an opened scope, ``getattr(self.backbone, "1")``."""
+    for part in attr.split(".") if attr else ():
+        owner = f"{owner}.{part}" if identifier(part) else f'getattr({owner}, "{part}")'
+    return owner
+
+
 def forward_body(
     members: list[Member],
     input_id: str,
@@ -142,12 +150,11 @@ def forward_body(
 def expression(m: Member, args: list[str]) -> str | Group:
     """The right-hand side of member ``m``'s statement, reading the variables ``args``."""
     if m.leaf is not None and m.module is None:  # a parameter of the block: x * factors
-        factors = f"self.{m.attr}" if identifier(m.attr) else f'getattr(self, "{m.attr}")'
+        factors = access(m.attr)
         flat = any(arg == "flat" and value for arg, value, _ in m.leaf.args)
         return f"{args[0]} * {factors}{'.view(-1, 1, 1)' if flat else ''}"
     if m.node is not None and m.module is None:  # a merge
         if m.node.op == "concat":
             return Group("torch.cat(", [Group("[", list(args), "]", collection=True), "1"], ")")
         return (" + " if m.node.op == "add" else " * ").join(args)
-    call = f"self.{m.attr}" if identifier(m.attr) else f'getattr(self, "{m.attr}")'
-    return f"{call}({', '.join(args)})"
+    return f"{access(m.attr)}({', '.join(args)})"

@@ -48,7 +48,7 @@ from typing import Any
 from torch import nn
 
 from archdsl.backends.python_analysis import ROOT, Analysis, ClassParam, ClassPlan, Member
-from archdsl.backends.python_forward import identifier
+from archdsl.backends.python_forward import access, identifier
 from archdsl.backends.python_layout import (
     INDENT,
     LINE_LENGTH,
@@ -203,16 +203,19 @@ class _Writer:
         lines += layout_lines(params[0], INDENT)
         body = INDENT * 2
         lines.append(f"{body}super().__init__()")
+        containers: set[str] = set()  # an opened scope's (backbone.layer3 read outside it)
         for m in cls.members:
             if not m.attr or m.shared:
                 continue
             expr = self._ctor(cls, m, m.attr)
-            if identifier(m.attr):
-                lines += layout_lines(expr, body, f"self.{m.attr} = ")
-            else:
-                parameter = m.module is None and m.scope is None  # a layer scale's
-                register = "self.register_parameter(" if parameter else "self.add_module("
-                lines += layout_lines(Group(register, [literal(m.attr), expr], ")"), body)
+            owner, _, name = m.attr.rpartition(".")
+            parts = owner.split(".") if owner else []
+            for end in range(1, len(parts) + 1):
+                container = ".".join(parts[:end])
+                if container not in containers:
+                    containers.add(container)
+                    lines += self._register(access(".".join(parts[: end - 1])), parts[end - 1])
+            lines += self._register(access(owner), name, expr, m.module is None and m.scope is None)
         lines.append("")
         returns = "torch.Tensor"
         if cls.scope_kind == "root" and self.graph.side_outputs:
@@ -231,6 +234,17 @@ class _Writer:
                     lines.append(f"{body}#{comment[3:]}")
                 lines += out
         return "\n".join(lines)
+
+    def _register(
+        self, owner: str, name: str, expr: str | Group = "nn.Module()", parameter: bool = False
+    ) -> list[str]:
+        """The lines that make ``expr`` the member ``name`` of ``owner`` (``self``, or a
+        container of an opened scope); ``parameter``: a layer scale's factors."""
+        body = INDENT * 2
+        if identifier(name):
+            return layout_lines(expr, body, f"{owner}.{name} = ")
+        register = ".register_parameter(" if parameter else ".add_module("
+        return layout_lines(Group(owner + register, [literal(name), expr], ")"), body)
 
     def _doc(self, cls: ClassPlan) -> str:
         span = cls.span

@@ -11,7 +11,7 @@ import collections
 import contextlib
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -375,8 +375,25 @@ def _build_scope(
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
+    if any("." in name for name in modules):
+        _keep_order(gm, modules)
     bind_children(gm)
     return gm
+
+
+def _keep_order(gm: nn.Module, names: Iterable[str]) -> None:
+    """Register the modules of an opened scope's members (``backbone.layer1``) in the order
+    they are computed, where torch.fx registers dotted targets by depth: the keys of
+    ``state_dict()`` and the printed module follow the spec."""
+    order: dict[str, dict[str, None]] = {}  # container path -> its children, in order
+    for name in names:
+        parts = name.split(".")
+        for k, part in enumerate(parts):
+            order.setdefault(".".join(parts[:k]), {})[part] = None
+    for prefix, members in order.items():
+        container = gm.get_submodule(prefix) if prefix else gm
+        known = container._modules
+        container._modules = {m: known[m] for m in members if m in known} | known
 
 
 def _structure_key(

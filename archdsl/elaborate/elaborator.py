@@ -41,7 +41,14 @@ from archdsl.elaborate.shape_errors import (
     merge_shape_error,
     op_shape_error,
 )
-from archdsl.elaborate.values import InShape, Scaling, show, type_name, unknown_layer
+from archdsl.elaborate.values import (
+    InShape,
+    Scaling,
+    did_you_mean,
+    show,
+    type_name,
+    unknown_layer,
+)
 from archdsl.errors import (
     ArchError,
     ArchLimitError,
@@ -88,6 +95,11 @@ class Elaborator:
         self.inits: list[InitRule] = []  # the network's init rules, in order
         self._plain_labels: dict[int, tuple[ast.Label, str]] = {}  # id -> (label, its name)
         self._frames: dict[int, tuple[ast.BlockDef, BlockFrame]] = {}  # id -> (block, frame)
+        # references (@path): the block instances they resolve in (the network's root
+        # first), the module paths made so far, and the (from, to) namespaces each crossed
+        self.roots: list[str] = [""]
+        self.made: dict[str, str] = {}  # module path -> node id
+        self.crossings: set[tuple[str, str]] = set()
 
     # ---- networks -------------------------------------------------------------------
     def network(
@@ -171,6 +183,7 @@ class Elaborator:
                 f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span
             )
         graph.output = cur
+        graph.open_scopes(crossed_scopes(graph.scopes, self.crossings))
         if outputs is not None or graph.side_outputs:
             graph.output_fields = output_fields(
                 outputs, cur, graph.side_outputs, self.side_spans, defn
@@ -230,7 +243,13 @@ class Elaborator:
                 )
             self.depth += 1
             try:
-                for item in stmt.items:
+                for k, item in enumerate(stmt.items):
+                    if k and isinstance(item.primary, ast.Ref):
+                        raise ArchTypeError(
+                            "a reference starts a chain: here it would drop the value of "
+                            "what comes before it (start a new line or a group with it)",
+                            item.primary.span,
+                        )
                     if isinstance(item, ast.SideItem):
                         self._side(item, env, cur)
                     else:
@@ -249,6 +268,11 @@ class Elaborator:
 
     def _item(self, item: ast.Item, env: Env, cur: str) -> str:
         prim = item.primary
+        if isinstance(prim, ast.Ref) and (item.label is not None or item.repeat is not None):
+            raise ArchTypeError(
+                "a reference is a value computed elsewhere: it takes no label and no repetition",
+                item.span,
+            )
         count = 1 if item.repeat is None else self._count(item.repeat, env)
         if item.label is None:
             return self._repeat(item, count, env, cur)
@@ -320,6 +344,53 @@ class Elaborator:
         self.graph.side_outputs[name] = out
         self.side_spans[name] = item.label.span
 
+    def _ref(self, ref: ast.Ref, env: Env) -> str:
+        """The node a reference ``@path`` names: a module (or scope) made earlier in the
+        same block instance, or in the network when outside any block."""
+        assert self.graph is not None
+        text = ".".join(p if isinstance(p, str) else self._label(p, env) for p in ref.parts)
+        root = self.roots[-1]
+        path = f"{root}.{text}" if root else text
+        where = f"block '{self.block_stack[-1][0]}'" if self.block_stack else "the network"
+        if any(ns.path == path for ns in self.ns):
+            raise ArchNameError(
+                f"'@{text}' is read inside '{text}' itself, which has no value until it ends",
+                ref.span,
+            )
+        scope = self.graph.scopes.get(path)
+        node = scope.output if scope is not None else self.made.get(path)
+        if node is None:
+            prefix = f"{root}." if root else ""
+            depth = path.count(".")  # the paths of as many parts, in the same block instance
+            known = [
+                p.removeprefix(prefix)
+                for p in (*self.made, *self.graph.scopes)
+                if p.startswith(prefix) and p.count(".") == depth
+            ]
+            err = ArchNameError(
+                f"'@{text}': {where} has no module '{text}' before this point"
+                f"{did_you_mean(text, known)}",
+                ref.span,
+            )
+            if root:
+                err.notes.append(
+                    "a reference inside a block names that block's own modules, by their "
+                    "paths from the block"
+                )
+            raise err
+        if not root and text.split(".", 1)[0] in self.side_spans:
+            raise ArchTypeError(
+                f"'@{text}' is inside side output '{text.split('.', 1)[0]}', which is computed "
+                "in training mode only",
+                ref.span,
+            )
+        home = path.rsplit(".", 1)[0] if "." in path else ""  # the namespace it was made in
+        if scope is None:
+            home = self.graph.node(node).scope
+        if home != self.ns[-1].path:
+            self.crossings.add((home, self.ns[-1].path))
+        return node
+
     def _label(self, label: ast.Label, env: Env) -> str:
         if len(label.parts) == 1 and isinstance(label.parts[0], str):
             # a plain name: checked once per label of the spec, not once per layer made
@@ -357,6 +428,8 @@ class Elaborator:
             return cur
         if isinstance(prim, ast.Group):
             return self._stmt(prim.chain, env, cur)
+        if isinstance(prim, ast.Ref):
+            return self._ref(prim, env)
         if isinstance(prim, ast.Merge):
             return self._merge(prim, env, cur)
         if isinstance(prim, ast.If):
@@ -461,6 +534,8 @@ class Elaborator:
         assert self.graph is not None
         if len(self.graph) >= MAX_NODES:
             raise ArchLimitError(f"the network has more than {MAX_NODES} nodes", node.span)
+        if node.path is not None:
+            self.made[node.path] = node.id
         return self.graph.add(node, inputs).id
 
     def _block(self, call: ast.OpCall, ref: BlockRef, env: Env, cur: str, path: str) -> str:
@@ -490,6 +565,7 @@ class Elaborator:
                     call.span,
                 )
         self.block_stack.append((defn.name, call.span))
+        self.roots.append(path)
         try:
             with self._namespace(path, "block", defn.name, call.span, cur) as scope:
                 body = benv.child()
@@ -509,6 +585,7 @@ class Elaborator:
                 scope.defaults = frame[1].defaults
         finally:
             self.block_stack.pop()
+            self.roots.pop()
         return cur
 
     def _condition(self, expr: ast.Expr, env: Env, keyword: str) -> bool:
@@ -562,6 +639,25 @@ class Elaborator:
             ),
             outs,
         )
+
+
+def crossed_scopes(scopes: Mapping[str, Scope], crossings: set[tuple[str, str]]) -> set[str]:
+    """The scopes to open so that each value read by a reference is in reach: for a value
+    made in namespace ``home`` and read in ``reader``, every scope from either down to the
+    namespace around both is left (its value read out of it) or entered (a value read into
+    it), and a scope has one input and one output."""
+    opened: set[str] = set()
+    for home, reader in crossings:
+        a, b = home.split(".") if home else [], reader.split(".") if reader else []
+        common = 0
+        while common < min(len(a), len(b)) and a[common] == b[common]:
+            common += 1
+        for parts in (a, b):
+            for end in range(common + 1, len(parts) + 1):
+                path = ".".join(parts[:end])
+                if path in scopes:
+                    opened.add(path)
+    return opened
 
 
 def _passes_on(branch: ast.Chain) -> bool:

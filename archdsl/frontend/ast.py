@@ -130,6 +130,14 @@ class Group(Node):
 
 
 @dataclass(frozen=True)
+class Ref(Node):
+    """``@backbone.layer3``: the output of a module computed earlier, named by its path from
+    the network or block instance it is in; labels, and the numbers of unlabelled members."""
+
+    parts: tuple[Label | str, ...]
+
+
+@dataclass(frozen=True)
 class Merge(Node):
     kind: str  # add, concat, mul
     branches: tuple[Chain, ...]

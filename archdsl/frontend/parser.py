@@ -451,6 +451,21 @@ class _ToAst:
         chain = children[0] if children[0] is not None else ast.Chain(self._s(ext), ())
         return ast.Group(self._s(ext), chain)
 
+    def ref(self, ext, children):
+        parts: list[ast.Label | str] = []
+        for c in children:
+            if isinstance(c, Token):  # a numbered part, ".4", which the lexer reads as a number
+                if not _PATH_NUMBER.fullmatch(c):
+                    raise ArchSyntaxError(
+                        f"'{c}' is not a part of a module path, which is labels and numbers "
+                        "(@backbone.layer3, @features.4)",
+                        self._t(c),
+                    )
+                parts.append(str(c).lstrip("."))
+            else:
+                parts.append(c)
+        return ast.Ref(self._s(ext), tuple(parts))
+
     def merge(self, ext, children):
         kind, cond, *branches = children
         branches = tuple(b for b in branches if b is not None)

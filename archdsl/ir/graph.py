@@ -156,6 +156,21 @@ class Graph:
     def __len__(self) -> int:
         return len(self._nodes)
 
+    def open_scopes(self, paths: set[str]) -> None:
+        """Dissolve the scopes ``paths``: they stop being callable submodules, and their
+        nodes, under the same module paths, join the nearest scope around them that stays.
+        A value read from outside the scope it is computed in (a backbone's output, a
+        reference ``@backbone.layer3``) needs the scopes between the two opened."""
+        if not paths:
+            return
+        self.scopes = {path: scope for path, scope in self.scopes.items() if path not in paths}
+        for node in list(self._nodes.values()):
+            scope = node.scope
+            while scope and scope not in self.scopes:
+                scope = scope.rsplit(".", 1)[0] if "." in scope else ""
+            if scope != node.scope:
+                self.replace_node(node.id, scope=scope)
+
     # --- a networkx view, for graph algorithms outside the hot path -------------------
     @property
     def nx(self) -> networkx.MultiDiGraph:
