@@ -98,7 +98,8 @@ class Elaborator:
         # references (@path): the block instances they resolve in (the network's root
         # first), the module paths made so far, and the (from, to) namespaces each crossed
         self.roots: list[str] = [""]
-        self.made: dict[str, str] = {}  # module path -> node id
+        # module path, or a label of no module (p2: ()), -> (node id, namespace it is in)
+        self.made: dict[str, tuple[str, str]] = {}
         self.crossings: set[tuple[str, str]] = set()
 
     # ---- networks -------------------------------------------------------------------
@@ -300,6 +301,8 @@ class Elaborator:
         with self._namespace(path, "group", label, item.span, cur) as scope:
             cur = self._repeat(item, count, env, cur)
             scope.output = cur
+        if scope.output == scope.input:  # `p2: ()`: a name for the value, no module
+            self.made[path] = (cur, ns.path)
         return cur
 
     def _repeat(self, item: ast.Item, count: int, env: Env, cur: str) -> str:
@@ -358,7 +361,10 @@ class Elaborator:
                 ref.span,
             )
         scope = self.graph.scopes.get(path)
-        node = scope.output if scope is not None else self.made.get(path)
+        if scope is not None:  # read as the scope's output, where the scope is called
+            node, home = scope.output, path.rsplit(".", 1)[0] if "." in path else ""
+        else:
+            node, home = self.made.get(path, (None, ""))
         if node is None:
             prefix = f"{root}." if root else ""
             depth = path.count(".")  # the paths of as many parts, in the same block instance
@@ -384,9 +390,6 @@ class Elaborator:
                 "in training mode only",
                 ref.span,
             )
-        home = path.rsplit(".", 1)[0] if "." in path else ""  # the namespace it was made in
-        if scope is None:
-            home = self.graph.node(node).scope
         if home != self.ns[-1].path:
             self.crossings.add((home, self.ns[-1].path))
         return node
@@ -535,7 +538,7 @@ class Elaborator:
         if len(self.graph) >= MAX_NODES:
             raise ArchLimitError(f"the network has more than {MAX_NODES} nodes", node.span)
         if node.path is not None:
-            self.made[node.path] = node.id
+            self.made[node.path] = (node.id, node.scope)
         return self.graph.add(node, inputs).id
 
     def _block(self, call: ast.OpCall, ref: BlockRef, env: Env, cur: str, path: str) -> str:

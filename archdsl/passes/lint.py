@@ -1,6 +1,6 @@
 """Lint: warnings about a spec that is valid but probably not what its author meant.
 
-Five rules, each named by a ``code``:
+Six rules, each named by a ``code``:
 
 - ``unused-block``: a block defined in the checked file that nothing in the file
   instantiates (a file without networks is a library: its blocks are for importers);
@@ -9,6 +9,9 @@ Five rules, each named by a ``code``:
   top-level name (constant, block, network, imported name) or a builtin function;
 - ``conv-bias-before-bn``: a conv with a bias whose output goes straight into batch norm,
   which subtracts the mean and so cancels the bias (write ``bias=false``);
+- ``unused-value``: a layer whose output nothing reads and the network does not return: the
+  end of a chain that the next chain, starting from a reference (``@stem -> ...``), leaves
+  behind;
 - ``unknown-name``: an unknown name in code that the checked network does not run (an
   untaken branch, an unused block, another network): a typo all the same
   (:func:`archdsl.passes.resolve.unknown_names`; in code that runs it is an error).
@@ -33,6 +36,7 @@ from archdsl.elaborate.loader import BlockRef, SpecModule
 from archdsl.errors import Span, source_lines
 from archdsl.frontend import ast
 from archdsl.ir import Graph
+from archdsl.ir.graph import describe
 from archdsl.ops import get_op
 from archdsl.passes.resolve import bindings, unknown_names
 
@@ -63,6 +67,7 @@ def lint(module: SpecModule, graphs: Iterable[Graph] = ()) -> list[LintWarning]:
         _unused_parameters(module),
         _shadowed_names(module),
         _conv_bias_before_bn(module, list(graphs)),
+        _unused_values(module, list(graphs)),
         _unknown_names(module),
     )
     found = {(w.span, w.code): w for rule in rules for w in rule}  # one per place and rule
@@ -186,6 +191,24 @@ def _conv_bias_before_bn(module: SpecModule, graphs: list[Graph]) -> Iterator[Li
                 and all(graph.node(u).op in BN_OPS for u in users)
             ):
                 yield LintWarning(node.span, _conv_bias_message(node.op), "conv-bias-before-bn")
+
+
+def _unused_values(module: SpecModule, graphs: list[Graph]) -> Iterator[LintWarning]:
+    for graph in graphs:
+        returned = {graph.output, *graph.side_outputs.values(), *graph.output_fields.values()}
+        for node in graph.nodes():
+            if (
+                node.span.path == module.path
+                and node.op != "input"
+                and node.id not in returned
+                and not graph.users(node.id)
+            ):
+                yield LintWarning(
+                    node.span,
+                    f"nothing reads the output of {describe(node.op, node.path)} and the network "
+                    "does not return it: the chain after it starts from a reference",
+                    "unused-value",
+                )
 
 
 def _sequence(body: ast.Body | ast.Chain) -> list[ast.Item | ast.SideItem]:
