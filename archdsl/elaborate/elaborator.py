@@ -362,10 +362,10 @@ class Elaborator:
             )
         scope = self.graph.scopes.get(path)
         if scope is not None:  # read as the scope's output, where the scope is called
-            node, home = scope.output, path.rsplit(".", 1)[0] if "." in path else ""
+            made: tuple[str, str] | None = (scope.output, path.rpartition(".")[0])
         else:
-            node, home = self.made.get(path, (None, ""))
-        if node is None:
+            made = self.made.get(path)
+        if made is None:
             prefix = f"{root}." if root else ""
             depth = path.count(".")  # the paths of as many parts, in the same block instance
             known = [
@@ -390,6 +390,7 @@ class Elaborator:
                 "in training mode only",
                 ref.span,
             )
+        node, home = made
         if home != self.ns[-1].path:
             self.crossings.add((home, self.ns[-1].path))
         return node

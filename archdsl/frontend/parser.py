@@ -452,7 +452,7 @@ class _ToAst:
         return ast.Group(self._s(ext), chain)
 
     def ref(self, ext, children):
-        parts: list[ast.Label | str] = []
+        parts = []  # labels, and numbers as strings
         for c in children:
             if isinstance(c, Token):  # a numbered part, ".4", which the lexer reads as a number
                 if not _PATH_NUMBER.fullmatch(c):
