@@ -53,7 +53,8 @@ FUNCTIONS = tuple(sorted({*BUILTINS, *SCALING_BUILTINS, *INIT_FUNCTIONS}))
 
 
 class ArchdslLexer(RegexLexer):
-    """Spec files: keywords, ops, functions, labels, numbers, strings and comments."""
+    """Spec files: keywords, ops, functions, labels, references, numbers, strings and
+    comments."""
 
     name = "archdsl"
     aliases = ["archdsl", "arch"]
@@ -78,6 +79,7 @@ class ArchdslLexer(RegexLexer):
             (words(WORD_OPERATORS, suffix=r"\b"), Operator.Word),
             (words(MERGES, suffix=r"(?=\s*(\{|if\b))"), Keyword),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
+            (r"@[A-Za-z_]\w*(?:[-.]\w+)*", Name.Variable),  # a reference: @backbone.layer3
             (r"([A-Za-z_]\w*(?:-\w+)*)(\s*)(:)", bygroups(Name.Label, Text, Punctuation)),
             (words(OP_NAMES, suffix=r"\b"), Name.Builtin),
             (words(FUNCTIONS, suffix=r"(?=\s*\()"), Name.Function),

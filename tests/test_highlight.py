@@ -41,6 +41,7 @@ def test_classifies() -> None:
         "network n { input [3, 224, 224]; add { (); seq { bn } } -> flatten -> b1-0: relu }\n"
         "block r(s) { concat if s == 1 { (); relu } }\n"
         "k = make_divisible(2.5e1, 8) if true else none\n"
+        "network f { input [3, 8, 8]; body: b(); @body.layer3 -> conv(8, 1) }\n"
     )
     assert kinds["import"] in Keyword
     assert kinds['"lib/resnet.arch"'] in String
@@ -61,6 +62,7 @@ def test_classifies() -> None:
     assert kinds["make_divisible"] in Name.Function
     assert kinds["true"] in Keyword.Constant and kinds["none"] in Keyword.Constant
     assert kinds["k"] is Name
+    assert kinds["@body.layer3"] is Name.Variable
 
 
 def test_registered_with_pygments() -> None:

@@ -6,7 +6,9 @@ as the copies are. A segmentation network's output is a map per class: its golde
 are those of every ``GOLDEN_STRIDE``-th row and column, flattened per sample.
 
 Run by hand, with torchvision 0.28 importable, from the repository root:
-``python tests/data/reference/make_records.py [NAME ...]``. The tests never import it.
+``python tests/data/reference/make_records.py [NAME ...]``; ``--aux`` writes
+``tests/data/segmentation_aux.json``, the segmentation networks with their auxiliary head
+(:func:`aux_record`). The tests never import it.
 """
 
 from __future__ import annotations
@@ -125,7 +127,42 @@ def record(name: str) -> dict:
     }
 
 
+AUX_RESOLUTION, AUX_STRIDE = 64, 16  # 4 x 4 positions of each class map
+
+
+def aux_record(name: str) -> dict:
+    """A segmentation network built with its auxiliary head (``aux_loss=True``, as its
+    published weights are): every key and shape, parameters, and both of its maps, ``out``
+    and ``aux`` (torchvision returns both in eval mode), at a small resolution."""
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    import torchvision.models as tvm
+
+    torch.manual_seed(0)
+    net = getattr(tvm.segmentation, name)(weights_backbone=None, aux_loss=True).eval()
+    fill(net)
+    net = net.double()
+    with torch.no_grad():
+        maps = net(golden_input(AUX_RESOLUTION))
+    return {
+        "params": sum(p.numel() for p in net.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in net.state_dict().items()},
+        **{
+            key: [[float(v) for v in row] for row in m[:, :, ::AUX_STRIDE, ::AUX_STRIDE].flatten(1)]
+            for key, m in maps.items()
+        },
+    }
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--aux"]:  # tests/data/segmentation_aux.json
+        records = {"resolution": AUX_RESOLUTION, "stride": AUX_STRIDE}
+        records |= {name: aux_record(name) for name in sorted(SEGMENTATION)}
+        (HERE.parent / "segmentation_aux.json").write_text(
+            json.dumps(records, separators=(",", ":"))
+        )
+        sys.exit()
     for name in sys.argv[1:] or SOURCES:
         (HERE / f"{name}.json").write_text(json.dumps(record(name), separators=(",", ":")))
         print("wrote", name)
