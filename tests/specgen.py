@@ -8,7 +8,8 @@ blocks inside blocks, a residual under ``add if``, ShuffleNet's channel split an
 half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered, called
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
-side outputs; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
+side outputs; a stage gated by an earlier one, read by a reference (``@stage1``), at the
+top or inside a ``seq`` it then opens; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
 fail to check (a residual whose branch changed the width); callers skip those.
 
 >>> import random, archdsl
@@ -32,6 +33,7 @@ def spec(r: random.Random) -> str:
         text.append(_block(r, f"blk{i}", blocks))
         blocks.append(f"blk{i}")
     items = []
+    labelled = []  # the stages a reference can name
     for j in range(r.randint(2, 5)):
         args = [str(r.choice([4, 8, 12]))]
         for name, values, p in (
@@ -42,9 +44,16 @@ def spec(r: random.Random) -> str:
         ):
             if r.random() < p:
                 args.append(f"{name}={r.choice(values)}")
-        item = f"{_label(r, f'stage{j}')}{r.choice(blocks)}({', '.join(args)})"
+        label = _label(r, f"stage{j}")
+        item = f"{label}{r.choice(blocks)}({', '.join(args)})"
         if r.random() < 0.15:
             item += f" x {r.randint(1, 3)}"
+        if labelled and r.random() < 0.3:  # gated by an earlier stage, read by a reference
+            gate = f"mul {{ (); @{r.choice(labelled)} -> global_avgpool -> conv({args[0]}, 1) -> sigmoid }}"
+            # inside a seq, the reference reads into it: the seq is opened
+            item += f" -> {gate}" if r.random() < 0.5 else f" -> gate{j}: seq {{ relu; {gate} }}"
+        if label:
+            labelled.append(label.removesuffix(": "))
         items.append(item)
         if r.random() < 0.15:
             items.append(f"side aux{j}: (global_avgpool(flatten=true) -> linear(3))")

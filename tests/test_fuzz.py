@@ -324,8 +324,19 @@ def items(draw: st.DrawFn, blocks: list[str], depth: int) -> str:
 
 
 @st.composite
+def references(draw: st.DrawFn) -> str:
+    """``@path``: label words joined by ``.``, with numbers, sometimes a label's template."""
+    parts = [draw(labels())]
+    for _ in range(draw(st.integers(0, 2))):
+        parts.append(draw(st.one_of(labels(), st.integers(0, 3).map(str))))
+    return "@" + ".".join(parts)
+
+
+@st.composite
 def chains(draw: st.DrawFn, blocks: list[str], depth: int) -> str:
     parts = draw(st.lists(items(blocks, depth), min_size=1, max_size=3))
+    if draw(st.integers(0, 5)) == 0:  # usually first, where a reference may stand
+        parts.insert(draw(st.sampled_from([0, 0, 0, len(parts)])), draw(references()))
     if draw(st.integers(0, 8)) == 0:
         parts.insert(
             draw(st.integers(0, len(parts))), f"side {draw(labels())}: {draw(op_calls(blocks))}"

@@ -547,7 +547,8 @@ def test_compile_for_inference_respects_a_change_of_global_state() -> None:
         mixed = fast(x)  # a signature seen, but not under autocast: compiles, and freezes
     assert mixed.dtype == torch.bfloat16 and relative_error(plain, mixed.float()) < 0.05
     assert counters["stats"]["unique_graphs"] == 1
-    assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # a CPU without AVX-512 packs no bf16
+        assert counters["inductor"]["mkldnn_conv_weight_pack_matcher_count"] > 0
     # back to float32: dynamo now holds graphs for two global states, which skipping its
     # guards would not tell apart; the call checks them and runs the first graph
     counters.clear()

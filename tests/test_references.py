@@ -98,6 +98,29 @@ def test_a_feature_pyramid_is_the_torch_network() -> None:
         torch.testing.assert_close(net(x), oracle(x), rtol=1e-12, atol=1e-12)
 
 
+def test_a_loop_names_its_references_by_interpolated_labels() -> None:
+    """The same pyramid as a loop over the levels: `@body.layer{i}`, `@p{i + 1}`."""
+    looped = (
+        FPN.split("network fpn_toy")[0]
+        + """
+    network fpn_loop {
+      input [3, 32, 32]
+      body: body()
+      @body.layer3 -> inner3: conv(16, 1) -> p3: ()
+      for i in [2, 1] {
+        add { @body.layer{i} -> inner{i}: conv(16, 1); @p{i + 1} -> upsample(2) } -> p{i}: ()
+      }
+      -> smooth: conv(16, 3, padding=1) -> relu
+    }"""
+    )
+    net = fill(archdsl.compile(FPN)).eval()
+    loop = archdsl.compile(looped).eval()
+    loop.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loop(x), net(x), rtol=0, atol=0)
+
+
 def test_the_scopes_a_reference_crosses_are_opened_and_no_others() -> None:
     graph = archdsl.check(FPN)
     assert "body" not in graph.scopes  # read out of: opened
