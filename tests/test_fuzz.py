@@ -15,7 +15,8 @@ A spec is untrusted input. Hypothesis throws four kinds of text at :func:`archds
 
 Each case passes when ``check`` returns a graph or raises an ``ArchError`` that renders,
 within :data:`CASE_SECONDS` (:data:`LARGE_CASE_SECONDS` for one that reaches a size limit
-or checks a very large network); any other exception, or a slower case, fails. A sample also
+or checks a very large network; both times :func:`fuzzoracle.slowness` on a machine slower
+than the one they were set on); any other exception, or a slower case, fails. A sample also
 runs through the CLI (``archdsl check FILE``): exit 0 or 1, never a traceback. This
 oracle, :func:`run_case` and :func:`run_cli`, is in tests/fuzzoracle.py.
 

@@ -98,8 +98,8 @@ class Elaborator:
         # references (@path): the block instances they resolve in (the network's root
         # first), the module paths made so far, and the (from, to) namespaces each crossed
         self.roots: list[str] = [""]
-        # module path, or a label of no module (p2: ()), -> (node id, namespace it is in)
-        self.made: dict[str, tuple[str, str]] = {}
+        self.made: dict[str, str] = {}  # module path -> node id
+        self.points: dict[str, tuple[str, str]] = {}  # `p2: ()` -> (node id, its namespace)
         self.crossings: set[tuple[str, str]] = set()
 
     # ---- networks -------------------------------------------------------------------
@@ -302,7 +302,7 @@ class Elaborator:
             cur = self._repeat(item, count, env, cur)
             scope.output = cur
         if scope.output == scope.input:  # `p2: ()`: a name for the value, no module
-            self.made[path] = (cur, ns.path)
+            self.points[path] = (cur, ns.path)
         return cur
 
     def _repeat(self, item: ast.Item, count: int, env: Env, cur: str) -> str:
@@ -363,14 +363,16 @@ class Elaborator:
         scope = self.graph.scopes.get(path)
         if scope is not None:  # read as the scope's output, where the scope is called
             made: tuple[str, str] | None = (scope.output, path.rpartition(".")[0])
+        elif path in self.made:  # an op's module
+            made = (self.made[path], self.graph.node(self.made[path]).scope)
         else:
-            made = self.made.get(path)
+            made = self.points.get(path)
         if made is None:
             prefix = f"{root}." if root else ""
             depth = path.count(".")  # the paths of as many parts, in the same block instance
             known = [
                 p.removeprefix(prefix)
-                for p in (*self.made, *self.graph.scopes)
+                for p in (*self.made, *self.points, *self.graph.scopes)
                 if p.startswith(prefix) and p.count(".") == depth
             ]
             err = ArchNameError(
@@ -539,7 +541,7 @@ class Elaborator:
         if len(self.graph) >= MAX_NODES:
             raise ArchLimitError(f"the network has more than {MAX_NODES} nodes", node.span)
         if node.path is not None:
-            self.made[node.path] = (node.id, node.scope)
+            self.made[node.path] = node.id
         return self.graph.add(node, inputs).id
 
     def _block(self, call: ast.OpCall, ref: BlockRef, env: Env, cur: str, path: str) -> str:
