@@ -7,7 +7,8 @@ not change, so the pruned module's ``state_dict`` keys are a subset of the full
 network's and its weights load with ``strict=False``.
 
 An output is named by a module path: a scope (block instance, ``seq``, labelled group,
-e.g. ``layer3``) or an op (``layer3.5.conv2``). A scope that is only partly kept, or that
+e.g. ``layer3``) or an op (``layer3.5.conv2``), or by a label of no module (``p3: ()``, a
+feature pyramid's level). A scope that is only partly kept, or that
 holds a requested output inside it, is dissolved: its ops are built directly into the
 parent (under the same dotted paths), so an inner value can be returned.
 
@@ -60,10 +61,12 @@ def output_nodes(graph: Graph, outputs: Sequence[str]) -> dict[str, str]:
             result[name] = graph.scopes[name].output
         elif name in by_path:
             result[name] = by_path[name]
+        elif name in graph.points:
+            result[name] = graph.points[name]
         else:
             from archdsl.elaborate.values import did_you_mean
 
-            known = [*graph.scopes, *by_path]
+            known = [*graph.scopes, *by_path, *graph.points]
             raise ArchNameError(
                 f"network '{graph.name}' has no module '{name}' to output"
                 f"{did_you_mean(name, known)}",
@@ -90,6 +93,7 @@ def prune(graph: Graph, outputs: Sequence[str]) -> tuple[Graph, dict[str, str]]:
     pruned.nx = graph.nx.subgraph([nid for nid in order if nid in keep]).copy()
     pruned.output = max(wanted.values(), key=order.index)
     pruned.side_outputs = {}
+    pruned.points = {name: nid for name, nid in graph.points.items() if nid in keep}
     pruned.output_fields = {}
     pruned.scopes = {path: copy.copy(scope) for path, scope in graph.scopes.items()}
     pruned.open_scopes({p for p in graph.scopes if p in partial or _holds_output(p, wanted)})

@@ -74,14 +74,17 @@ class TorchFPN(nn.Module):
         self.inner1 = nn.Conv2d(8, 16, 1)
         self.smooth = nn.Conv2d(16, 16, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         c1 = self.body.layer1(F.relu(self.body.stem(x)))
         c2 = self.body.layer2(c1)
         c3 = self.body.layer3(c2)
         p3 = self.inner3(c3)
         p2 = self.inner2(c2) + F.interpolate(p3, scale_factor=2.0)
         p1 = self.inner1(c1) + F.interpolate(p2, scale_factor=2.0)
-        return F.relu(self.smooth(p1))
+        return {"inner3": p3, "p2": p2, "smooth": self.smooth(p1)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.levels(x)["smooth"])
 
 
 def test_a_feature_pyramid_is_the_torch_network() -> None:
@@ -96,6 +99,21 @@ def test_a_feature_pyramid_is_the_torch_network() -> None:
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(net(x), oracle(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_backbone_returns_the_pyramids_levels_named_by_labels_of_no_module() -> None:
+    """``outputs=`` takes a label of no module (``p2: ()``) as it takes a module's path."""
+    levels = fill(archdsl.compile(FPN, outputs=["inner3", "p2", "smooth"])).double().eval()
+    oracle = TorchFPN().double().eval()
+    oracle.load_state_dict(levels.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        got, want = levels(x), oracle.levels(x)
+    assert list(got) == ["inner3", "p2", "smooth"]
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12)
+    with pytest.raises(archdsl.ArchNameError, match="has no module 'p3' to output"):
+        archdsl.compile(FPN, outputs=["p3"])
 
 
 def test_a_loop_names_its_references_by_interpolated_labels() -> None:

@@ -302,7 +302,9 @@ class Elaborator:
             cur = self._repeat(item, count, env, cur)
             scope.output = cur
         if scope.output == scope.input:  # `p2: ()`: a name for the value, no module
+            assert self.graph is not None
             self.points[path] = (cur, ns.path)
+            self.graph.points[path] = cur
         return cur
 
     def _repeat(self, item: ast.Item, count: int, env: Env, cur: str) -> str:

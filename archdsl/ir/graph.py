@@ -80,6 +80,9 @@ class Graph:
     input_shape: Shape
     output: str = ""
     side_outputs: dict[str, str] = field(default_factory=dict)  # training-only: name -> node id
+    points: dict[str, str] = field(
+        default_factory=dict
+    )  # `p3: ()`, a name with no module: path -> node id
     # what training mode returns with side outputs, in order: field name -> node id (the
     # main output and every side output once); empty without side outputs
     output_fields: dict[str, str] = field(default_factory=dict)
