@@ -102,3 +102,15 @@ def assert_exports_compute(network: nn.Module, x: torch.Tensor, tmp_path: Path) 
     session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-5)
+
+
+def assert_every_output_computes(network: nn.Module, x: torch.Tensor, tmp_path: Path) -> None:
+    """The ``.py`` output (both modes), :func:`archdsl.optimize_for_inference` (within
+    1e-4) and the exports, each against ``network``."""
+    assert_py_computes_the_same(network, x, tmp_path)  # in both modes: it ends in training
+    network.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            archdsl.optimize_for_inference(network)(x), network(x), rtol=1e-4, atol=1e-5
+        )
+    assert_exports_compute(network, x, tmp_path)

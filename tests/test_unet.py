@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import archdsl
-from emitted import assert_exports_compute, assert_py_computes_the_same
+from emitted import assert_every_output_computes
 from reference import fill
 
 
@@ -86,13 +86,7 @@ def test_a_resolution_the_poolings_cannot_halve_is_refused() -> None:
 
 def test_py_output_exports_and_inference_rewrites_compute_the_same(tmp_path: Path) -> None:
     model = fill(archdsl.load("unet", params={"width": 4, "resolution": 32}))
-    x = torch.randn(2, 3, 32, 32)
-    assert_py_computes_the_same(model, x, tmp_path)  # in both modes: it ends in training
-    model.eval()
-    optimised = archdsl.optimize_for_inference(model)
-    with torch.no_grad():
-        torch.testing.assert_close(optimised(x), model(x), rtol=1e-4, atol=1e-5)
-    assert_exports_compute(model, x, tmp_path)
+    assert_every_output_computes(model, torch.randn(2, 3, 32, 32), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -114,14 +108,7 @@ def test_each_way_up_exports_and_writes_out(up: str, tmp_path: Path) -> None:
       c: conv(4, 3, padding=1) -> u: {up} -> b: bn -> relu
     }}""")
     )
-    x = torch.randn(2, 4, 6, 6)
-    assert_py_computes_the_same(net, x, tmp_path)
-    net.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(
-            archdsl.optimize_for_inference(net)(x), net(x), rtol=1e-4, atol=1e-5
-        )
-    assert_exports_compute(net, x, tmp_path)
+    assert_every_output_computes(net, torch.randn(2, 4, 6, 6), tmp_path)
 
 
 def test_py_output_writes_whole_factors_as_a_person_would() -> None:
