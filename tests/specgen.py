@@ -9,7 +9,7 @@ half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
 side outputs; a stage gated by an earlier one, read by a reference (``@stage1``), at the
-top or inside a ``seq`` it then opens; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
+top or inside a ``seq`` it then opens, or inside a block into its own ``seq``; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
 fail to check (a residual whose branch changed the width); callers skip those.
 
 >>> import random, archdsl
@@ -87,6 +87,9 @@ def _block(r: random.Random, name: str, blocks: list[str]) -> str:
         f"{_label(r, 'downsample')}seq {{ conv(c, 1, stride=s, bias=false); bn }} }} }} -> relu",
         # the residual only where the shape is kept, the layers the block's own
         f"add if s == 1 and in.c == c {{ (); ({head}{_chain(r, 'c', blocks)}) }}",
+        # a reference inside the block, into its own seq (opened in every instance)
+        f"a: seq {{ conv(c, 3, stride=s, padding=1); relu }} -> {_chain(r, 'c', blocks)} "
+        "-> add { (); @a.0 -> conv(c, 1) }",
         # ShuffleNetV2: one half of the channels convolved, then the channels shuffled
         f"conv(c * 2, 1, stride=s) -> concat {{ channel_slice(0, c); (channel_slice(c, c * 2) "
         f"-> {_label(r, 'branch2')}seq {{ {_chain(r, 'c', blocks)} }}) }} -> channel_shuffle(2) "

@@ -284,3 +284,55 @@ def test_lint_names_a_chain_that_a_reference_leaves_behind() -> None:
     read_later = text.replace("@a -> relu -> c: conv(4, 1)", "add { (); @a } -> c: conv(4, 1)")
     module = Loader().load_source(read_later)
     assert not [w for w in lint(module, [archdsl.check(read_later)]) if w.code == "unused-value"]
+
+
+def test_a_block_reads_into_its_own_seq_in_every_instance(tmp_path: Path) -> None:
+    """Inside a block a reference names the instance's own modules; the seq it reads into
+    is opened in each instance, the instances of one structure included (which otherwise
+    share one generated class)."""
+    net = fill(
+        archdsl.compile("""
+    block unit(c) {
+      a: seq { conv(c, 3, padding=1); relu } -> b: conv(c, 3, padding=1)
+      add { (); @a.0 -> conv(c, 1) }
+    }
+    network t { input [4, 8, 8]; u1: unit(4) -> u2: unit(4) -> u3: unit(8) }""")
+    )
+    graph = net.archdsl_graph
+    assert {"u1", "u2", "u3"} <= set(graph.scopes) and not {"u1.a", "u2.a"} & set(graph.scopes)
+    sd = net.state_dict()
+
+    def unit(x: torch.Tensor, u: str) -> torch.Tensor:
+        a0 = F.conv2d(x, sd[f"{u}.a.0.weight"], sd[f"{u}.a.0.bias"], padding=1)
+        b = F.conv2d(F.relu(a0), sd[f"{u}.b.weight"], sd[f"{u}.b.bias"], padding=1)
+        return b + F.conv2d(a0, sd[f"{u}.2.weight"], sd[f"{u}.2.bias"])
+
+    x = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(net(x), unit(unit(unit(x, "u1"), "u2"), "u3"))
+    assert_py_computes_the_same(net, x, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a repeated block read by its number: the repetition's group is opened
+        "stage: blk(4) x 3 -> concat { @stage.0; @stage.1; () }",
+        # each step of a loop reads the one before it, by an interpolated label
+        "c0: conv(4, 3, padding=1)\n"
+        "for i in range(1, 4) { add { @c{i - 1} -> relu; () } -> c{i}: conv(4, 3, padding=1) }",
+        # a merge of references only, inside a seq (opened: the values come from outside)
+        "a: conv(4, 1) -> b: conv(4, 1)\nhead: seq { concat { @a; @b } -> conv(4, 1) }",
+    ],
+)
+def test_references_write_out_and_script(body: str, tmp_path: Path) -> None:
+    net = fill(
+        archdsl.compile(
+            "block blk(c) { conv(c, 3, padding=1) -> relu }\n"
+            f"network t {{\n  input [4, 8, 8]\n  {body}\n}}"
+        )
+    )
+    x = torch.randn(2, 4, 8, 8)
+    assert_py_computes_the_same(net, x, tmp_path)
+    scripted = torch.jit.script(net.eval())
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=0)

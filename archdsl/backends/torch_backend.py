@@ -359,7 +359,8 @@ def _build_scope(
         else:
             steps.append(("merge", node, inputs))
     key = None
-    if not (sides or outputs or scope == _ROOT or _profiler_metadata()):
+    opened = any("." in name for name in modules)  # members of an opened scope: containers
+    if not (sides or outputs or scope == _ROOT or opened or _profiler_metadata()):
         key = _structure_key(b, input_id, steps, output_id)  # (profiler metadata: per module)
     twin = b.twins.get(key) if key is not None else None
     if twin is not None:
@@ -375,7 +376,7 @@ def _build_scope(
     for name, compiled in children.items():  # nn.Module.__setattr__: registers, no recompile
         prefix, _, attr = name.rpartition(".")  # a backbone's root may hold "layer4.0.downsample"
         setattr(gm.get_submodule(prefix) if prefix else gm, attr, compiled)
-    if any("." in name for name in modules):
+    if opened:
         _keep_order(gm, modules)
     bind_children(gm)
     return gm
