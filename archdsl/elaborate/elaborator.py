@@ -99,7 +99,6 @@ class Elaborator:
         # first), the module paths made so far, and the (from, to) namespaces each crossed
         self.roots: list[str] = [""]
         self.made: dict[str, str] = {}  # module path -> node id
-        self.points: dict[str, tuple[str, str]] = {}  # `p2: ()` -> (node id, its namespace)
         self.crossings: set[tuple[str, str]] = set()
 
     # ---- networks -------------------------------------------------------------------
@@ -303,7 +302,6 @@ class Elaborator:
             scope.output = cur
         if scope.output == scope.input:  # `p2: ()`: a name for the value, no module
             assert self.graph is not None
-            self.points[path] = (cur, ns.path)
             self.graph.points[path] = cur
         return cur
 
@@ -363,18 +361,19 @@ class Elaborator:
                 ref.span,
             )
         scope = self.graph.scopes.get(path)
-        if scope is not None:  # read as the scope's output, where the scope is called
-            made: tuple[str, str] | None = (scope.output, path.rpartition(".")[0])
-        elif path in self.made:  # an op's module
-            made = (self.made[path], self.graph.node(self.made[path]).scope)
-        else:
-            made = self.points.get(path)
-        if made is None:
+        # a scope's output is read where the scope is called, a point's where it is named:
+        # in the namespace around either; an op's in its own
+        node = scope.output if scope is not None else self.graph.points.get(path)
+        home = path.rpartition(".")[0]
+        if node is None and path in self.made:
+            node = self.made[path]
+            home = self.graph.node(node).scope
+        if node is None:
             prefix = f"{root}." if root else ""
             depth = path.count(".")  # the paths of as many parts, in the same block instance
             known = [
                 p.removeprefix(prefix)
-                for p in (*self.made, *self.points, *self.graph.scopes)
+                for p in (*self.made, *self.graph.points, *self.graph.scopes)
                 if p.startswith(prefix) and p.count(".") == depth
             ]
             err = ArchNameError(
@@ -394,7 +393,6 @@ class Elaborator:
                 "in training mode only",
                 ref.span,
             )
-        node, home = made
         if home != self.ns[-1].path:
             self.crossings.add((home, self.ns[-1].path))
         return node
