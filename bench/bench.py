@@ -32,15 +32,18 @@ import torch
 from torch import nn
 
 import archdsl
+import measure
 from inference import compiled, optimised
 from measure import (
     NETWORKS,
     RESULTS,
     ROOT,
+    SIZE_HELP,
     THREADS,
     Run,
     add_run,
     both,
+    input_shape,
     interleaved,
     machine,
     median_time,
@@ -65,7 +68,7 @@ def _child_cpu(cmd: list[str]) -> float:
 
 def frontend(quick: bool) -> tuple[str, dict[str, Any]]:
     """Parse -> elaborate -> checked IR, per bundled spec; and `archdsl check` wall time."""
-    reps = 3 if quick else 9
+    reps = 1 if quick else 9
     rows, raw = [], {}
     for name in archdsl.list_specs():
         try:
@@ -179,7 +182,7 @@ def eager(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, dict[str, 
     rows, raw = [], {}
     for name in nets:
         tv, ad = pair(tvm, name)
-        res = archdsl.load_graph(name).input_shape
+        res = input_shape(name)
         small = (res[0], 32, 32)
         for what, batch, size in (
             ("forward b1", 1, res),
@@ -254,7 +257,7 @@ def training_memory(tvm: Any, nets: tuple[str, ...], quick: bool) -> tuple[str, 
         recomputing = archdsl.load(name)
         recomputing.load_state_dict(plain.state_dict())
         paths = archdsl.grad_checkpointing(recomputing, *RECOMPUTED[name])
-        x = torch.randn(8, *archdsl.load_graph(name).input_shape)
+        x = torch.randn(8, *input_shape(name))
         sides = {"archdsl": plain.train(), "archdsl recomputing": recomputing.train()}
         if name == "densenet121":
             torch.manual_seed(0)
@@ -422,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="glibc keeps freed memory for reuse (archdsl.keep_freed_memory)",
     )
+    parser.add_argument("--size", type=int, help=SIZE_HELP)
     args = parser.parse_args(argv)
+    measure.INPUT_SIZE = args.size
     started = time.time()
     kept = archdsl.keep_freed_memory() if args.keep_memory else False
     torch.set_num_threads(THREADS)
@@ -430,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     nets = tuple(n for n in nets if n in archdsl.list_specs())
     only = set(args.only or (SECTIONS if args.quick else set(SECTIONS) - OPT_IN))
     tvm = torchvision_models()
-    results: dict[str, Any] = {"machine": {**machine(), "keep_memory": kept}, "quick": args.quick}
+    results: dict[str, Any] = {
+        "machine": {**machine(), "keep_memory": kept},
+        "quick": args.quick,
+        "size": args.size,
+    }
     print("# archdsl benchmark\n\n```\n" + json.dumps(results["machine"], indent=1) + "\n```")
     runs: list[Run] = [
         ("frontend", "Frontend", lambda: frontend(args.quick)),

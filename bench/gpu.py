@@ -28,7 +28,18 @@ import torch
 from torch import nn
 
 import archdsl
-from measure import both, interleaved, machine, pair, run_sections, table, torchvision_models
+import measure
+from measure import (
+    SIZE_HELP,
+    both,
+    input_shape,
+    interleaved,
+    machine,
+    pair,
+    run_sections,
+    table,
+    torchvision_models,
+)
 
 NETWORKS = ("resnet50", "densenet121", "efficientnet_b0", "googlenet")
 BATCHES = (1, 64)
@@ -88,7 +99,7 @@ def inference(
     for name in nets:
         tv, ad = pair(tvm, name)
         tv, ad = tv.to(device).eval(), ad.to(device).eval()
-        shape = archdsl.load_graph(name).input_shape
+        shape = input_shape(name)
         for m in MODES:
             layout = (
                 torch.channels_last if m.startswith("channels_last") else torch.contiguous_format
@@ -163,7 +174,7 @@ def channels_last_pair(
     """torchvision's network and archdsl's with the same weights, and an input, all on
     ``device`` and channels_last."""
     tv, ad = (m.to(device).to(memory_format=torch.channels_last) for m in pair(tvm, name))
-    x = torch.randn(batch, *archdsl.load_graph(name).input_shape, device=device)
+    x = torch.randn(batch, *input_shape(name), device=device)
     return tv, ad, x.to(memory_format=torch.channels_last)
 
 
@@ -237,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", nargs="+", help=f"default: {' '.join(NETWORKS)}")
     parser.add_argument("--compile-networks", nargs="+", default=["resnet50"])
     parser.add_argument("--json", default=str(Path(__file__).parent / "results_gpu.json"))
+    parser.add_argument("--size", type=int, help=SIZE_HELP)
     args = parser.parse_args(argv)
+    measure.INPUT_SIZE = args.size
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device; use --device cpu for a smoke run", file=sys.stderr)
@@ -248,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     train_batch = 2 if args.quick else 64
     torch.backends.cudnn.benchmark = True  # both sides alike: the fastest algorithm per shape
     tvm = torchvision_models()
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "size": args.size}
     if device.type == "cuda":
         results["machine"]["gpu"] = torch.cuda.get_device_name(device)
         results["machine"]["cuda"] = torch.version.cuda

@@ -15,7 +15,16 @@ import torch
 from torch import nn
 
 import archdsl
-from measure import THREADS, both, faults_per_call, have, interleaved, pair, table
+from measure import (
+    THREADS,
+    both,
+    faults_per_call,
+    have,
+    input_shape,
+    interleaved,
+    pair,
+    table,
+)
 
 
 def _onnx_session(model: nn.Module, x: torch.Tensor, path: Path) -> Callable[[], Any]:
@@ -62,7 +71,7 @@ def _optimised_one(tvm: Any, name: str, reps: int, tmp: Path) -> Iterator[tuple[
     tv, ad = pair(tvm, name)
     tv.eval()
     fast = archdsl.optimize_for_inference(ad)
-    res = archdsl.load_graph(name).input_shape
+    res = input_shape(name)
     for batch in (8, 1):
         x = torch.randn(batch, *res)
         with torch.no_grad():
@@ -148,7 +157,7 @@ def _compiled_one(tvm: Any, name: str, reps: int, tmp: Path) -> dict[str, Any]:
     tv, ad = pair(tvm, name)
     tv.eval()
     ad.eval()
-    x = torch.randn(8, *archdsl.load_graph(name).input_shape)
+    x = torch.randn(8, *input_shape(name))
     entry: dict[str, Any] = {}
     with torch.no_grad():
         torch._dynamo.reset()

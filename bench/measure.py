@@ -39,6 +39,19 @@ def torchvision_models() -> Any:
     return torchvision.models
 
 
+SIZE_HELP = "height and width of every input (default: each spec's); for smoke runs"
+INPUT_SIZE: int | None = None
+"""``--size``: the height and width of every input, in place of each spec's own (a smoke
+run's small inputs); None for the spec's."""
+
+
+def input_shape(name: str) -> tuple[int, ...]:
+    """The per-sample input shape the benchmark feeds network ``name``: its spec's, or
+    ``[C, INPUT_SIZE, INPUT_SIZE]`` under ``--size``."""
+    shape = archdsl.load_graph(name).input_shape
+    return shape if INPUT_SIZE is None else (shape[0], INPUT_SIZE, INPUT_SIZE)
+
+
 def pair(tvm: Any, name: str) -> tuple[nn.Module, nn.Module]:
     """torchvision's network and archdsl's, with the same weights."""
     torch.manual_seed(0)
