@@ -89,7 +89,8 @@ def assert_py_computes_the_same(network: nn.Module, x: torch.Tensor, tmp_path: P
 
 def assert_exports_compute(network: nn.Module, x: torch.Tensor, tmp_path: Path) -> None:
     """``network``'s ``.pt2`` program computes exactly what it computes in eval mode, and
-    its ``.onnx`` file, run by onnxruntime (where installed), within 1e-4."""
+    its ``.onnx`` file, run by onnxruntime (where installed), within 1e-4 (every output,
+    in order, for a network that returns several)."""
     network.eval()
     with torch.no_grad():
         want = network(x)
@@ -100,8 +101,11 @@ def assert_exports_compute(network: nn.Module, x: torch.Tensor, tmp_path: Path) 
     pytest.importorskip("onnxscript")
     archdsl.export(network, tmp_path / "n.onnx")
     session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-5)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    want = tuple(want) if isinstance(want, tuple) else (want,)  # several outputs: in order
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(torch.from_numpy(g), w, rtol=1e-4, atol=1e-5)
 
 
 def assert_every_output_computes(network: nn.Module, x: torch.Tensor, tmp_path: Path) -> None:

@@ -478,6 +478,8 @@ def as_graph(
 
 
 def _training_outputs(graph: Graph) -> tuple[tuple[str, str], ...]:
+    if not getattr(graph, "side_outputs", None):
+        return ()
     label = {node_id: name for name, node_id in getattr(graph, "side_outputs", {}).items()}
     label[graph.output] = "out"
     return tuple(
@@ -508,7 +510,8 @@ def summary(
     :func:`archdsl.load` (``summary("resnet50", num_classes=10)``). ``outputs`` names
     feature maps by module path, as ``archdsl.load(..., outputs=)`` does (``["layer2",
     "layer3", "layer4"]``); each gets an :class:`Output` row with its channels, size and
-    stride; the totals stay those of the whole network. Spec errors, and an output that is not a module path (with a
+    stride; the totals stay those of the whole network. A network whose ``outputs(...)``
+    names the values it returns has those rows without asking. Spec errors, and an output that is not a module path (with a
     did-you-mean), raise :class:`~archdsl.ArchError`; a bad ``depth``, ``batch`` or
     ``dtype`` raises ValueError.
     """
@@ -521,7 +524,12 @@ def summary(
     root = block_tree(graph)
     rf = receptive_fields(graph)
     layers = tuple(_rows(root.children, depth, expand, rf, graph))
-    outs = _outputs(graph, outputs, rf) if outputs is not None else ()
+    if outputs is not None:
+        from archdsl.backbone import output_nodes
+
+        outs = _outputs(graph, output_nodes(graph, outputs), rf)
+    else:  # the values the network returns, by its outputs(...) statement (if any)
+        outs = _outputs(graph, graph.output_fields if graph.returns_fields else {}, rf)
     param_bytes = root.cost.params * itemsize
     buffer_bytes = root.cost.buffers * itemsize
     saved = saved_activation_elements(graph) * batch * itemsize
@@ -548,11 +556,11 @@ def summary(
     )
 
 
-def _outputs(graph: Graph, names: Sequence[str], rf: Mapping[str, Any]) -> tuple[Output, ...]:
-    from archdsl.backbone import output_nodes, shape_stride
+def _outputs(graph: Graph, nodes: Mapping[str, str], rf: Mapping[str, Any]) -> tuple[Output, ...]:
+    from archdsl.backbone import shape_stride
 
     result = []
-    for name, node_id in output_nodes(graph, names).items():
+    for name, node_id in nodes.items():
         shape = graph.node(node_id).shape
         stride, note = shape_stride(graph.input_shape, shape)
         field = rf[node_id]

@@ -11,7 +11,8 @@
 * ``.safetensors``: the state_dict as a safetensors file, which they load too.
 
 Exports trace the module in eval mode, so training-only side outputs are not part of a
-``.pt2`` or ``.onnx`` graph.
+``.pt2`` or ``.onnx`` graph. A network whose ``outputs(...)`` names the values it returns
+is exported returning them as a plain tuple (``.onnx``: outputs named by their fields).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -74,11 +75,35 @@ def _traced_input(module: nn.Module, example: torch.Tensor | None) -> torch.Tens
 
 
 def export_program(module: nn.Module, example: torch.Tensor | None = None) -> Any:
-    """``torch.export.export`` of the module in eval mode, batch dimension dynamic."""
+    """``torch.export.export`` of the module in eval mode, batch dimension dynamic. A
+    network that returns ``Outputs`` (values named by ``outputs(...)``) is exported
+    returning a plain tuple, in the same order, which any process loads."""
     example = _traced_input(module, example)
+    module, _ = tuple_outputs(module)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with _eval(module):
         return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+
+
+def tuple_outputs(module: nn.Module) -> tuple[nn.Module, list[str]]:
+    """``module`` returning its ``Outputs`` as a plain tuple (a copy whose graph ends with
+    the values, sharing the submodules: the same state_dict keys), and the field names;
+    ``module`` itself and ``["output"]`` when it returns one tensor. A namedtuple made at
+    run time has no name a fresh process could find, which ``torch.export.save`` needs."""
+    from archdsl.backends.torch_backend import make_outputs
+
+    if not isinstance(module, torch.fx.GraphModule):
+        return module, ["output"]
+    graph = copy.deepcopy(module.graph)
+    (out,) = (n for n in graph.nodes if n.op == "output")
+    made = out.args[0]
+    if not (isinstance(made, torch.fx.Node) and made.target is make_outputs):
+        return module, ["output"]
+    values, names = cast(tuple[tuple[torch.fx.Node, ...], tuple[str, ...]], made.args)
+    out.args = (values,)
+    graph.erase_node(made)
+    plain = torch.fx.GraphModule(module, graph, class_name=type(module).__name__)
+    return plain.train(module.training), list(names)
 
 
 def export_onnx(
@@ -86,7 +111,7 @@ def export_onnx(
 ) -> None:
     """The module as an ONNX file (opset of torch's exporter), batch dimension dynamic."""
     example = _traced_input(module, example)
-    module = _in_default_layout(module)
+    module, names = tuple_outputs(_in_default_layout(module))
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # The exporter reports progress on stdout and warns about deprecations of its own.
     with _eval(module), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -99,7 +124,7 @@ def export_onnx(
             dynamo=True,
             external_data=False,
             input_names=["input"],
-            output_names=["output"],
+            output_names=names,
             dynamic_shapes=({0: batch},),
             verbose=False,
         )

@@ -356,10 +356,12 @@ def to_dot(
                 continue  # between repeats of a run drawn once
             drawn.add((a, b))
             dot.edge(a, b, label=" " + _shape(graph.node(src).shape))
-    # the outputs in the order training mode returns them, by their field names
+    # the outputs in the order the network returns them, by their field names
     fields = getattr(graph, "output_fields", None) or {"out": graph.output}
     for name, node_id in fields.items():
-        if node_id != graph.output:
+        if graph.returns_fields:  # values returned in both modes
+            what, out_id = f"output {name}", f"out_{name}"
+        elif node_id != graph.output:
             what, out_id = f"{name} (training only)", f"out_{name}"
         else:
             what, out_id = ("output" if name == "out" else f"output ({name})"), "out_output"

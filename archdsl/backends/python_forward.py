@@ -45,7 +45,8 @@ def forward_body(
 ) -> tuple[list[tuple[str, str | Group]], list[str]]:
     """The forward body (without shape comments) and, per line, the value it computes.
     ``sides``: the side outputs (label -> node id), returned in training mode as the
-    ``fields`` (name -> node id) in order. ``swapped``: the sums of two terms written second
+    ``fields`` (name -> node id) in order; without side outputs, ``fields`` are the values
+    returned in both modes, as a tuple. ``swapped``: the sums of two terms written second
     term first, as the compiled module computes them (``out += x``, see
     :func:`~archdsl.backends.torch_backend.in_place`): the same value, and the layout in
     memory of the term written first (a channels-last term's, say), so the next layer
@@ -74,7 +75,15 @@ def forward_body(
         for v in ins:
             (side_users if m.output in side_of else users).setdefault(v, []).append(i)
     final = resolve(output_id)
-    users.setdefault(final, []).append(len(stmts))  # the return reads it
+    returned = [final]  # what the return reads
+    if fields and not sides:  # values returned in both modes, by an outputs(...) statement
+        returned = [resolve(node_id) for node_id in fields.values()]
+    for v in dict.fromkeys(returned):
+        users.setdefault(v, []).append(len(stmts))
+    named_by: dict[str, str] = {}  # a returned value's variable takes its field's name
+    if fields and not sides:
+        for name, v in zip(fields, returned):
+            named_by.setdefault(v, name)
 
     def reuses(i: int) -> bool:
         """Whether statement ``i`` overwrites its (first) input's variable."""
@@ -93,6 +102,8 @@ def forward_body(
         m = stmts[i]
         if m.output in side_of:
             base = side_of[m.output]
+        elif m.output in named_by and named_by[m.output] not in TAKEN:
+            base = named_by[m.output]
         elif m.attr and identifier(m.attr) and m.attr not in TAKEN and not _continues(i):
             base = m.attr
         else:
@@ -127,7 +138,8 @@ def forward_body(
                 live.pop(names[v], None)
         # a merge takes over only a generic name: never ``branch1 = torch.cat([branch1, ...])``
         generic = args[0] == "x" or args[0].startswith("out")
-        target = args[0] if reuses(i) and (m.module is not None or generic) else fresh(i)
+        takes_over = reuses(i) and (m.module is not None or generic) and m.output not in named_by
+        target = args[0] if takes_over else fresh(i)
         names[m.output] = target
         live[target] = 1
         if m.output in side_of:
@@ -142,7 +154,12 @@ def forward_body(
             ret += f"  # ({', '.join(fields)})"
         lines += [("", "if self.training:"), ("", ret)]
         values += ["", ""]
-    lines.append(("return ", names[final]))
+    if fields and not sides:
+        variables = [names[v] for v in returned]
+        comment = f"  # ({', '.join(fields)})" if variables != list(fields) else ""
+        lines.append(("return ", ", ".join(variables) + comment))
+    else:
+        lines.append(("return ", names[final]))
     values.append("")
     return lines, values
 

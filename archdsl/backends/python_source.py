@@ -220,6 +220,8 @@ class _Writer:
         returns = "torch.Tensor"
         if cls.scope_kind == "root" and self.graph.side_outputs:
             returns = "torch.Tensor | tuple[torch.Tensor, ...]"
+        elif cls.scope_kind == "root" and self.graph.returns_fields:
+            returns = "tuple[torch.Tensor, ...]"
         lines.append(f"{INDENT}def forward(self, x: torch.Tensor) -> {returns}:")
         for k, (prefix, expr) in enumerate(cls.lines):
             shapes = {repr(s[k]) for s in cls.shapes}

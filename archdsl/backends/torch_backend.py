@@ -124,7 +124,12 @@ def in_place(
     of two terms commutes).
     Saves an allocation per activation and per residual sum, and the memory autograd keeps.
     """
-    kept = {graph.output, *graph.side_outputs.values(), *(outputs or {}).values()}
+    kept = {
+        graph.output,
+        *graph.side_outputs.values(),
+        *graph.output_fields.values(),
+        *(outputs or {}).values(),
+    }
 
     def writable(value: str, reader: str) -> bool:
         scope = layout.scope_of[reader]
@@ -266,7 +271,8 @@ def outputs_type(names: tuple[str, ...]) -> type[tuple]:
     """``Outputs``, what a network with side outputs returns in training mode: the main
     output, then each side output in declaration order, or the fields its
     ``outputs(...)`` statement names, in that order (in eval mode such a network returns
-    the main output alone). A namedtuple, one class per set of names, as torchvision's
+    the main output alone); and what a network whose ``outputs(...)`` names values
+    returns in both modes. A namedtuple, one class per set of names, as torchvision's
     GoogLeNetOutputs is (``out.aux1``, ``out._asdict()``), so torch's pytree and
     DataParallel's gather rebuild it; it pickles by its names (the class is made here, not
     importable); ``out.names`` is ``out._fields``."""
@@ -291,6 +297,12 @@ def _rebuild_outputs(names: tuple[str, ...], values: tuple[torch.Tensor, ...]) -
 def side_output(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """A training-only output: computed in training mode, skipped (None) in eval mode."""
     return module(x) if module.training else None
+
+
+def make_outputs(values: tuple[torch.Tensor, ...], names: tuple[str, ...]) -> tuple:
+    """``Outputs`` of ``values`` by their field ``names``: what a network whose
+    ``outputs(...)`` names values (a feature pyramid's levels) returns in either mode."""
+    return _OUTPUTS_TYPES[names](*values)
 
 
 def pack_outputs(
@@ -366,7 +378,10 @@ def _build_scope(
     if twin is not None:
         gm = ScopeModule.like(modules, twin, class_name)
     else:
-        g = _scope_graph(b, input_id, steps, output_id, sides, outputs)
+        fields = None
+        if scope == _ROOT and outputs is None and graph.returns_fields:
+            fields = graph.output_fields
+        g = _scope_graph(b, input_id, steps, output_id, sides, outputs, fields)
         gm = ScopeModule(modules, g, class_name=class_name)
         if key is not None:
             template = ScopeGraph()
@@ -427,8 +442,11 @@ def _scope_graph(
     output_id: str,
     sides: Mapping[str, str],
     outputs: Mapping[str, str] | None,
+    fields: Mapping[str, str] | None = None,
 ) -> ScopeGraph:
-    """The fx graph of a scope from its steps (see :func:`_build_scope`)."""
+    """The fx graph of a scope from its steps (see :func:`_build_scope`). ``outputs``: a
+    backbone's (returned as a dict); ``fields``: the values a network's ``outputs(...)``
+    names (returned as ``Outputs``)."""
     g = ScopeGraph()
     env: dict[str, fx.Node] = {input_id: g.placeholder("x")}
     side_values: dict[str, fx.Node] = {}
@@ -453,6 +471,11 @@ def _scope_graph(
         g.output(g.call_function(pack_outputs, (env[output_id], values, tuple(fields))))
     elif outputs:
         g.output({name: env[node_id] for name, node_id in outputs.items()})
+    elif fields:
+        names = tuple(fields)
+        outputs_type(names)  # made here, so that tracing the forward finds it
+        values = tuple(env[node_id] for node_id in fields.values())
+        g.output(g.call_function(make_outputs, (values, names)))
     else:
         g.output(env[output_id])
     return g

@@ -30,11 +30,13 @@ from archdsl.elaborate.evaluate import MODULE_STEPS, Budget, Env, check_assert, 
 from archdsl.elaborate.labels import label_text
 from archdsl.elaborate.loader import BlockRef, NetworkRef, SpecModule
 from archdsl.elaborate.network_rules import (
+    MAIN_OUTPUT,
     InitRule,
     check_init_paths,
     compound_scaling,
     init_rule,
     output_fields,
+    side_labels,
 )
 from archdsl.elaborate.shape_errors import (
     check_dims,
@@ -183,10 +185,12 @@ class Elaborator:
                 f"network '{defn.name}' has no 'input [C, H, W]' statement", defn.span
             )
         graph.output = cur
+        values = self._output_values(outputs, env, defn) if outputs is not None else {}
         graph.open_scopes(crossed_scopes(graph.scopes, self.crossings))
         if outputs is not None or graph.side_outputs:
+            labels = [p for p in (*self.made, *graph.scopes, *graph.points) if "." not in p]
             graph.output_fields = output_fields(
-                outputs, cur, graph.side_outputs, self.side_spans, defn
+                outputs, cur, graph.side_outputs, self.side_spans, defn, values, labels
             )
         check_init_paths(inits, graph, defn)
         graph.init = tuple(inits)  # type: ignore[assignment]
@@ -347,7 +351,25 @@ class Elaborator:
         self.graph.side_outputs[name] = out
         self.side_spans[name] = item.label.span
 
-    def _ref(self, ref: ast.Ref, env: Env) -> str:
+    def _output_values(
+        self, stmt: ast.OutputsStmt, env: Env, defn: ast.NetworkDef
+    ) -> dict[str, str]:
+        """The nodes of the values an ``outputs(...)`` statement names beside the main and
+        side outputs, by field source: references (``p3=@fpn.p3``), and labels of the
+        network's modules and points (``p3``), as references at the network's end."""
+        assert self.graph is not None
+        sides = side_labels(defn)
+        values = {}
+        for f in stmt.fields:
+            if f.ref is not None:
+                values[f.source] = self._ref(f.ref, env, at_end=True)
+            elif f.source != MAIN_OUTPUT and f.source not in sides:
+                path = f.source
+                if path in self.made or path in self.graph.scopes or path in self.graph.points:
+                    values[f.source] = self._ref(ast.Ref(f.source_span, (path,)), env)
+        return values
+
+    def _ref(self, ref: ast.Ref, env: Env, at_end: bool = False) -> str:
         """The node a reference ``@path`` names: a module (or scope) made earlier in the
         same block instance, or in the network when outside any block."""
         assert self.graph is not None
@@ -377,7 +399,8 @@ class Elaborator:
                 if p.startswith(prefix) and p.count(".") == depth
             ]
             err = ArchNameError(
-                f"'@{text}': {where} has no module '{text}' before this point"
+                f"'@{text}': {where} has no module '{text}'"
+                f"{'' if at_end else ' before this point'}"
                 f"{did_you_mean(text, known)}",
                 ref.span,
             )

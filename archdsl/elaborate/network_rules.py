@@ -9,7 +9,7 @@ so they take positional and keyword arguments, and report errors, as every call 
 from __future__ import annotations
 
 import keyword
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,34 +204,59 @@ def output_fields(
     sides: dict[str, str],
     side_spans: dict[str, Span],
     network: ast.NetworkDef,
+    values: Mapping[str, str] | None = None,
+    labels: Iterable[str] = (),
 ) -> dict[str, str]:
-    """The fields of a network's training-mode outputs, in order: field name -> node id.
-    Without an ``outputs`` statement the main output (``out``), then each side output by
-    its label; with one, the fields it names: every output exactly once, the main output
-    first. A field for a side output the network writes but did not make (under an ``if``
-    that was false: ``googlenet(aux_logits=false)``) is left out; without any side output
-    the network returns its main output alone, in training mode too."""
+    """The fields of a network's outputs, in order: field name -> node id.
+
+    With side outputs, what training mode returns: without an ``outputs`` statement the
+    main output (``out``), then each side output by its label; with one, the fields it
+    names: every output exactly once, the main output first. A field for a side output the
+    network writes but did not make (under an ``if`` that was false:
+    ``googlenet(aux_logits=false)``) is left out; without any side output the network
+    returns its main output alone, in training mode too.
+
+    Without side outputs, an ``outputs`` statement names values the network returns in
+    both modes beside its main output (``values``: field source -> node id, the
+    references and labels the elaborator resolved), in any order, the main output
+    among them. ``labels``: the network's top-level labels, for suggestions."""
     if stmt is None:
         fields = {MAIN_OUTPUT: main, **sides}
         for name in sides:
             _check_field_name(name, side_spans[name], "side output")
         return fields
-    written = _side_labels(network)
-    if not written:
+    values = values or {}
+    written = side_labels(network)
+    if written:
+        value = next((f for f in stmt.fields if f.source in values), None)
+        if value is not None:
+            raise ArchTypeError(
+                f"outputs: '{value.source}' is not a side output: a network with side outputs "
+                "returns them in training mode and its main output alone in eval mode, so "
+                "its outputs(...) names those only",
+                value.source_span,
+            )
+    elif not values:
         raise ArchTypeError(
-            f"outputs(...) names the training-mode outputs of a network with side outputs; "
-            f"network '{network.name}' has none",
+            f"outputs(...) names the main output alone; network '{network.name}' has no side "
+            f"outputs: name the values it returns beside '{MAIN_OUTPUT}' "
+            f"(outputs({MAIN_OUTPUT}, p3=@fpn.p3)), or leave the statement out",
             stmt.span,
         )
-    sources = {MAIN_OUTPUT: main, **sides}
+    sources = {MAIN_OUTPUT: main, **sides, **values}
     fields = {}
     listed: dict[str, Span] = {}
     for f in stmt.fields:
         if f.source not in sources and f.source not in written:
+            known = [*sources, *written, *labels]
             raise ArchNameError(
                 f"outputs: network '{network.name}' has no output named '{f.source}'"
-                f"{did_you_mean(f.source, [*sources, *written])}; it has "
-                f"{_listing([*sides, *(w for w in written if w and w not in sides)])}",
+                f"{did_you_mean(f.source, known)}; "
+                + (
+                    f"it has {_listing([*sides, *(w for w in written if w and w not in sides)])}"
+                    if written
+                    else "name a value of it by its label or path (p3=@fpn.p3)"
+                ),
                 f.source_span,
             )
         if f.source in listed:
@@ -245,6 +270,18 @@ def output_fields(
         listed[f.source] = f.source_span
         if f.source in sources:
             fields[f.name] = sources[f.source]
+    if values:
+        if MAIN_OUTPUT not in listed:
+            written_fields = ", ".join(
+                f.name if f.name == f.source else f"{f.name}={f.source}" for f in stmt.fields
+            )
+            raise ArchNameError(
+                f"outputs: list the main output '{MAIN_OUTPUT}' too, the value of the "
+                f"network's last statement (outputs({written_fields}, {MAIN_OUTPUT})): what "
+                "is computed after the last value returned would be computed for nothing",
+                stmt.span,
+            )
+        return fields
     first = stmt.fields[0]
     if first.source != MAIN_OUTPUT:
         raise ArchNameError(
@@ -252,7 +289,7 @@ def output_fields(
             f"outputs(logits={MAIN_OUTPUT}, ...): training code reads outputs[0] as the result",
             first.span,
         )
-    missing = [name for name in sources if name not in listed]
+    missing = [name for name in {MAIN_OUTPUT: main, **sides} if name not in listed]
     if missing:
         which = ", ".join(f"'{m}'" for m in missing)
         raise ArchNameError(
@@ -263,7 +300,7 @@ def output_fields(
     return fields if sides else {}
 
 
-def _side_labels(network: ast.NetworkDef) -> set[str]:
+def side_labels(network: ast.NetworkDef) -> set[str]:
     """The labels of the side outputs a network's body writes, made or not (a label
     computed by an expression counts as a side output whose name is not known here)."""
     labels = set()

@@ -231,18 +231,21 @@ class AssertStmt(Node):
 @dataclass(frozen=True)
 class OutputField(Node):
     """``logits = out`` in an ``outputs`` statement: the field ``logits`` holds the output
-    ``out`` (the main output, or a side output by its label); ``aux1`` alone is
-    ``aux1 = aux1``."""
+    ``out`` (the main output, a side output by its label, or a value of the network by its
+    label); ``aux1`` alone is ``aux1 = aux1``; ``p2 = @fpn.p2`` a value by its path, then
+    ``source`` is ``"@fpn.p2"`` (as written) and ``ref`` the reference."""
 
     name: str
     source: str
     source_span: Span
+    ref: Ref | None = None
 
 
 @dataclass(frozen=True)
 class OutputsStmt(Node):
     """``outputs(logits = out, aux_logits2 = aux2, aux_logits1 = aux1)``: the fields of
-    what a network with side outputs returns in training mode, in order."""
+    what a network with side outputs returns in training mode, in order; or
+    ``outputs(p2 = @fpn.p2, ..., pool = out)``, values a network returns in both modes."""
 
     fields: tuple[OutputField, ...]
 

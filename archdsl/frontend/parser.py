@@ -44,6 +44,11 @@ _PATH_NUMBER = re.compile(r"\.\d+")
 """A numbered part of an ``init`` rule's module path, as the lexer reads it (``.1``)."""
 
 
+def _label_text(label: ast.Label) -> str:
+    """A label as written, its interpolations shown as ``{...}``."""
+    return "".join(p if isinstance(p, str) else "{...}" for p in label.parts)
+
+
 class _Level:
     """One open bracket (or the file itself) and the expression being read inside it."""
 
@@ -402,6 +407,9 @@ class _ToAst:
     def output_field(self, ext, children):
         name, source = children
         source = name if source is None else source
+        if isinstance(source, ast.Ref):
+            text = "@" + ".".join(p if isinstance(p, str) else _label_text(p) for p in source.parts)
+            return ast.OutputField(self._s(ext), str(name), text, source.span, source)
         return ast.OutputField(self._s(ext), str(name), str(source), self._t(source))
 
     def chain(self, ext, children):

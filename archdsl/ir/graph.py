@@ -83,8 +83,10 @@ class Graph:
     points: dict[str, str] = field(
         default_factory=dict
     )  # `p3: ()`, a name with no module: path -> node id
-    # what training mode returns with side outputs, in order: field name -> node id (the
-    # main output and every side output once); empty without side outputs
+    # the fields of Outputs, in order: field name -> node id. With side outputs, what
+    # training mode returns (the main output and every side output once); without, the
+    # values an outputs(...) statement names, returned in both modes (returns_fields);
+    # empty when the network returns its main output alone
     output_fields: dict[str, str] = field(default_factory=dict)
     scaling: Mapping[str, float] = field(default_factory=dict)  # width, depth, resolution
     scopes: dict[str, Scope] = field(default_factory=dict)
@@ -121,6 +123,13 @@ class Graph:
         from archdsl import _svg
 
         return _svg(self)
+
+    @property
+    def returns_fields(self) -> bool:
+        """Whether the forward returns ``Outputs`` (its :attr:`output_fields`) in eval mode
+        too: values named by ``outputs(...)`` in a network without side outputs (a feature
+        pyramid's levels), rather than training-only side outputs."""
+        return bool(self.output_fields) and not self.side_outputs
 
     def node(self, node_id: str) -> OpNode:
         return self._nodes[node_id]
