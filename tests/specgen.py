@@ -9,7 +9,8 @@ half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
 side outputs; a stage gated by an earlier one, read by a reference (``@stage1``), at the
-top or inside a ``seq`` it then opens, or inside a block into its own ``seq``; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
+top or inside a ``seq`` it then opens, or inside a block into its own ``seq``; stages
+returned beside the logits by ``outputs(...)``; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
 fail to check (a residual whose branch changed the width); callers skip those.
 
 >>> import random, archdsl
@@ -58,7 +59,16 @@ def spec(r: random.Random) -> str:
         if r.random() < 0.15:
             items.append(f"side aux{j}: (global_avgpool(flatten=true) -> linear(3))")
     chain = " -> ".join(["conv(8, 3, padding=1)", *items, "global_avgpool(flatten=true)"])
-    text.append(f"network net {{\n  input [3, 16, 16]\n  {chain} -> linear(5)\n}}")
+    head = "input [3, 16, 16]"
+    if labelled and not any(i.startswith("side ") for i in items) and r.random() < 0.3:
+        # the network returns stages beside its logits: by label, or by reference
+        fields = [
+            name if name.isidentifier() and r.random() < 0.5 else f"v{k}=@{name}"
+            for k, name in enumerate(r.sample(labelled, min(len(labelled), r.randint(1, 2))))
+        ]
+        fields.insert(r.randint(0, len(fields)), r.choice(["out", "logits=out"]))
+        head += f"\n  outputs({', '.join(fields)})"
+    text.append(f"network net {{\n  {head}\n  {chain} -> linear(5)\n}}")
     return "\n".join(text)
 
 
