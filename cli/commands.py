@@ -134,7 +134,7 @@ def report(
     rows = [
         ("network", f"{graph.name}  ({path})"),
         *([("also checked", ", ".join(g.name for g in others))] if others else []),
-        ("shape", f"{batched(graph.input_shape)} -> {batched(graph.output_shape)}"),
+        ("shape", f"{batched(graph.input_shape)} -> {_returned(graph)}"),
         ("parameters", f"{params:,}"),
         *((what, _seconds(t)) for what, t in times),
     ]
@@ -142,6 +142,16 @@ def report(
         rows.append(("saved", f"{saved} ({saved_as})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _returned(graph: Graph) -> str:
+    """The output's shape; each value's, by field, for a network that returns several."""
+    if not graph.returns_fields:
+        return batched(graph.output_shape)
+    return ", ".join(
+        f"{name} {batched(graph.node(node_id).shape)}"
+        for name, node_id in graph.output_fields.items()
+    )
 
 
 # ---- commands ---------------------------------------------------------------------

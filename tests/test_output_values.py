@@ -156,3 +156,15 @@ def test_fmt_keeps_a_reference_in_outputs_as_one_word() -> None:
     assert format_source(written) == (
         "network t {\n  input [3, 8, 8]\n  outputs(out, c=@a.0)\n  a: seq { conv(4, 1) }\n}\n"
     )
+
+
+def test_check_prints_the_shape_of_every_value_returned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clirun import run
+
+    path = tmp_path / "levels.arch"
+    path.write_text(LEVELS)
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0
+    assert "[N, 3, 32, 32] -> p3 [N, 16, 8, 8], p2 [N, 16, 16, 16], p1 [N, 16, 32, 32]" in out
