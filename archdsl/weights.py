@@ -35,6 +35,13 @@ WRAPPER_KEYS = ("state_dict", "model")
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 
+def _dropped(key: str, expected: Mapping[str, Any]) -> bool:
+    """A batch norm's ``num_batches_tracked`` given to a frozen batch norm (statistics and
+    no count), which drops it on loading, as torchvision's does."""
+    prefix, _, leaf = key.rpartition(".")
+    return leaf == "num_batches_tracked" and f"{prefix}.running_mean" in expected
+
+
 class WeightsError(ArchTypeError):
     """A weights file that does not fit the network: unreadable, or with missing,
     unexpected or wrong-shape tensors (listed in ``missing``, ``unexpected``,
@@ -107,7 +114,7 @@ class Mismatch:
 def compare(expected: Mapping[str, Any], given: Mapping[str, Any]) -> Mismatch:
     """Compare a network's state_dict (``expected``, meta tensors are fine) with a file's."""
     missing = [k for k in expected if k not in given and not k.endswith(OPTIONAL_SUFFIXES)]
-    unexpected = [k for k in given if k not in expected]
+    unexpected = [k for k in given if k not in expected and not _dropped(k, expected)]
     wrong = [
         (k, tuple(given[k].shape), tuple(expected[k].shape))
         for k in expected
@@ -346,6 +353,8 @@ def load_weights(
             )
         raise e
     for key, tensor in state.items():
+        if key not in expected:  # a batch norm's count, which a frozen batch norm drops
+            continue
         want = expected[key]
         if tensor.is_floating_point() and want.is_floating_point() and tensor.dtype != want.dtype:
             state[key] = tensor.to(want.dtype)

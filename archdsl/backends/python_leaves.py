@@ -61,7 +61,8 @@ CHANNEL_ARGS = frozenset(
 POSITIONAL: dict[type, int] = {
     **dict.fromkeys((nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.GroupNorm,
                      deform_conv.DeformConv2d), 2),
-    **dict.fromkeys((nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, torch_modules.LayerNorm2d,
+    **dict.fromkeys((nn.BatchNorm1d, nn.BatchNorm2d, torch_modules.FrozenBatchNorm2d,
+                     nn.LayerNorm, torch_modules.LayerNorm2d,
                      nn.LocalResponseNorm, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
                      torch_modules.Scale), 1),
     **dict.fromkeys((nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,

@@ -45,6 +45,50 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+class FrozenBatchNorm2d(nn.Module):
+    """Batch normalization with fixed statistics and affine (the same in training mode),
+    as detection backbones fine-tune with: ``weight``, ``bias``, ``running_mean`` and
+    ``running_var`` of shape (C,) are buffers, so torchvision's detection weights load
+    unchanged, and a batch norm's load too (its ``num_batches_tracked`` is dropped)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
+        state_dict.pop(prefix + "num_batches_tracked", None)  # a batch norm's count
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
 class ChannelLinear(nn.Linear):
     """nn.Linear over the channels at every position of an (N, C, H, W) map, as ConvNeXt
     computes its MLP: channels-last, then back. Parameters ``weight`` (out, in) and ``bias``
@@ -323,6 +367,7 @@ BUILDERS: dict[str, Builder] = {
     "linear": _linear,
     "channel_linear": lambda a, s: _make(ChannelLinear, s[0][0], a["out"], bias=a["bias"]),
     "bn": _bn,
+    "frozen_bn": lambda a, s: FrozenBatchNorm2d(s[0][0], eps=a["eps"]),
     "layernorm": _layernorm,
     "groupnorm": _groupnorm,
     "lrn": _lrn,

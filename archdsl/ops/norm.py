@@ -1,4 +1,4 @@
-"""Normalization ops: ``bn``, ``layernorm``, ``groupnorm``, ``lrn``.
+"""Normalization ops: ``bn``, ``frozen_bn``, ``layernorm``, ``groupnorm``, ``lrn``.
 
 All normalize over the channel dimension, so they accept a feature map [C, H, W] or flat
 features [F] (except ``lrn``, which slides over neighbouring channels of a feature map).
@@ -47,6 +47,31 @@ BN = OpDef(
     doc="Batch normalization (torch.nn.BatchNorm2d on [C, H, W], BatchNorm1d on [F]).",
     aliases=("batchnorm",),
     torch_class="BatchNorm2d",
+)
+
+
+def _frozen_bn_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    return feature_map("frozen_bn", inputs)
+
+
+def _frozen_bn_buffers(attrs: Attrs, inputs: list[Shape]) -> int:
+    """weight, bias, running_mean and running_var per channel, all fixed."""
+    return 4 * inputs[0][0]
+
+
+FROZEN_BN = OpDef(
+    name="frozen_bn",
+    params=(Param("eps", "nonneg_float", 1e-5, doc="added to the variance for stability"),),
+    infer=_frozen_bn_infer,
+    count_buffers=_frozen_bn_buffers,
+    stateless=False,
+    doc=(
+        "Batch normalization with fixed statistics and affine, in training mode too, as "
+        "detection backbones use (torchvision's FrozenBatchNorm2d): weight, bias, "
+        "running_mean and running_var are buffers, not parameters. Loads a batch norm's "
+        "weights (its num_batches_tracked dropped)."
+    ),
+    torch_class="FrozenBatchNorm2d",
 )
 
 
@@ -104,4 +129,4 @@ LRN = OpDef(
     torch_class="LocalResponseNorm",
 )
 
-DEFS: tuple[OpDef, ...] = (BN, LAYERNORM, GROUPNORM, LRN)
+DEFS: tuple[OpDef, ...] = (BN, FROZEN_BN, LAYERNORM, GROUPNORM, LRN)

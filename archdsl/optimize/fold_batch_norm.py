@@ -9,6 +9,7 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from archdsl.backends.torch_modules import FrozenBatchNorm2d
 from archdsl.optimize.graphs import _finish, graph_modules, submodule
 
 
@@ -35,6 +36,7 @@ def fuse_conv_transpose_bn_eval(conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d) ->
 
 FOLDABLE: tuple[tuple[type[nn.Module], type[nn.Module], Callable[..., nn.Module]], ...] = (
     (nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval),
+    (nn.Conv2d, FrozenBatchNorm2d, fuse_conv_bn_eval),  # its statistics and affine as bn's
     (nn.ConvTranspose2d, nn.BatchNorm2d, fuse_conv_transpose_bn_eval),
     (nn.Linear, nn.BatchNorm1d, fuse_linear_bn_eval),
 )
@@ -67,7 +69,7 @@ def fold_batch_norm(module: nn.Module) -> nn.Module:
                     type(layer) is layer_type
                     and type(bn) is bn_type
                     and not bn.training
-                    and bn.track_running_stats
+                    and getattr(bn, "track_running_stats", True)
                     and not layer.training
                 ):
                     gm.set_submodule(str(prev.target), fuse(layer, bn))
