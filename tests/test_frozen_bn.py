@@ -1,4 +1,4 @@
-"""``frozen_bn``: batch normalization with fixed statistics and affine, as detection
+"""``bn(frozen=true)``: batch normalization with fixed statistics and affine, as detection
 backbones fine-tune with (torchvision's FrozenBatchNorm2d). Checked against torch's own
 eval-mode batch norm, ``F.batch_norm(training=False)``, in both modes."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -16,8 +17,8 @@ from reference import fill
 SPEC = """
 network t {
   input [4, 8, 8]
-  conv1: conv(8, 3, padding=1, bias=false) -> bn1: frozen_bn -> relu
-  -> conv2: conv(8, 3, padding=1) -> bn2: frozen_bn(eps=1e-3)
+  conv1: conv(8, 3, padding=1, bias=false) -> bn1: bn(frozen=true) -> relu
+  -> conv2: conv(8, 3, padding=1) -> bn2: bn(eps=1e-3, frozen=true)
 }
 """
 
@@ -64,11 +65,7 @@ def test_a_batch_norms_weights_load_its_count_dropped(tmp_path: Path) -> None:
     """ImageNet weights of a network with batch norm load into its frozen twin, as
     torchvision's detection backbones load a classifier's: ``num_batches_tracked`` is
     dropped, strictly, by ``load_state_dict`` and by ``weights=``."""
-    trained = fill(
-        archdsl.compile(
-            SPEC.replace("frozen_bn(eps=1e-3)", "bn(eps=1e-3)").replace("frozen_bn", "bn")
-        )
-    )
+    trained = fill(archdsl.compile(SPEC.replace(", frozen=true", "").replace("frozen=true", "")))
     state = trained.state_dict()
     assert "bn1.num_batches_tracked" in state
     frozen = archdsl.compile(SPEC)
@@ -88,3 +85,16 @@ def test_every_output_path_and_the_fold(tmp_path: Path) -> None:
     assert_every_output_computes(net, torch.randn(2, 4, 8, 8), tmp_path)
     folded = archdsl.optimize_for_inference(net)
     assert not [m for m in folded.modules() if type(m).__name__ == "FrozenBatchNorm2d"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        ("bn(frozen=true, affine=false)", "a frozen batch norm keeps its affine"),
+        ("flatten -> bn(frozen=true)", "bn"),
+    ],
+)
+def test_a_frozen_batch_norm_needs_its_affine_and_a_feature_map(layer: str, message: str) -> None:
+    with pytest.raises(archdsl.ArchError, match=message) as info:
+        archdsl.check(f"network t {{\n  input [4, 8, 8]\n  conv(8, 1) -> {layer}\n}}")
+    assert info.value.line == 3

@@ -167,7 +167,6 @@ CASES: dict[str, Any] = {
         ),
         any_shape,
     ),
-    "frozen_bn": case(st.fixed_dictionaries({"eps": st.floats(1e-6, 1e-2)}), fmap),
     "layernorm": case(st.fixed_dictionaries({"eps": st.floats(1e-6, 1e-2)}), any_shape),
     "groupnorm": case(st.fixed_dictionaries({"groups": st.integers(1, 4)}), any_shape),
     "lrn": case(

@@ -42,7 +42,6 @@ _COLORS = {
     "linear": "#d9d2e9",
     "channel_linear": "#d9d2e9",
     "bn": "#eeeeee",
-    "frozen_bn": "#eeeeee",
     "layernorm": "#eeeeee",
     "groupnorm": "#eeeeee",
     "lrn": "#eeeeee",

@@ -318,6 +318,8 @@ def _linear(a: Attrs, shapes: list[Shape]) -> nn.Module:
 
 
 def _bn(a: Attrs, shapes: list[Shape]) -> nn.Module:
+    if a["frozen"]:
+        return FrozenBatchNorm2d(shapes[0][0], eps=a["eps"])
     cls = nn.BatchNorm2d if len(shapes[0]) == 3 else nn.BatchNorm1d
     return _make(cls, shapes[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
 
@@ -367,7 +369,6 @@ BUILDERS: dict[str, Builder] = {
     "linear": _linear,
     "channel_linear": lambda a, s: _make(ChannelLinear, s[0][0], a["out"], bias=a["bias"]),
     "bn": _bn,
-    "frozen_bn": lambda a, s: FrozenBatchNorm2d(s[0][0], eps=a["eps"]),
     "layernorm": _layernorm,
     "groupnorm": _groupnorm,
     "lrn": _lrn,

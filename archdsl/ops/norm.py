@@ -1,4 +1,4 @@
-"""Normalization ops: ``bn``, ``frozen_bn``, ``layernorm``, ``groupnorm``, ``lrn``.
+"""Normalization ops: ``bn``, ``layernorm``, ``groupnorm``, ``lrn``.
 
 All normalize over the channel dimension, so they accept a feature map [C, H, W] or flat
 features [F] (except ``lrn``, which slides over neighbouring channels of a feature map).
@@ -21,16 +21,23 @@ def _affine_params(attrs: Attrs, inputs: list[Shape]) -> int:
 
 
 def _bn_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
+    if attrs["frozen"]:
+        if not attrs["affine"]:
+            raise ShapeProblem(
+                "bn: a frozen batch norm keeps its affine (affine=false with frozen=true)"
+            )
+        return feature_map("bn", inputs)
     return _channel_input("bn", inputs)
 
 
 def _bn_params(attrs: Attrs, inputs: list[Shape]) -> int:
-    return 2 * inputs[0][0] if attrs["affine"] else 0
+    return 2 * inputs[0][0] if attrs["affine"] and not attrs["frozen"] else 0
 
 
 def _bn_buffers(attrs: Attrs, inputs: list[Shape]) -> int:
-    """running_mean and running_var per channel, plus the scalar num_batches_tracked."""
-    return 2 * inputs[0][0] + 1
+    """running_mean and running_var per channel, plus the scalar num_batches_tracked; frozen,
+    weight, bias, running_mean and running_var per channel."""
+    return 4 * inputs[0][0] if attrs["frozen"] else 2 * inputs[0][0] + 1
 
 
 BN = OpDef(
@@ -39,6 +46,14 @@ BN = OpDef(
         Param("eps", "nonneg_float", 1e-5, doc="added to the variance for stability"),
         Param("momentum", "prob", 0.1, doc="running-statistics update rate", nullable=True),
         Param("affine", "bool", True, doc="learn a per-channel scale and shift"),
+        Param(
+            "frozen",
+            "bool",
+            False,
+            doc="fixed statistics and affine, in training mode too, as detection backbones "
+            "fine-tune with (torchvision's FrozenBatchNorm2d: all four tensors are buffers; "
+            "a batch norm's weights load, num_batches_tracked dropped); feature maps only",
+        ),
     ),
     infer=_bn_infer,
     count_params=_bn_params,
@@ -47,31 +62,6 @@ BN = OpDef(
     doc="Batch normalization (torch.nn.BatchNorm2d on [C, H, W], BatchNorm1d on [F]).",
     aliases=("batchnorm",),
     torch_class="BatchNorm2d",
-)
-
-
-def _frozen_bn_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
-    return feature_map("frozen_bn", inputs)
-
-
-def _frozen_bn_buffers(attrs: Attrs, inputs: list[Shape]) -> int:
-    """weight, bias, running_mean and running_var per channel, all fixed."""
-    return 4 * inputs[0][0]
-
-
-FROZEN_BN = OpDef(
-    name="frozen_bn",
-    params=(Param("eps", "nonneg_float", 1e-5, doc="added to the variance for stability"),),
-    infer=_frozen_bn_infer,
-    count_buffers=_frozen_bn_buffers,
-    stateless=False,
-    doc=(
-        "Batch normalization with fixed statistics and affine, in training mode too, as "
-        "detection backbones use (torchvision's FrozenBatchNorm2d): weight, bias, "
-        "running_mean and running_var are buffers, not parameters. Loads a batch norm's "
-        "weights (its num_batches_tracked dropped)."
-    ),
-    torch_class="FrozenBatchNorm2d",
 )
 
 
@@ -129,4 +119,4 @@ LRN = OpDef(
     torch_class="LocalResponseNorm",
 )
 
-DEFS: tuple[OpDef, ...] = (BN, FROZEN_BN, LAYERNORM, GROUPNORM, LRN)
+DEFS: tuple[OpDef, ...] = (BN, LAYERNORM, GROUPNORM, LRN)
