@@ -351,6 +351,15 @@ def load_weights(
                 "every unexpected key starts with 'module.': the file was saved "
                 "from an nn.DataParallel wrapper; strip that prefix"
             )
+        else:
+            prefix = _outer_prefix(expected, state)
+            if prefix:
+                e.notes.append(
+                    f"the tensors under '{prefix}' are this network's (the file holds a "
+                    f"larger one, a detector around its backbone, say): pass those alone, "
+                    f"weights={{k.removeprefix({prefix!r}): v for k, v in state.items() "
+                    f"if k.startswith({prefix!r})}}"
+                )
         raise e
     for key, tensor in state.items():
         if key not in expected:  # a batch norm's count, which a frozen batch norm drops
@@ -367,6 +376,24 @@ def load_weights(
             span,
         )
     return module
+
+
+def _outer_prefix(expected: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """The prefix under which ``given`` holds every tensor of ``expected`` with its shape
+    (``"backbone."`` of a detector's file for its backbone), or ``""``."""
+    first = next(iter(expected), None)
+    if first is None:
+        return ""
+    for key in given:
+        if key.endswith("." + first):
+            prefix = key[: -len(first)]
+            if all(
+                prefix + k in given and tuple(given[prefix + k].shape) == tuple(v.shape)
+                for k, v in expected.items()
+                if not k.endswith(OPTIONAL_SUFFIXES)
+            ):
+                return prefix
+    return ""
 
 
 def _tensors(n: int) -> str:

@@ -24,7 +24,11 @@ RES = 64
 REL = 1e-4
 
 
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+def relative_error(a: torch.Tensor | tuple, b: torch.Tensor | tuple) -> float:
+    """Over every output of a network that returns several (a pyramid's levels)."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        return max(relative_error(x, y) for x, y in zip(a, b))
     return float((a - b).abs().max() / a.abs().max())
 
 

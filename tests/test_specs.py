@@ -170,7 +170,11 @@ def torch_shapes(model: nn.Module, graph: Graph) -> dict[str, tuple[int, ...]]:
     finally:
         for h in handles:
             h.remove()
-    if isinstance(out, tuple):  # training-mode side outputs: the main output comes first
+    if isinstance(out, tuple) and graph.returns_fields:  # values returned, by field
+        for name, value in zip(graph.output_fields, out, strict=True):
+            seen[f"output {name}"] = tuple(value.shape[1:])
+        out = out[list(graph.output_fields.values()).index(graph.output)]
+    elif isinstance(out, tuple):  # training-mode side outputs: the main output comes first
         out = out[0]
     seen[""] = tuple(out.shape[1:])
     return seen
@@ -182,6 +186,8 @@ def test_every_inferred_shape_is_torchs(name: str):
     model = archdsl.build(graph, device="meta")
     seen = torch_shapes(model, graph)
     assert seen[""] == graph.output_shape
+    for name, node_id in graph.output_fields.items() if graph.returns_fields else ():
+        assert seen[f"output {name}"] == graph.node(node_id).shape, f"output {name}"
     for node in graph.nodes():
         # (a layer scale has no module to hook: the layer after it reads its output)
         if node.path is not None and node.op not in PARAMETER_OPS:

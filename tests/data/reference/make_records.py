@@ -8,7 +8,8 @@ are those of every ``GOLDEN_STRIDE``-th row and column, flattened per sample.
 Run by hand, with torchvision 0.28 importable, from the repository root:
 ``python tests/data/reference/make_records.py [NAME ...]``; ``--aux`` writes
 ``tests/data/segmentation_aux.json``, the segmentation networks with their auxiliary head
-(:func:`aux_record`). The tests never import it.
+(:func:`aux_record`); ``--fpn`` writes ``tests/data/detection_fpn.json``, torchvision's
+ResNet-50 feature pyramid backbone (:func:`fpn_record`). The tests never import it.
 """
 
 from __future__ import annotations
@@ -155,7 +156,50 @@ def aux_record(name: str) -> dict:
     }
 
 
+FPN_RESOLUTION, FPN_CHANNEL_STRIDE, FPN_POSITIONS = 224, 32, 7
+
+
+def fpn_record() -> dict:
+    """torchvision's ``resnet_fpn_backbone("resnet50")`` (the backbone of
+    ``fasterrcnn_resnet50_fpn``, frozen batch norm, ``LastLevelMaxPool``), without weights:
+    every key and shape, its parameters, and each of its five levels at every
+    ``FPN_CHANNEL_STRIDE``-th channel and about ``FPN_POSITIONS`` rows and columns (every
+    ``stride``-th, recorded per level), flattened per sample."""
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    torch.manual_seed(0)
+    net = resnet_fpn_backbone(backbone_name="resnet50", weights=None).eval()
+    fill(net)
+    net = net.double()
+    with torch.no_grad():
+        levels = net(golden_input(FPN_RESOLUTION))
+    out: dict = {}
+    for key, m in levels.items():
+        stride = max(1, m.shape[-1] // FPN_POSITIONS)
+        shown = m[:, ::FPN_CHANNEL_STRIDE, ::stride, ::stride].flatten(1)
+        out[key] = {
+            "shape": list(m.shape),
+            "stride": stride,
+            "values": [[float(v) for v in row] for row in shown],
+        }
+    return {
+        "resolution": FPN_RESOLUTION,
+        "channel_stride": FPN_CHANNEL_STRIDE,
+        "params": sum(p.numel() for p in net.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in net.state_dict().items()},
+        "levels": out,
+    }
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--fpn"]:  # tests/data/detection_fpn.json
+        (HERE.parent / "detection_fpn.json").write_text(
+            json.dumps(fpn_record(), separators=(",", ":"))
+        )
+        sys.exit()
     if sys.argv[1:] == ["--aux"]:  # tests/data/segmentation_aux.json
         records = {"resolution": AUX_RESOLUTION, "stride": AUX_STRIDE}
         records |= {name: aux_record(name) for name in sorted(SEGMENTATION)}

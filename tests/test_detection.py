@@ -1,0 +1,90 @@
+"""torchvision's ResNet-50 feature pyramid backbone (``specs/resnet50_fpn.arch``,
+``specs/lib/detection.arch``) against its record, made from torchvision's
+``resnet_fpn_backbone("resnet50")`` (tests/data/reference/make_records.py, ``--fpn``):
+every key and shape in order, its parameters, and its five levels in float64 under the
+reference fill; then the init, the frozen batch norm in training mode, and what a user
+does with it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import archdsl
+from reference import fill, golden_input
+
+FPN = json.loads((Path(__file__).parent / "data" / "detection_fpn.json").read_text())
+# torchvision's OrderedDict keys, and the fields of archdsl's Outputs
+LEVELS = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "pool"}
+
+
+def _levels(model: torch.nn.Module) -> object:
+    with torch.no_grad():
+        return model(golden_input(FPN["resolution"]))
+
+
+@pytest.mark.slow  # resnet50 in float64 at 224 x 224: a few seconds
+def test_the_pyramid_is_torchvisions() -> None:
+    model = archdsl.load("resnet50_fpn")
+    assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == list(
+        FPN["state_dict"].items()
+    )
+    assert sum(p.numel() for p in model.parameters()) == FPN["params"] == 26_799_296
+    got = _levels(fill(model).double().eval())
+    assert got._fields == tuple(LEVELS.values())
+    step = FPN["channel_stride"]
+    for key, field in LEVELS.items():
+        record = FPN["levels"][key]
+        level = getattr(got, field)
+        assert list(level.shape) == record["shape"], field
+        s = record["stride"]
+        shown = level[:, ::step, ::s, ::s].flatten(1)
+        want = torch.tensor(record["values"], dtype=torch.float64)
+        torch.testing.assert_close(shown, want, rtol=1e-6, atol=1e-6 * want.abs().max().item())
+
+
+def test_its_batch_norm_is_frozen_and_its_init_torchvisions() -> None:
+    torch.manual_seed(0)
+    model = archdsl.load("resnet50_fpn", resolution=64)
+    bn = model.get_submodule("body.layer2.0.bn1")
+    assert type(bn).__name__ == "FrozenBatchNorm2d" and not list(bn.parameters())
+    conv = model.get_submodule("body.layer3.0.conv2")  # He normal, fan_out
+    fan_out = conv.out_channels * 9
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.05)
+    lateral = model.get_submodule("fpn.inner_blocks.3.0")  # He uniform, a = 1: 1 / sqrt(fan_in)
+    bound = math.sqrt(3 / lateral.in_channels)
+    assert lateral.weight.abs().max().item() <= bound * (1 + 1e-6)
+    assert lateral.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    assert torch.equal(lateral.bias, torch.zeros(256))
+    # training mode normalizes with the frozen statistics: the same levels as eval mode
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model.train()(x), model.eval()(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_resolution_must_be_a_multiple_of_32() -> None:
+    shapes = archdsl.load_graph("resnet50_fpn", resolution=320)
+    assert [shapes.node(n).shape[1] for n in shapes.output_fields.values()] == [80, 40, 20, 10, 5]
+    with pytest.raises(archdsl.ArchError, match="multiple of 32"):
+        archdsl.load_graph("resnet50_fpn", resolution=300)
+
+
+def test_a_detectors_weights_say_where_the_backbones_are() -> None:
+    """A Faster R-CNN state_dict holds the backbone under ``backbone.`` beside its heads:
+    loading it whole fails with a note saying so, and the backbone's part loads."""
+    backbone = fill(archdsl.load("resnet50_fpn", resolution=64))
+    detector = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    detector["rpn.head.conv.0.0.weight"] = torch.zeros(256, 256, 3, 3)
+    with pytest.raises(archdsl.ArchError) as info:
+        archdsl.load("resnet50_fpn", weights=detector, resolution=64)
+    assert "the tensors under 'backbone.' are this network's" in info.value.notes[-1]
+    state = detector  # the note's own expression
+    part = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    loaded = archdsl.load("resnet50_fpn", weights=part, resolution=64)
+    for key, tensor in backbone.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
