@@ -75,15 +75,13 @@ def forward_body(
         for v in ins:
             (side_users if m.output in side_of else users).setdefault(v, []).append(i)
     final = resolve(output_id)
-    returned = [final]  # what the return reads
-    if fields and not sides:  # values returned in both modes, by an outputs(...) statement
-        returned = [resolve(node_id) for node_id in fields.values()]
-    for v in dict.fromkeys(returned):
+    several = fields if fields and not sides else {}  # values returned in both modes
+    returned = [resolve(node_id) for node_id in several.values()] if several else [final]
+    for v in dict.fromkeys(returned):  # the return reads them
         users.setdefault(v, []).append(len(stmts))
     named_by: dict[str, str] = {}  # a returned value's variable takes its field's name
-    if fields and not sides:
-        for name, v in zip(fields, returned):
-            named_by.setdefault(v, name)
+    for name, v in zip(several, returned if several else ()):
+        named_by.setdefault(v, name)
 
     def reuses(i: int) -> bool:
         """Whether statement ``i`` overwrites its (first) input's variable."""
@@ -154,9 +152,9 @@ def forward_body(
             ret += f"  # ({', '.join(fields)})"
         lines += [("", "if self.training:"), ("", ret)]
         values += ["", ""]
-    if fields and not sides:
+    if several:
         variables = [names[v] for v in returned]
-        comment = f"  # ({', '.join(fields)})" if variables != list(fields) else ""
+        comment = f"  # ({', '.join(several)})" if variables != list(several) else ""
         lines.append(("return ", ", ".join(variables) + comment))
     else:
         lines.append(("return ", names[final]))
