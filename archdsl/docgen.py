@@ -25,6 +25,7 @@ _EXAMPLES = {
     "conv": "conv(8, 3, stride=2, padding=1)",
     "conv_transpose": "conv_transpose(8, 2, stride=2)",
     "upsample": 'upsample(2, mode="bilinear")',
+    "resize": 'maxpool(3, stride=2) -> resize(@in, mode="bilinear")',
     "deform_conv": "deform_conv(8, 3, padding=1)",
     "linear": "linear(10)",
     "groupnorm": "groupnorm(4)",

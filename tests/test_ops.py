@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -28,11 +29,13 @@ from archdsl.backends.torch_modules import (
 )
 from archdsl.ops import (
     ALL_OPS,
+    FUNCTIONAL_OPS,
     MERGE_OPS,
     OPS,
     PARAMETER_OPS,
     Shape,
     ShapeProblem,
+    SizeOf,
     bind_defaults,
     get_op,
     normalize_attrs,
@@ -264,10 +267,11 @@ CASES: dict[str, Any] = {
 
 
 def test_every_module_op_has_a_builder_and_a_case() -> None:
-    module_ops = {d.name for d in ALL_OPS if d.name not in MERGE_OPS}
+    module_ops = {d.name for d in ALL_OPS if d.name not in FUNCTIONAL_OPS}
     assert set(BUILDERS) == module_ops - PARAMETER_OPS
     assert set(CASES) == module_ops
     assert {"add", "concat", "mul"} == MERGE_OPS
+    assert FUNCTIONAL_OPS == MERGE_OPS | {"resize"}
 
 
 @pytest.mark.parametrize("op", sorted(CASES))
@@ -488,12 +492,61 @@ def test_pooling_reprs_match_torchvision() -> None:
     )
 
 
-def test_merges_have_no_module() -> None:
-    for op in sorted(MERGE_OPS):
-        with pytest.raises(ValueError, match="merge"):
+def test_functions_have_no_module() -> None:
+    for op in sorted(FUNCTIONAL_OPS):
+        with pytest.raises(ValueError, match="no module: the backend applies it as a function"):
             build_module(op, {}, [(3, 4, 4), (3, 4, 4)])
     with pytest.raises(KeyError):
         build_module("nope", {}, [(3,)])
+
+
+# --- resize: F.interpolate to a size, given or another value's ----------------------------
+
+resize_size = st.integers(1, 9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    c=st.integers(1, 4),
+    size_in=st.tuples(resize_size, resize_size),
+    size_out=st.tuples(resize_size, resize_size),
+    mode=st.sampled_from(["nearest", "nearest-exact", "bilinear", "bicubic"]),
+    align_corners=st.booleans(),
+    by_reference=st.booleans(),
+)
+def test_resize_rule_matches_torch(
+    c: int,
+    size_in: tuple[int, int],
+    size_out: tuple[int, int],
+    mode: str,
+    align_corners: bool,
+    by_reference: bool,
+) -> None:
+    """The shape rule against F.interpolate, the size given or another map's (whose
+    channels do not matter); align_corners with a nearest mode is an error in both."""
+    size = SizeOf("@other") if by_reference else size_out
+    attrs = prepare("resize", {"size": size, "mode": mode, "align_corners": align_corners})
+    shapes: list[Shape] = [(c, *size_in)] + ([(c + 3, *size_out)] if by_reference else [])
+    x = torch.empty(BATCH, c, *size_in, device="meta")
+    corners = align_corners if mode in ("bilinear", "bicubic") or align_corners else None
+    try:
+        got = OPS["resize"].infer(attrs, shapes)
+    except ShapeProblem as problem:
+        assert problem.message.startswith("resize: align_corners=true")
+        with pytest.raises(ValueError):
+            F.interpolate(x, size=size_out, mode=mode, align_corners=corners)
+        return
+    out = F.interpolate(x, size=size_out, mode=mode, align_corners=corners)
+    assert got == tuple(out.shape[1:]) == (c, *size_out)
+
+
+def test_resize_refuses_what_is_not_a_map() -> None:
+    with pytest.raises(ShapeProblem, match=r"resize expects a feature map .* got \[10\]$"):
+        infer("resize", {"size": 4}, (10,))
+    with pytest.raises(ShapeProblem, match=r"got \[10\] as its size \(@fc\)"):
+        infer("resize", {"size": SizeOf("@fc")}, (3, 4, 4), (10,))
+    assert infer("resize", {"size": [2, 5]}, (3, 4, 4)) == (3, 2, 5)
+    assert infer("resize", {"size": SizeOf("@in")}, (3, 4, 4), (1, 7, 9)) == (3, 7, 9)
 
 
 # --- merges -----------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from typing import Any
 
 from archdsl.analysis.blocks import input_lists
 from archdsl.ir.graph import Graph, OpNode, Shape
+from archdsl.ops.base import reads_size
 
 Number = int | Fraction
 
@@ -287,33 +288,34 @@ def _transposed(
 _TAPS = {"bilinear": 2, "bicubic": 4}  # input positions an interpolated output reads
 
 
-def _upsample(
+def _resample(
     node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]
 ) -> ReceptiveField | None:
-    """upsample: nearest copies input ``o // s``; bilinear reads the two inputs around
-    the output's centre mapped back, ``(o + 1/2) / s - 1/2`` (``o * (H - 1) / (sH - 1)``
-    with ``align_corners``), and bicubic four, one alone where that lands on an input."""
+    """upsample and resize, from input size ``H`` to output size ``O`` on each axis:
+    nearest copies input ``floor(o * H / O)``; bilinear reads the two inputs around the
+    output's centre mapped back, ``(o + 1/2) * H / O - 1/2`` (``o * (H - 1) / (O - 1)`` with
+    ``align_corners``), and bicubic four, one alone where that lands on an input. A
+    resize's second input gives only its size: the field is its first input's."""
     mode, corners = node.attrs["mode"], node.attrs["align_corners"]
-    scale = _pair(node.attrs["scale"])
     reach = _TAPS.get(mode, 0)
 
     def axis_rule(span: Span, axis: int, size_in: int, size_out: int) -> Span | None:
-        s = scale[axis]
         if not reach:
-            return _through(span, lambda o: range(o // s, o // s + 1), s, 1)
+            return _nearest(span, axis, size_in, size_out)
         if corners:
             a, b = size_out - 1, size_in - 1
-            g = math.gcd(a, b) or 1
-            a, b = max(a // g, 1), b // g
 
             def source(o: int) -> Fraction:
                 return Fraction(o * (size_in - 1), size_out - 1) if size_out > 1 else Fraction(0)
 
         else:
-            a, b = s, 1
+            a, b = size_out, size_in
 
             def source(o: int) -> Fraction:
-                return Fraction(2 * o + 1 - s, 2 * s)
+                return Fraction((2 * o + 1) * size_in - size_out, 2 * size_out)
+
+        g = math.gcd(a, b) or 1
+        a, b = max(a // g, 1), b // g
 
         def taps(o: int) -> range:
             src = source(o)
@@ -324,7 +326,7 @@ def _upsample(
 
         return _through(span, taps, a, b)
 
-    return _per_axis(axis_rule)(node, rfs, shapes)
+    return _per_axis(axis_rule)(node, rfs[:1], shapes[:1])
 
 
 def _whole_map(rf: ReceptiveField, shape: Shape) -> ReceptiveField:
@@ -406,7 +408,8 @@ def _merge(node: OpNode, rfs: list[ReceptiveField], shapes: list[Shape]) -> Rece
 RULES: Mapping[str, Rule] = {
     "conv": _windowed,
     "conv_transpose": _transposed,
-    "upsample": _upsample,
+    "upsample": _resample,
+    "resize": _resample,
     "maxpool": _windowed,
     "avgpool": _windowed,
     "adaptive_avgpool": _adaptive,
@@ -448,6 +451,8 @@ def _fields(graph: Graph) -> dict[str, ReceptiveField | None]:
     producers = input_lists(graph)
     for node in graph.nodes():
         inputs = producers[node.id]
+        if reads_size(node.attrs):  # the value it takes a size from: not what it sees
+            inputs = inputs[:1]
         if not inputs:
             result[node.id] = _START if len(node.shape) == 3 else None
             continue

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from archdsl.analysis.blocks import Item, block_tree, collapse, input_lists, span_name
 from archdsl.ir.graph import Graph, OpNode, Shape
+from archdsl.ops.base import SizeOf, reads_size
 
 if TYPE_CHECKING:
     import graphviz
@@ -113,6 +114,10 @@ def op_text(node: OpNode) -> str:
     if node.op == "upsample":
         sh, sw = a["scale"]
         return f"upsample ×{sh if sh == sw else f'{sh}×{sw}'} {a['mode']}"
+    if node.op == "resize":
+        size = a["size"]
+        to = size if isinstance(size, SizeOf) else "×".join(map(str, size))
+        return f"resize to {to} {a['mode']}"
     if "size" in a and node.op.startswith("adaptive"):
         return f"{node.op} {_first(a['size'])}"
     if node.op == "dropout":
@@ -347,7 +352,8 @@ def to_dot(
     drawer.items(dot, root.children, "")
     drawn: set[tuple[str, str]] = set()
     for node in graph.nodes():
-        for src in inputs[node.id]:
+        sized = reads_size(node.attrs)  # its last input gives a size: a dashed edge
+        for port, src in enumerate(inputs[node.id]):
             a, b = drawer.unit_of(src), drawer.unit_of(node.id)
             if a is None or b is None or a == b or (a, b) in drawn:
                 continue
@@ -355,7 +361,10 @@ def to_dot(
             if any(ma[run] != mb[run] for run in ma.keys() & mb.keys()):
                 continue  # between repeats of a run drawn once
             drawn.add((a, b))
-            dot.edge(a, b, label=" " + _shape(graph.node(src).shape))
+            if sized and port == len(inputs[node.id]) - 1:
+                dot.edge(a, b, label=" size", style="dashed")
+            else:
+                dot.edge(a, b, label=" " + _shape(graph.node(src).shape))
     # the outputs in the order the network returns them, by their field names
     fields = getattr(graph, "output_fields", None) or {"out": graph.output}
     for name, node_id in fields.items():

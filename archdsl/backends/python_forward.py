@@ -14,9 +14,11 @@ import keyword
 from typing import TYPE_CHECKING
 
 from archdsl.backends.python_layout import INDENT, Group, flat
+from archdsl.ops.upsample import INTERPOLATING
 
 if TYPE_CHECKING:
     from archdsl.backends.python_analysis import Member
+    from archdsl.ir import OpNode
 
 TAKEN = frozenset({"x", "self", "torch", "nn", "F", "out"}) | frozenset(dir(builtins))
 """Names an attribute or variable of an emitted class never takes."""
@@ -168,8 +170,26 @@ def expression(m: Member, args: list[str]) -> str | Group:
         factors = access(m.attr)
         flat = any(arg == "flat" and value for arg, value, _ in m.leaf.args)
         return f"{args[0]} * {factors}{'.view(-1, 1, 1)' if flat else ''}"
-    if m.node is not None and m.module is None:  # a merge
+    if m.node is not None and m.module is None:  # a merge, or a resize
+        if m.node.op == "resize":
+            return _resize(m.node, args)
         if m.node.op == "concat":
             return Group("torch.cat(", [Group("[", list(args), "]", collection=True), "1"], ")")
         return (" + " if m.node.op == "add" else " * ").join(args)
     return f"{access(m.attr)}({', '.join(args)})"
+
+
+def _resize(node: OpNode, args: list[str]) -> Group:
+    """``F.interpolate(x, size=...)``: the size written, or another value's (``other``'s
+    ``.shape[-2:]``)."""
+    attrs = node.attrs
+    size = attrs["size"]
+    words: list[str | Group] = [
+        args[0],
+        f"size={args[1]}.shape[-2:]" if len(args) > 1 else f"size={tuple(size)!r}",
+    ]
+    if attrs["mode"] != "nearest":
+        words.append(f"mode={attrs['mode']!r}".replace("'", '"'))
+    if attrs["mode"] in INTERPOLATING:
+        words.append(f"align_corners={attrs['align_corners']}")
+    return Group("F.interpolate(", words, ")")

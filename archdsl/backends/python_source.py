@@ -188,7 +188,9 @@ class _Writer:
         return "\n\n".join(parts) + "\n\n\n" + "\n\n\n".join(blocks) + "\n"
 
     def _needs_f(self) -> bool:
-        return any("F." in s.source for s in self.carried)
+        return any("F." in s.source for s in self.carried) or any(
+            n.op == "resize" for n in self.a.graph.nodes()
+        )
 
     # -- one class --------------------------------------------------------------------
     def _class(self, cls: ClassPlan) -> str:

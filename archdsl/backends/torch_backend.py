@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental import _config as fx_experimental_config
 
@@ -24,7 +25,8 @@ from archdsl.backends.torch_modules import build_module, build_parameter, build_
 from archdsl.elaborate.network_rules import rule_matches
 from archdsl.gcpause import gc_paused
 from archdsl.ir import Graph, OpNode, Scope
-from archdsl.ops import PARAMETER_OPS
+from archdsl.ops import PARAMETER_OPS, SizeOf
+from archdsl.ops.upsample import INTERPOLATING
 
 _ROOT = ""
 
@@ -91,6 +93,7 @@ _OVERWRITABLE = frozenset(
         "conv",
         "conv_transpose",
         "upsample",
+        "resize",
         "bn",
         "linear",
         "channel_linear",
@@ -429,7 +432,7 @@ def _structure_key(
             local[step[3]] = len(local)
         else:
             node = step[1]
-            key.append((node.op, refs, b.inplace.get(node.id)))
+            key.append((node.op, refs, b.inplace.get(node.id), tuple(node.attrs.items())))
             local[node.id] = len(local)
     key.append(local[output_id])
     return tuple(key)
@@ -485,7 +488,10 @@ def _emit_merge(
     g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...], overwrite: int | None = None
 ) -> fx.Node:
     """A merge as functions; a sum that overwrites input ``overwrite`` (see
-    :func:`in_place`) as ``out += identity``, the input overwritten first."""
+    :func:`in_place`) as ``out += identity``, the input overwritten first. A resize as
+    ``F.interpolate``."""
+    if node.op == "resize":
+        return _emit_resize(g, node, args)
     if node.op == "concat":
         return g.call_function(torch.cat, (list(args), 1))
     fn: Callable[..., Any] = operator.add if node.op == "add" else operator.mul
@@ -499,6 +505,20 @@ def _emit_merge(
         # no name)
         out = g.create_node("call_function", fn, (out, a), name=node.op)
     return out
+
+
+def _emit_resize(g: fx.Graph, node: OpNode, args: tuple[fx.Node, ...]) -> fx.Node:
+    """``F.interpolate(x, size=...)``: the size given, or read from the second input when
+    the network runs (``other.shape[-2:]``), as torchvision's FPN and segmentation heads."""
+    attrs = node.attrs
+    size: Any = attrs["size"]
+    if isinstance(size, SizeOf):
+        shape = g.call_function(getattr, (args[1], "shape"))
+        size = g.call_function(operator.getitem, (shape, slice(-2, None)))
+    corners = attrs["align_corners"] if attrs["mode"] in INTERPOLATING else None
+    return g.call_function(
+        F.interpolate, (args[0],), {"size": size, "mode": attrs["mode"], "align_corners": corners}
+    )
 
 
 _INIT: dict[str, Callable[..., Any]] = {

@@ -18,7 +18,6 @@ from torch import nn
 
 from archdsl.backends.deform_conv import build_deform_conv
 from archdsl.ops import (
-    MERGE_OPS,
     PARAMETER_OPS,
     Shape,
     bind_defaults,
@@ -411,8 +410,8 @@ def build_module(op_name: str, attrs: Attrs, input_shapes: Sequence[Shape]) -> n
     opdef = get_op(op_name)
     if opdef is None:
         raise KeyError(f"unknown op {op_name!r}")
-    if opdef.name in MERGE_OPS:
-        raise ValueError(f"{opdef.name} is a merge: the backend applies it as a function")
+    if opdef.functional:
+        raise ValueError(f"{opdef.name} has no module: the backend applies it as a function")
     if opdef.name in PARAMETER_OPS:
         raise ValueError(f"{opdef.name} is a parameter of its block: see build_parameter")
     attrs = normalize_attrs(opdef, bind_defaults(opdef, attrs))

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from archdsl.elaborate.binding import (
     BlockFrame,
@@ -61,9 +61,10 @@ from archdsl.errors import (
     together,
 )
 from archdsl.frontend import ast
+from archdsl.frontend.parser import ref_text
 from archdsl.ir import Graph, OpNode, Scope
 from archdsl.ops import PARAMETER_OPS, get_op
-from archdsl.ops.base import OpDef, ShapeProblem
+from archdsl.ops.base import OpDef, ShapeProblem, SizeOf
 
 MAX_REPEAT = 10_000
 MAX_NODES = 200_000
@@ -100,6 +101,7 @@ class Elaborator:
         # references (@path): the block instances they resolve in (the network's root
         # first), the module paths made so far, and the (from, to) namespaces each crossed
         self.roots: list[str] = [""]
+        self.entries: list[str] = ["input"]  # the input node of each (what @in names)
         self.made: dict[str, str] = {}  # module path -> node id
         self.crossings: set[tuple[str, str]] = set()
 
@@ -295,7 +297,8 @@ class Elaborator:
             target = self._resolve_call(prim, env)
             if isinstance(target, BlockRef):
                 return self._block(prim, target, env, cur, path)
-            return self._op(prim, target, env, cur, path)
+            if not target.functional:  # a labelled function: a group named so, as a merge
+                return self._op(prim, target, env, cur, path)
         if item.repeat is None and isinstance(prim, ast.Seq):
             with self._namespace(path, "seq", "seq", prim.span, cur) as scope:
                 cur = self._body(prim.body, env.child(), cur)
@@ -373,8 +376,12 @@ class Elaborator:
         """The node a reference ``@path`` names: a module (or scope) made earlier in the
         same block instance, or in the network when outside any block."""
         assert self.graph is not None
-        text = ".".join(p if isinstance(p, str) else self._label(p, env) for p in ref.parts)
         root = self.roots[-1]
+        if not ref.parts:  # @in: in reach anywhere inside its block instance (its input)
+            if root != self.ns[-1].path:
+                self.crossings.add((root, self.ns[-1].path))
+            return self.entries[-1]
+        text = ".".join(p if isinstance(p, str) else self._label(p, env) for p in ref.parts)
         path = f"{root}.{text}" if root else text
         where = f"block '{self.block_stack[-1][0]}'" if self.block_stack else "the network"
         if any(ns.path == path for ns in self.ns):
@@ -434,6 +441,8 @@ class Elaborator:
     def _unlabelled(self, prim: ast.Node, env: Env, cur: str) -> str:
         if isinstance(prim, ast.OpCall):
             target = self._resolve_call(prim, env)
+            if isinstance(target, OpDef) and target.functional:  # no module: no number
+                return self._op(prim, target, env, cur, None)
             ns = self.ns[-1]
             path = ns.join(str(ns.counter))
             ns.counter += 1
@@ -536,12 +545,15 @@ class Elaborator:
         blocks = [n for n in env.visible() if isinstance(_safe_lookup(env, n), BlockRef)]
         raise ArchNameError(unknown_layer(call.name, blocks), call.name_span)
 
-    def _op(self, call: ast.OpCall, opdef: OpDef, env: Env, cur: str, path: str) -> str:
+    def _op(self, call: ast.OpCall, opdef: OpDef, env: Env, cur: str, path: str | None) -> str:
         assert self.graph is not None
+        inputs = [cur]
+        if any(a.value.__class__ is ast.RefArg for a in call.args):
+            call = self._sized_by(call, opdef, env, inputs)
         attrs = op_attrs(call, opdef, env)
         producer = self.graph.node(cur)
         try:
-            shape = tuple(opdef.infer(attrs, [producer.shape]))
+            shape = tuple(opdef.infer(attrs, [self.graph.node(i).shape for i in inputs]))
         except ShapeProblem as e:
             raise op_shape_error(e, opdef.name, path, call.span, producer) from None
         check_dims(shape, call.span)
@@ -556,8 +568,38 @@ class Elaborator:
                 self.ns[-1].path,
                 arg_exprs(call, opdef.param_names),
             ),
-            [cur],
+            inputs,
         )
+
+    def _sized_by(self, call: ast.OpCall, opdef: OpDef, env: Env, inputs: list[str]) -> ast.OpCall:
+        """``call`` with its reference argument (``resize(@backbone.4)``) replaced by the
+        :class:`SizeOf` it gives, the value it names appended to ``inputs``."""
+        names = opdef.param_names
+        args = list(call.args)
+        for i, a in enumerate(args):
+            if a.value.__class__ is not ast.RefArg:
+                continue
+            ref = cast(ast.RefArg, a.value).ref
+            name = a.name or (names[i] if i < len(names) else None)
+            param = next((p for p in opdef.params if p.name == name), None)
+            if param is None or param.kind != "size_of":
+                takes = [p.name for p in opdef.params if p.kind == "size_of"]
+                where = f"{opdef.name}'s {takes[0]}" if takes else "resize's size"
+                what = f"'{name}'" if name else f"argument {i + 1}"
+                raise ArchTypeError(
+                    f"{opdef.name}: {what} takes no reference; a reference ({ref_text(ref)}) "
+                    f"gives the size of a value, which only {where} takes",
+                    a.span,
+                )
+            if len(inputs) > 1:
+                raise ArchTypeError(f"{opdef.name}: one reference per call", a.span)
+            inputs.append(self._ref(ref, env))
+            words = "@" + ".".join(
+                p if isinstance(p, str) else self._label(p, env) for p in ref.parts
+            )
+            size = SizeOf(words if ref.parts else "@in")
+            args[i] = ast.Arg(a.name, ast.Literal(ref.span, size), a.span)
+        return dataclasses.replace(call, args=tuple(args))
 
     def _add(self, node: OpNode, inputs: list[str]) -> str:
         assert self.graph is not None
@@ -595,6 +637,7 @@ class Elaborator:
                 )
         self.block_stack.append((defn.name, call.span))
         self.roots.append(path)
+        self.entries.append(cur)
         try:
             with self._namespace(path, "block", defn.name, call.span, cur) as scope:
                 body = benv.child()
@@ -615,6 +658,7 @@ class Elaborator:
         finally:
             self.block_stack.pop()
             self.roots.pop()
+            self.entries.pop()
         return cur
 
     def _condition(self, expr: ast.Expr, env: Env, keyword: str) -> bool:

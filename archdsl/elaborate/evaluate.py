@@ -38,7 +38,7 @@ from archdsl.elaborate.values import (
 )
 from archdsl.errors import ArchError, ArchLimitError, ArchNameError, ArchTypeError, Span
 from archdsl.frontend import ast
-from archdsl.frontend.parser import MAX_NESTING
+from archdsl.frontend.parser import MAX_NESTING, ref_text
 
 MAX_STEPS = 500_000
 """Evaluation work allowed to load a spec's files, and again to elaborate one network: a
@@ -298,6 +298,12 @@ def evaluate(expr: ast.Expr, env: Env) -> Any:
     if isinstance(expr, ast.Ternary):
         cond = _bool(evaluate(expr.cond, env), "if", expr.cond.span)
         return evaluate(expr.then if cond else expr.other, env)
+    if isinstance(expr, ast.RefArg):  # an argument written @path: a value of the network
+        raise ArchTypeError(
+            f"'{ref_text(expr.ref)}' is a value the network computes, not a number: a reference "
+            "is an argument only where it gives a size (resize(@label), resize(@in))",
+            expr.span,
+        )
     raise ArchTypeError(f"cannot evaluate {type(expr).__name__}", expr.span)  # pragma: no cover
 
 

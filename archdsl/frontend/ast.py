@@ -132,9 +132,18 @@ class Group(Node):
 @dataclass(frozen=True)
 class Ref(Node):
     """``@backbone.layer3``: the output of a module computed earlier, named by its path from
-    the network or block instance it is in; labels, and the numbers of unlabelled members."""
+    the network or block instance it is in; labels, and the numbers of unlabelled members.
+    No parts: ``@in``, the input of the block instance (or network)."""
 
     parts: tuple[Label | str, ...]
+
+
+@dataclass(frozen=True)
+class RefArg(Expr):
+    """A reference written as an argument, ``resize(@backbone.4)``: the size of that value,
+    taken only by a parameter of kind ``size_of``; anywhere else an error."""
+
+    ref: Ref
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,13 @@ def _label_text(label: ast.Label) -> str:
     return "".join(p if isinstance(p, str) else "{...}" for p in label.parts)
 
 
+def ref_text(ref: ast.Ref) -> str:
+    """A reference as written: ``@backbone.layer3``, ``@in``."""
+    if not ref.parts:
+        return "@in"
+    return "@" + ".".join(p if isinstance(p, str) else _label_text(p) for p in ref.parts)
+
+
 class _Level:
     """One open bracket (or the file itself) and the expression being read inside it."""
 
@@ -408,7 +415,7 @@ class _ToAst:
         name, source = children
         source = name if source is None else source
         if isinstance(source, ast.Ref):
-            text = "@" + ".".join(p if isinstance(p, str) else _label_text(p) for p in source.parts)
+            text = ref_text(source)
             return ast.OutputField(self._s(ext), str(name), text, source.span, source)
         return ast.OutputField(self._s(ext), str(name), str(source), self._t(source))
 
@@ -474,6 +481,9 @@ class _ToAst:
                 parts.append(c)
         return ast.Ref(self._s(ext), tuple(parts))
 
+    def input_ref(self, ext, children):
+        return ast.Ref(self._s(ext), ())
+
     def merge(self, ext, children):
         kind, cond, *branches = children
         branches = tuple(b for b in branches if b is not None)
@@ -496,6 +506,8 @@ class _ToAst:
 
     def arg(self, ext, children):
         name, value = children
+        if isinstance(value, ast.Ref):
+            value = ast.RefArg(value.span, value)
         return ast.Arg(str(name) if name is not None else None, value, self._s(ext))
 
     # ---- expressions

@@ -13,15 +13,18 @@ from archdsl.ops.base import (
     Param,
     Shape,
     ShapeProblem,
+    SizeOf,
     ValueProblem,
     format_shape,
     format_value,
+    reads_size,
 )
-from archdsl.ops.registry import ALL_OPS, MERGE_OPS, OPS, get_op
+from archdsl.ops.registry import ALL_OPS, FUNCTIONAL_OPS, MERGE_OPS, OPS, get_op
 from archdsl.ops.shape_ops import PARAMETER_OPS
 
 __all__ = [
     "ALL_OPS",
+    "FUNCTIONAL_OPS",
     "MERGE_OPS",
     "OPS",
     "PARAMETER_OPS",
@@ -30,6 +33,7 @@ __all__ = [
     "Param",
     "Shape",
     "ShapeProblem",
+    "SizeOf",
     "ValueProblem",
     "bind_defaults",
     "describe_param",
@@ -37,4 +41,5 @@ __all__ = [
     "format_value",
     "get_op",
     "normalize_attrs",
+    "reads_size",
 ]

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from archdsl.ops.base import REQUIRED, OpDef, Param, ValueProblem, format_value
+from archdsl.ops.base import REQUIRED, OpDef, Param, SizeOf, ValueProblem, format_value
 
 
 class _Bad(Exception):
@@ -79,6 +79,12 @@ def _padding(value: Any) -> str | tuple[int, int]:
     return _pair_at_least(0)(value)
 
 
+def _size_of(value: Any) -> SizeOf | tuple[int, int]:
+    if value.__class__ is SizeOf:
+        return value
+    return _pair_at_least(1)(value)
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad
@@ -112,6 +118,11 @@ KINDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
         _padding,
     ),
     "size": ("a positive integer or a list of two", _pair_at_least(1)),
+    "size_of": (
+        "a positive integer, a list of two, or a reference (@label, @in) to the value "
+        "whose size it is",
+        _size_of,
+    ),
     "floats": ("a non-empty list of numbers", _floats),
     "any": ("any value", _any),
 }

@@ -52,6 +52,24 @@ class ValueProblem(Exception):
 
 
 @dataclass(frozen=True)
+class SizeOf:
+    """The spatial size of another value of the network, read at run time: what a
+    reference (``@backbone.4``, ``@in``) gives a parameter of kind ``size_of`` (resize's
+    ``size``). The graph holds that value as the op's last input; ``ref`` is the reference
+    as the spec writes it, for messages and diagrams."""
+
+    ref: str
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+def reads_size(attrs: Mapping[str, Any]) -> bool:
+    """Whether an op's attributes take a size from another value (its last input)."""
+    return any(v.__class__ is SizeOf for v in attrs.values())
+
+
+@dataclass(frozen=True)
 class Param:
     """One parameter of an op: its name, default and the kind of value it takes.
 
@@ -59,7 +77,9 @@ class Param:
     ``bool``, ``str``, ``pair`` (an int or a list of two ints, each >= 1),
     ``nonneg_pair`` (same, >= 0), ``padding`` (``nonneg_pair`` or "same" / "valid"),
     ``size`` (an int or a list of two ints >= 1, for adaptive pooling),
-    ``nonneg_float`` (a number >= 0), ``floats`` (a non-empty list of numbers), ``any``.
+    ``nonneg_float`` (a number >= 0), ``floats`` (a non-empty list of numbers),
+    ``size_of`` (``size``, or a reference to a value whose spatial size it is: a
+    :class:`SizeOf`), ``any``.
 
     ``choices`` restricts a value to a fixed set (e.g. GELU's ``approximate``);
     ``nullable`` additionally accepts ``none`` (Python ``None``), e.g. pooling's ``stride``.
@@ -86,7 +106,10 @@ class OpDef:
     - ``count_params(attrs, input_shapes) -> int`` trainable parameters.
     - ``count_buffers(attrs, input_shapes) -> int`` non-trainable state (e.g. running stats).
     - ``macs(attrs, input_shapes, output_shape) -> int`` multiply-accumulates per sample.
-    - ``arity``: number of inputs, or -1 for variadic merges (add/concat/mul).
+    - ``arity``: number of inputs, or -1 for variadic merges (add/concat/mul); one more
+      where a ``size_of`` parameter is given a reference (:func:`reads_size`).
+    - ``functional``: applied as a function in the forward, with no module and so no
+      module path or number (merges, ``resize``: torchvision's ``F.interpolate``).
     - ``stateless``: no parameters or buffers ever (relu, pooling ...).
     - ``torch_class``: name of the torch.nn class it builds (for docs and summaries).
     """
@@ -98,6 +121,7 @@ class OpDef:
     count_buffers: Callable[[Mapping[str, Any], list[Shape]], int] = lambda a, s: 0
     macs: Callable[[Mapping[str, Any], list[Shape], Shape], int] = _zero
     arity: int = 1
+    functional: bool = False
     stateless: bool = True
     doc: str = ""
     aliases: tuple[str, ...] = field(default=())

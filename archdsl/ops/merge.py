@@ -82,6 +82,7 @@ ADD = OpDef(
     params=(),
     infer=_add_infer,
     arity=-1,
+    functional=True,
     doc="Element-wise sum of branches with identical shapes (residual connections).",
 )
 
@@ -90,6 +91,7 @@ MUL = OpDef(
     params=(),
     infer=_mul_infer,
     arity=-1,
+    functional=True,
     doc="Element-wise product with per-dim broadcasting (gating, squeeze-excitation).",
 )
 
@@ -98,6 +100,7 @@ CONCAT = OpDef(
     params=(),
     infer=_concat_infer,
     arity=-1,
+    functional=True,
     doc="Concatenate branches along channels (features for flat inputs); torch.cat(dim=1).",
 )
 

@@ -44,7 +44,10 @@ OPS: dict[str, OpDef] = _index(ALL_OPS)
 """Every op by name; aliases are extra keys pointing at the same OpDef."""
 
 MERGE_OPS: frozenset[str] = frozenset(d.name for d in ALL_OPS if d.arity == -1)
-"""Canonical names of the variadic merges, which the backend applies as functions."""
+"""Canonical names of the variadic merges."""
+
+FUNCTIONAL_OPS: frozenset[str] = frozenset(d.name for d in ALL_OPS if d.functional)
+"""The ops applied as functions in the forward, with no module (merges, ``resize``)."""
 
 
 def get_op(name: str) -> OpDef | None:
@@ -75,7 +78,7 @@ _OTHER_NAMES = {
     "deconvolution": "conv_transpose",  # Caffe
     "deconv": "conv_transpose",
     "upsampling2d": "upsample",  # Keras
-    "interpolate": "upsample",
+    "interpolate": "resize",  # F.interpolate(x, size=...)
     "maxpooling2d": "maxpool",  # Keras
     "averagepooling2d": "avgpool",
     "globalaveragepooling2d": "global_avgpool",
@@ -104,7 +107,7 @@ def known_as(name: str) -> str | None:
     ('bn', 'linear', 'maxpool', 'relu')
     >>> known_as("Conv2DTranspose"), known_as("Deconvolution"), known_as("UpSampling2D")
     ('conv_transpose', 'conv_transpose', 'upsample')
-    >>> known_as("resize") is None
+    >>> known_as("warp") is None
     True
     """
     key = _plain(name)

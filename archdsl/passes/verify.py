@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from archdsl.ir import Graph
-from archdsl.ops import get_op
+from archdsl.ops import get_op, reads_size
 
 
 class IRError(AssertionError):
@@ -32,8 +32,9 @@ def verify(graph: Graph) -> Graph:
             opdef = get_op(node.op)
             if opdef is None:
                 raise IRError(f"{node.id}: unknown op {node.op}")
-            if opdef.arity >= 0 and len(ins) != opdef.arity:
-                raise IRError(f"{node.id}: {len(ins)} inputs for an op of arity {opdef.arity}")
+            arity = opdef.arity + reads_size(node.attrs) if opdef.arity >= 0 else -1
+            if arity >= 0 and len(ins) != arity:
+                raise IRError(f"{node.id}: {len(ins)} inputs for an op of arity {arity}")
             if opdef.arity < 0 and not ins:
                 raise IRError(f"{node.id}: a merge without inputs")
         if not node.shape or any(d < 1 for d in node.shape):
