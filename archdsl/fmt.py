@@ -281,7 +281,13 @@ class _Formatter:
             if word and v == "{":
                 self.ref += 1
             return False
-        if tok.type in ("NAME", "NUMBER") or word and v in (".", "-", "{"):
+        if (
+            tok.type in ("NAME", "NUMBER")
+            or word
+            and v in (".", "-", "{")
+            or self.ref < 0
+            and v == "in"
+        ):
             self.ref = 1 if word and v == "{" else 0
             return True
         self.ref = None

@@ -91,6 +91,12 @@ CASES = [
         "network n {\n  input [4]\n  for i in range(2) { block{1}-{i - 1}: relu }\n"
         "  b1-0: relu -> c-d: relu\n}\n",
     ),
+    # references as arguments, and @in, join their '@' as any reference
+    (
+        "network n{input [3,8,8]\na:conv(4,1)->resize( @a,mode='bilinear')->resize(size=@ in)}",
+        "network n {\n  input [3, 8, 8]\n"
+        "  a: conv(4, 1) -> resize(@a, mode='bilinear') -> resize(size=@in)\n}\n",
+    ),
     # a merge under a condition
     (
         "block b(s){add  if s==1{()\nrelu}\nconcat if(s>1){();relu}}",

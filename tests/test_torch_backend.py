@@ -306,6 +306,25 @@ def test_a_tensor_an_init_rule_writes_is_not_drawn_first_by_pytorchs_default():
     assert torch.equal(model.fc.bias, torch.zeros(10))
 
 
+def test_an_init_rule_of_default_restores_pytorchs_after_a_general_one():
+    """``init head.weight = default`` after ``init conv.weight = ones``: the head's weight
+    is PyTorch's draw again (kaiming uniform, a = sqrt(5): within 1 / sqrt(fan_in)), its
+    bias as it was, every other convolution's weight ones (LR-ASPP's head keeps PyTorch's
+    init beside MobileNetV3's)."""
+    torch.manual_seed(0)
+    net = archdsl.compile(
+        "network n { input [3, 8, 8]\n"
+        "  init conv.weight = ones\n  init conv.bias = zeros\n  init head.weight = default\n"
+        "  body: conv(16, 3) -> head: conv(8, 1) }"
+    )
+    assert torch.equal(net.body.weight, torch.ones(16, 3, 3, 3))
+    weight = net.head.weight
+    assert not torch.equal(weight, torch.ones_like(weight))
+    assert 0 < weight.abs().max().item() <= 1 / math.sqrt(16)
+    assert weight.std().item() > 0.05
+    assert torch.equal(net.head.bias, torch.zeros(8))  # the rule before it, kept
+
+
 # ---- torch features ----------------------------------------------------------------------
 
 

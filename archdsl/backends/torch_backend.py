@@ -552,6 +552,22 @@ def apply_init(
             module = modules[node.path] if modules is not None else root.get_submodule(node.path)
             for rule in rules:
                 tensor = getattr(module, rule.tensor, None)
-                if tensor is None or rule.fn == "default":
+                if tensor is None:
                     continue
-                _INIT[rule.fn](tensor, **dict(rule.kwargs))
+                if rule.fn == "default":
+                    _reset(module, rule.tensor)
+                else:
+                    _INIT[rule.fn](tensor, **dict(rule.kwargs))
+
+
+def _reset(module: nn.Module, name: str) -> None:
+    """PyTorch's default initialisation of one tensor of ``module`` (``init ... = default``,
+    which undoes a rule before it: a head's convolutions after ``init conv.weight``), the
+    module's other tensors kept as they are."""
+    reset = getattr(module, "reset_parameters", None)
+    if reset is None:
+        return
+    kept = {n: t.detach().clone() for n, t in module.named_parameters(recurse=False) if n != name}
+    reset()
+    for n, value in kept.items():
+        getattr(module, n).copy_(value)

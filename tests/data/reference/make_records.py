@@ -70,8 +70,16 @@ SOURCES = {
     "fcn_resnet101": ("torchvision", 520),
     "deeplabv3_resnet50": ("torchvision", 520),
     "deeplabv3_resnet101": ("torchvision", 520),
+    "lraspp_mobilenet_v3_large": ("torchvision", 520),
 }
-SEGMENTATION = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101"}
+SEGMENTATION = {
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "lraspp_mobilenet_v3_large",
+}
+WITH_AUX = SEGMENTATION - {"lraspp_mobilenet_v3_large"}  # LR-ASPP has no auxiliary head
 GOLDEN_STRIDE = 40  # 520 / 40: 13 x 13 positions of each class map
 
 
@@ -157,6 +165,7 @@ def aux_record(name: str) -> dict:
 
 
 FPN_RESOLUTION, FPN_CHANNEL_STRIDE, FPN_POSITIONS = 224, 32, 7
+FPN_ODD_RESOLUTION = 200  # not a multiple of 32: levels of 50, 25, 13 and 7
 
 
 def fpn_record() -> dict:
@@ -164,7 +173,8 @@ def fpn_record() -> dict:
     ``fasterrcnn_resnet50_fpn``, frozen batch norm, ``LastLevelMaxPool``), without weights:
     every key and shape, its parameters, and each of its five levels at every
     ``FPN_CHANNEL_STRIDE``-th channel and about ``FPN_POSITIONS`` rows and columns (every
-    ``stride``-th, recorded per level), flattened per sample."""
+    ``stride``-th, recorded per level), flattened per sample; the levels again at
+    ``FPN_ODD_RESOLUTION`` (``odd``), where each level is not twice the next."""
     sys.modules.setdefault(
         "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
     )
@@ -174,23 +184,28 @@ def fpn_record() -> dict:
     net = resnet_fpn_backbone(backbone_name="resnet50", weights=None).eval()
     fill(net)
     net = net.double()
-    with torch.no_grad():
-        levels = net(golden_input(FPN_RESOLUTION))
-    out: dict = {}
-    for key, m in levels.items():
-        stride = max(1, m.shape[-1] // FPN_POSITIONS)
-        shown = m[:, ::FPN_CHANNEL_STRIDE, ::stride, ::stride].flatten(1)
-        out[key] = {
-            "shape": list(m.shape),
-            "stride": stride,
-            "values": [[float(v) for v in row] for row in shown],
-        }
+
+    def levels_at(resolution: int) -> dict:
+        with torch.no_grad():
+            levels = net(golden_input(resolution))
+        out: dict = {}
+        for key, m in levels.items():
+            stride = max(1, m.shape[-1] // FPN_POSITIONS)
+            shown = m[:, ::FPN_CHANNEL_STRIDE, ::stride, ::stride].flatten(1)
+            out[key] = {
+                "shape": list(m.shape),
+                "stride": stride,
+                "values": [[float(v) for v in row] for row in shown],
+            }
+        return out
+
     return {
         "resolution": FPN_RESOLUTION,
         "channel_stride": FPN_CHANNEL_STRIDE,
         "params": sum(p.numel() for p in net.parameters()),
         "state_dict": {k: list(v.shape) for k, v in net.state_dict().items()},
-        "levels": out,
+        "levels": levels_at(FPN_RESOLUTION),
+        "odd": {"resolution": FPN_ODD_RESOLUTION, "levels": levels_at(FPN_ODD_RESOLUTION)},
     }
 
 
@@ -202,7 +217,7 @@ if __name__ == "__main__":
         sys.exit()
     if sys.argv[1:] == ["--aux"]:  # tests/data/segmentation_aux.json
         records = {"resolution": AUX_RESOLUTION, "stride": AUX_STRIDE}
-        records |= {name: aux_record(name) for name in sorted(SEGMENTATION)}
+        records |= {name: aux_record(name) for name in sorted(WITH_AUX)}
         (HERE.parent / "segmentation_aux.json").write_text(
             json.dumps(records, separators=(",", ":"))
         )
