@@ -1,15 +1,17 @@
 """Write reference records, in this folder's format, for bundled networks that the shared
 reference data lacks (ConvNeXt, EfficientNetV2, MNASNet, MobileNetV3, RegNet,
-ShuffleNetV2, SqueezeNet, and torchvision's FCN and DeepLabV3): made from the libraries by
-the procedure of the shared ``reference/make_reference.py`` (see README.md here), trimmed
-as the copies are. A segmentation network's output is a map per class: its golden logits
+ShuffleNetV2, SqueezeNet, and torchvision's FCN, DeepLabV3 and LR-ASPP): made from the
+libraries by the procedure of the shared ``reference/make_reference.py`` (see README.md
+here), trimmed as the copies are. A segmentation network's output is a map per class: its golden logits
 are those of every ``GOLDEN_STRIDE``-th row and column, flattened per sample.
 
 Run by hand, with torchvision 0.28 importable, from the repository root:
 ``python tests/data/reference/make_records.py [NAME ...]``; ``--aux`` writes
 ``tests/data/segmentation_aux.json``, the segmentation networks with their auxiliary head
 (:func:`aux_record`); ``--fpn`` writes ``tests/data/detection_fpn.json``, torchvision's
-ResNet-50 feature pyramid backbone (:func:`fpn_record`). The tests never import it.
+ResNet-50 feature pyramid backbone (:func:`fpn_record`); ``--odd`` writes
+``tests/data/segmentation_odd.json``, segmentation maps at a size that is not a multiple of
+8 (:func:`odd_record`). The tests never import it.
 """
 
 from __future__ import annotations
@@ -164,6 +166,23 @@ def aux_record(name: str) -> dict:
     }
 
 
+ODD_RESOLUTION, ODD_STRIDE = 100, 9  # not a multiple of 8 (nor 16): 12 x 12 positions
+ODD = ("fcn_resnet50", "deeplabv3_resnet50", "lraspp_mobilenet_v3_large")
+
+
+def odd_record(name: str) -> dict:
+    """A segmentation network's map at ``ODD_RESOLUTION``, where its feature maps are not a
+    whole fraction of the input (13 x 13 at output stride 8, 7 x 7 at 16) and each map is
+    interpolated to another's size: every ``ODD_STRIDE``-th row and column, flattened."""
+    net = model(name).eval()
+    fill(net)
+    net = Out(net.double())
+    with torch.no_grad():
+        out = net(golden_input(ODD_RESOLUTION))
+    shown = out[:, :, ::ODD_STRIDE, ::ODD_STRIDE].flatten(1)
+    return {"shape": list(out.shape), "out": [[float(v) for v in row] for row in shown]}
+
+
 FPN_RESOLUTION, FPN_CHANNEL_STRIDE, FPN_POSITIONS = 224, 32, 7
 FPN_ODD_RESOLUTION = 200  # not a multiple of 32: levels of 50, 25, 13 and 7
 
@@ -213,6 +232,13 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--fpn"]:  # tests/data/detection_fpn.json
         (HERE.parent / "detection_fpn.json").write_text(
             json.dumps(fpn_record(), separators=(",", ":"))
+        )
+        sys.exit()
+    if sys.argv[1:] == ["--odd"]:  # tests/data/segmentation_odd.json
+        records = {"resolution": ODD_RESOLUTION, "stride": ODD_STRIDE}
+        records |= {name: odd_record(name) for name in ODD}
+        (HERE.parent / "segmentation_odd.json").write_text(
+            json.dumps(records, separators=(",", ":"))
         )
         sys.exit()
     if sys.argv[1:] == ["--aux"]:  # tests/data/segmentation_aux.json
