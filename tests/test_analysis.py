@@ -218,6 +218,14 @@ UPSAMPLING_CHAINS = [
     "upsample(2) -> avgpool(3, stride=2)",  # (max pooling passes gradients to one input)
     "add { (upsample(2) -> conv(2, 3, padding=1)); conv_transpose(2, 2, stride=2) }",
     "concat { upsample(2); conv_transpose(2, 3, stride=2, padding=1, output_padding=1) }",
+    # resizes to a size that is no whole factor of the 15 x 15 map, given or another value's
+    'resize([22, 22], mode="bilinear")',
+    'resize([20, 25], mode="bilinear") -> conv(2, 3)',
+    'resize([23, 23], mode="bicubic")',
+    'resize([29, 29], mode="bilinear", align_corners=true)',
+    'resize([7, 7], mode="bilinear")',
+    "resize([24, 24])",
+    'p: () -> conv(2, 3, stride=2, padding=1) -> resize(@p, mode="bilinear")',
 ]
 
 
@@ -271,7 +279,7 @@ def test_fields_before_any_upsampling_are_evenly_spaced(name: str) -> None:
         inputs = graph.inputs(node.id)
         if (
             any(i in uneven for i in inputs)
-            or node.op in ("upsample", "conv_transpose")
+            or node.op in ("upsample", "resize", "conv_transpose")
             or (node.op.startswith("adaptive") and graph.node(inputs[0]).shape[1] % node.shape[1])
         ):
             uneven.add(node.id)

@@ -1,9 +1,10 @@
-"""torchvision's ResNet-50 feature pyramid backbone (``specs/resnet50_fpn.arch``,
-``specs/lib/detection.arch``) against its record, made from torchvision's
-``resnet_fpn_backbone("resnet50")`` (tests/data/reference/make_records.py, ``--fpn``):
-every key and shape in order, its parameters, and its five levels in float64 under the
-reference fill, at 224 and at a size that is not a multiple of 32; then the init, the frozen batch norm in training mode, and what a user
-does with it."""
+"""torchvision's ResNet-50 feature pyramid backbones (``specs/resnet50_fpn.arch``,
+``specs/resnet50_fpn_retinanet.arch``, ``specs/lib/detection.arch``) against their
+records, made from torchvision's ``resnet_fpn_backbone("resnet50")`` and the backbone of
+``retinanet_resnet50_fpn`` (tests/data/reference/make_records.py, ``--fpn`` and
+``--retinanet``): every key and shape in order, their parameters, and their five levels in
+float64 under the reference fill, at 224 and at a size that is not a multiple of 32; then
+the init, the frozen batch norm in training mode, and what a user does with them."""
 
 from __future__ import annotations
 
@@ -17,56 +18,65 @@ import torch
 import archdsl
 from reference import fill, golden_input
 
-FPN = json.loads((Path(__file__).parent / "data" / "detection_fpn.json").read_text())
-# torchvision's OrderedDict keys, and the fields of archdsl's Outputs
-LEVELS = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "pool"}
-
-
-def _levels(model: torch.nn.Module) -> object:
-    with torch.no_grad():
-        return model(golden_input(FPN["resolution"]))
+DATA = Path(__file__).parent / "data"
+# each network's record, and torchvision's OrderedDict keys -> the fields of its Outputs
+PYRAMIDS = {
+    "resnet50_fpn": (
+        json.loads((DATA / "detection_fpn.json").read_text()),
+        {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "pool"},
+    ),
+    "resnet50_fpn_retinanet": (
+        json.loads((DATA / "detection_retinanet.json").read_text()),
+        {"0": "p3", "1": "p4", "2": "p5", "p6": "p6", "p7": "p7"},
+    ),
+}
+FPN = PYRAMIDS["resnet50_fpn"][0]
 
 
 @pytest.mark.slow  # resnet50 in float64 at 224 x 224: a few seconds
-def test_the_pyramid_is_torchvisions() -> None:
-    model = archdsl.load("resnet50_fpn")
+@pytest.mark.parametrize("name", sorted(PYRAMIDS))
+def test_the_pyramid_is_torchvisions(name: str) -> None:
+    record, levels = PYRAMIDS[name]
+    model = archdsl.load(name)
     assert [(k, list(v.shape)) for k, v in model.state_dict().items()] == list(
-        FPN["state_dict"].items()
+        record["state_dict"].items()
     )
-    assert sum(p.numel() for p in model.parameters()) == FPN["params"] == 26_799_296
-    got = _levels(fill(model).double().eval())
-    assert got._fields == tuple(LEVELS.values())
-    _assert_levels(got, FPN["levels"])
+    assert sum(p.numel() for p in model.parameters()) == record["params"]
+    with torch.no_grad():
+        got = fill(model).double().eval()(golden_input(record["resolution"]))
+    assert got._fields == tuple(levels.values())
+    _assert_levels(got, record, record["levels"], levels)
 
 
-def _assert_levels(got: object, levels: dict) -> None:
+def _assert_levels(got: object, record: dict, recorded: dict, levels: dict) -> None:
     """Each level against torchvision's: shape, and the recorded channels and positions."""
-    step = FPN["channel_stride"]
-    for key, field in LEVELS.items():
-        record = levels[key]
-        level = getattr(got, field)
-        assert list(level.shape) == record["shape"], field
-        s = record["stride"]
+    step = record["channel_stride"]
+    for key, field in levels.items():
+        level, want = getattr(got, field), recorded[key]
+        assert list(level.shape) == want["shape"], field
+        s = want["stride"]
         shown = level[:, ::step, ::s, ::s].flatten(1)
-        want = torch.tensor(record["values"], dtype=torch.float64)
-        torch.testing.assert_close(shown, want, rtol=1e-6, atol=1e-6 * want.abs().max().item())
+        values = torch.tensor(want["values"], dtype=torch.float64)
+        torch.testing.assert_close(shown, values, rtol=1e-6, atol=1e-6 * values.abs().max().item())
 
 
 @pytest.mark.slow  # resnet50 in float64 at 200 x 200: a few seconds
-def test_the_levels_at_any_size_are_torchvisions() -> None:
-    """At 200 x 200, not a multiple of 32, the levels are 50, 25, 13 and 7 wide: each
+@pytest.mark.parametrize("name", sorted(PYRAMIDS))
+def test_the_levels_at_any_size_are_torchvisions(name: str) -> None:
+    """At 200 x 200, not a multiple of 32, the stages are 50, 25, 13 and 7 wide: each
     coarser sum is resized to the finer map's size (7 to 13, 13 to 25, 25 to 50), as
     torchvision interpolates, not doubled. The module built for 224 reads the sizes when it
     runs, so on a 200 x 200 input it gives torchvision's levels; checked at 200, the network
     infers their shapes."""
-    odd = FPN["odd"]
-    model = fill(archdsl.load("resnet50_fpn")).double().eval()
+    record, levels = PYRAMIDS[name]
+    odd = record["odd"]
+    model = fill(archdsl.load(name)).double().eval()
     with torch.no_grad():
         got = model(golden_input(odd["resolution"]))
-    _assert_levels(got, odd["levels"])
-    graph = archdsl.load_graph("resnet50_fpn", resolution=odd["resolution"])
+    _assert_levels(got, record, odd["levels"], levels)
+    graph = archdsl.load_graph(name, resolution=odd["resolution"])
     shapes = [list(graph.node(n).shape) for n in graph.output_fields.values()]
-    assert shapes == [odd["levels"][key]["shape"][1:] for key in LEVELS]
+    assert shapes == [odd["levels"][key]["shape"][1:] for key in levels]
 
 
 def test_its_batch_norm_is_frozen_and_its_init_torchvisions() -> None:
@@ -87,6 +97,24 @@ def test_its_batch_norm_is_frozen_and_its_init_torchvisions() -> None:
     with torch.no_grad():
         for a, b in zip(model.train()(x), model.eval()(x)):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_retinanets_extra_levels_take_torchvisions_init() -> None:
+    """LastLevelP6P7's convolutions: He uniform with a = 1 (a bound of sqrt(3 / fan_in)),
+    biases zero, as the pyramid's; P6 and P7 are returned, so the ReLU between them does
+    not overwrite P6."""
+    torch.manual_seed(0)
+    model = archdsl.load("resnet50_fpn_retinanet", resolution=64)
+    bound = math.sqrt(3 / (256 * 9))
+    for name in ("fpn.extra_blocks.p6", "fpn.extra_blocks.p7"):
+        conv = model.get_submodule(name)
+        assert conv.weight.abs().max().item() <= bound * (1 + 1e-6)
+        assert conv.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        assert torch.equal(conv.bias, torch.zeros(256))
+    with torch.no_grad():
+        levels = model.eval()(torch.randn(1, 3, 64, 64))
+    assert levels.p6.min() < 0  # not rectified in place
+    torch.testing.assert_close(levels.p7, model.fpn.extra_blocks.p7(levels.p6.relu()))
 
 
 def test_a_detectors_weights_say_where_the_backbones_are() -> None:

@@ -377,9 +377,8 @@ class Elaborator:
         same block instance, or in the network when outside any block."""
         assert self.graph is not None
         root = self.roots[-1]
-        if not ref.parts:  # @in: in reach anywhere inside its block instance (its input)
-            if root != self.ns[-1].path:
-                self.crossings.add((root, self.ns[-1].path))
+        if not ref.parts:  # @in: the input of the block instance, made in the scope around it
+            self._cross(root, self.entries[-1])
             return self.entries[-1]
         text = ".".join(p if isinstance(p, str) else self._label(p, env) for p in ref.parts)
         path = f"{root}.{text}" if root else text
@@ -423,9 +422,23 @@ class Elaborator:
                 "in training mode only",
                 ref.span,
             )
-        if home != self.ns[-1].path:
-            self.crossings.add((home, self.ns[-1].path))
+        self._cross(home, node)
         return node
+
+    def _cross(self, home: str, node: str) -> None:
+        """Record that ``node``, computed in namespace ``home``, is read here. The
+        namespaces around here whose input it is already have it (their forward's
+        argument: ASPP's pooling branch reading its block's input), so only the ones above
+        them are crossed."""
+        assert self.graph is not None
+        k = len(self.ns) - 1
+        while k > 0 and self.ns[k].path != home:
+            scope = self.graph.scopes.get(self.ns[k].path)
+            if scope is None or scope.input != node:
+                break
+            k -= 1
+        if home != self.ns[k].path:
+            self.crossings.add((home, self.ns[k].path))
 
     def _label(self, label: ast.Label, env: Env) -> str:
         if len(label.parts) == 1 and isinstance(label.parts[0], str):
@@ -555,7 +568,8 @@ class Elaborator:
         try:
             shape = tuple(opdef.infer(attrs, [self.graph.node(i).shape for i in inputs]))
         except ShapeProblem as e:
-            raise op_shape_error(e, opdef.name, path, call.span, producer) from None
+            sized = [self.graph.node(i) for i in inputs[1:]]
+            raise op_shape_error(e, opdef.name, path, call.span, producer, *sized) from None
         check_dims(shape, call.span)
         return self._add(
             OpNode(

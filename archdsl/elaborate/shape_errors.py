@@ -36,11 +36,12 @@ def shape_error(
 
 
 def op_shape_error(
-    e: ShapeProblem, op: str, path: str | None, span: Span, producer: OpNode
+    e: ShapeProblem, op: str, path: str | None, span: Span, producer: OpNode, *sized: OpNode
 ) -> ArchShapeError:
-    """:func:`shape_error` for a layer; after a global pooling with ``flatten=true`` that
-    left a convolution no map, it says so."""
-    err = shape_error(e, op, path, span, [producer])
+    """:func:`shape_error` for a layer (``sized``: the value a reference gives its size, a
+    second input); after a global pooling with ``flatten=true`` that left a convolution no
+    map, it says so."""
+    err = shape_error(e, op, path, span, [producer, *sized])
     flattened = producer.attrs.get("flatten") is True and len(producer.shape) == 1
     if flattened and "[C, H, W]" in e.message:
         err.notes.append(

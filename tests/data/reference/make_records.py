@@ -9,7 +9,8 @@ Run by hand, with torchvision 0.28 importable, from the repository root:
 ``python tests/data/reference/make_records.py [NAME ...]``; ``--aux`` writes
 ``tests/data/segmentation_aux.json``, the segmentation networks with their auxiliary head
 (:func:`aux_record`); ``--fpn`` writes ``tests/data/detection_fpn.json``, torchvision's
-ResNet-50 feature pyramid backbone (:func:`fpn_record`); ``--odd`` writes
+ResNet-50 feature pyramid backbone (:func:`fpn_record`), ``--retinanet``
+``tests/data/detection_retinanet.json``, RetinaNet's (the same, P3 to P7); ``--odd`` writes
 ``tests/data/segmentation_odd.json``, segmentation maps at a size that is not a multiple of
 8 (:func:`odd_record`). The tests never import it.
 """
@@ -187,9 +188,11 @@ FPN_RESOLUTION, FPN_CHANNEL_STRIDE, FPN_POSITIONS = 224, 32, 7
 FPN_ODD_RESOLUTION = 200  # not a multiple of 32: levels of 50, 25, 13 and 7
 
 
-def fpn_record() -> dict:
+def fpn_record(retinanet: bool = False) -> dict:
     """torchvision's ``resnet_fpn_backbone("resnet50")`` (the backbone of
-    ``fasterrcnn_resnet50_fpn``, frozen batch norm, ``LastLevelMaxPool``), without weights:
+    ``fasterrcnn_resnet50_fpn``, frozen batch norm, ``LastLevelMaxPool``), without weights,
+    or with ``retinanet`` the backbone of ``retinanet_resnet50_fpn`` as its published
+    weights have it (frozen batch norm, layer2 to layer4, ``LastLevelP6P7(256, 256)``):
     every key and shape, its parameters, and each of its five levels at every
     ``FPN_CHANNEL_STRIDE``-th channel and about ``FPN_POSITIONS`` rows and columns (every
     ``stride``-th, recorded per level), flattened per sample; the levels again at
@@ -197,10 +200,21 @@ def fpn_record() -> dict:
     sys.modules.setdefault(
         "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
     )
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models import resnet50
+    from torchvision.models.detection.backbone_utils import (
+        _resnet_fpn_extractor,
+        resnet_fpn_backbone,
+    )
+    from torchvision.ops import FrozenBatchNorm2d
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
     torch.manual_seed(0)
-    net = resnet_fpn_backbone(backbone_name="resnet50", weights=None).eval()
+    if retinanet:
+        body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+        net = _resnet_fpn_extractor(body, 5, [2, 3, 4], LastLevelP6P7(256, 256))
+    else:
+        net = resnet_fpn_backbone(backbone_name="resnet50", weights=None)
+    net = net.eval()
     fill(net)
     net = net.double()
 
@@ -232,6 +246,11 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--fpn"]:  # tests/data/detection_fpn.json
         (HERE.parent / "detection_fpn.json").write_text(
             json.dumps(fpn_record(), separators=(",", ":"))
+        )
+        sys.exit()
+    if sys.argv[1:] == ["--retinanet"]:  # tests/data/detection_retinanet.json
+        (HERE.parent / "detection_retinanet.json").write_text(
+            json.dumps(fpn_record(retinanet=True), separators=(",", ":"))
         )
         sys.exit()
     if sys.argv[1:] == ["--odd"]:  # tests/data/segmentation_odd.json
