@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from archdsl.ir import Graph
 if TYPE_CHECKING:
     from torch import nn
 
+    from archdsl.backbone import Outputs
     from archdsl.passes.lint import LintWarning
 
 PathLike = str | os.PathLike[str]
@@ -197,13 +198,14 @@ def build(
     *,
     device: Any = None,
     max_params: int = MAX_PARAMS,
-    outputs: Sequence[str] | None = None,
+    outputs: Outputs | None = None,
 ) -> nn.Module:
     """The torch module for a checked graph.
 
-    With ``outputs`` (module paths of scopes or ops, e.g. ``["layer2", "layer3"]``) the
-    module is a backbone: ``forward`` returns ``{name: feature map}`` and computes nothing
-    past the last one needed (see :mod:`archdsl.backbone`).
+    With ``outputs`` (module paths of scopes or ops, e.g. ``["layer2", "layer3"]``, or
+    ``{name: path}`` to return them under other names) the module is a backbone:
+    ``forward`` returns ``{name: feature map}`` and computes nothing past the last one
+    needed (see :mod:`archdsl.backbone`).
 
     Refuses (ArchLimitError) a network of more than ``max_params`` parameters unless built
     on the ``"meta"`` device, so a typo cannot allocate all memory.
@@ -231,7 +233,7 @@ def build_with_weights(
     weights: PathLike | Mapping[str, Any],
     *,
     device: Any = None,
-    outputs: Sequence[str] | None = None,
+    outputs: Outputs | None = None,
 ) -> nn.Module:
     """The module for a checked graph, its tensors read from a state_dict file (or taken,
     copied, from a state_dict), strictly.
@@ -260,7 +262,7 @@ def compile(
     search_path: list[PathLike] | None = None,
     device: Any = None,
     params: Mapping[str, Any] | None = None,
-    outputs: Sequence[str] | None = None,
+    outputs: Outputs | None = None,
     weights: PathLike | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
@@ -280,7 +282,7 @@ def compile_file(
     search_path: list[PathLike] | None = None,
     device: Any = None,
     params: Mapping[str, Any] | None = None,
-    outputs: Sequence[str] | None = None,
+    outputs: Outputs | None = None,
     weights: PathLike | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
@@ -294,7 +296,7 @@ def compile_file(
 def _module(
     graph: Graph,
     device: Any,
-    outputs: Sequence[str] | None,
+    outputs: Outputs | None,
     weights: PathLike | Mapping[str, Any] | None,
 ) -> nn.Module:
     """The module of a checked graph, with ``weights`` loaded when given."""
@@ -331,7 +333,7 @@ def load(
     *,
     device: Any = None,
     params: Mapping[str, Any] | None = None,
-    outputs: Sequence[str] | None = None,
+    outputs: Outputs | None = None,
     weights: PathLike | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> nn.Module:

@@ -24,7 +24,7 @@ parent (under the same dotted paths), so an inner value can be returned.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,22 +47,36 @@ class FeatureInfo:
         return self.shape[0]
 
 
-def output_nodes(graph: Graph, outputs: Sequence[str]) -> dict[str, str]:
-    """``{output name: id of the node whose value it is}``; ArchNameError for a name that
-    is neither a scope nor an op's module path."""
+Outputs = Sequence[str] | Mapping[str, str]
+"""Module paths (``["layer2", "layer3"]``), each returned under its own name, or
+``{name: path}`` (``{"0": "fpn.layer_blocks.0", "pool": "pool"}``, the keys torchvision's
+detection heads read), returned under those names."""
+
+
+def _named(outputs: Outputs) -> dict[str, str]:
+    """``{name: module path}`` of each requested output."""
     if isinstance(outputs, str):
-        outputs = [outputs]
-    if not outputs:
+        return {outputs: outputs}
+    if isinstance(outputs, Mapping):
+        return dict(outputs)
+    return {path: path for path in outputs}
+
+
+def output_nodes(graph: Graph, outputs: Outputs) -> dict[str, str]:
+    """``{output name: id of the node whose value it is}``; ArchNameError for a path that
+    is neither a scope nor an op's module path."""
+    named = _named(outputs)
+    if not named:
         raise ArchNameError("outputs: name at least one module path", _span(graph))
     by_path = {n.path: n.id for n in graph.nodes() if n.path is not None}
     result: dict[str, str] = {}
-    for name in outputs:
+    for key, name in named.items():
         if name in graph.scopes:
-            result[name] = graph.scopes[name].output
+            result[key] = graph.scopes[name].output
         elif name in by_path:
-            result[name] = by_path[name]
+            result[key] = by_path[name]
         elif name in graph.points:
-            result[name] = graph.points[name]
+            result[key] = graph.points[name]
         else:
             from archdsl.elaborate.values import did_you_mean
 
@@ -75,7 +89,7 @@ def output_nodes(graph: Graph, outputs: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def prune(graph: Graph, outputs: Sequence[str]) -> tuple[Graph, dict[str, str]]:
+def prune(graph: Graph, outputs: Outputs) -> tuple[Graph, dict[str, str]]:
     """A copy of ``graph`` with only the requested outputs and their ancestors, and the
     map from output name to node id. Side outputs are dropped (unless asked for, when they
     become ordinary outputs); the graph's ``output`` is the last requested node."""
@@ -96,11 +110,12 @@ def prune(graph: Graph, outputs: Sequence[str]) -> tuple[Graph, dict[str, str]]:
     pruned.points = {name: nid for name, nid in graph.points.items() if nid in keep}
     pruned.output_fields = {}
     pruned.scopes = {path: copy.copy(scope) for path, scope in graph.scopes.items()}
-    pruned.open_scopes({p for p in graph.scopes if p in partial or _holds_output(p, wanted)})
+    paths = _named(outputs).values()
+    pruned.open_scopes({p for p in graph.scopes if p in partial or _holds_output(p, paths)})
     return pruned, wanted
 
 
-def feature_info(graph: Graph, outputs: Sequence[str]) -> list[FeatureInfo]:
+def feature_info(graph: Graph, outputs: Outputs) -> list[FeatureInfo]:
     """Name, shape and effective stride of each requested output (no torch)."""
     from archdsl.analysis.receptive_field import receptive_fields
 
@@ -143,7 +158,7 @@ def shape_stride(input_shape: Shape, shape: Shape) -> tuple[Any, str]:
     return (strides[0] if strides[0] == strides[1] else strides), "; ".join(notes)
 
 
-def backbone_strides(graph: Graph, outputs: Sequence[str]) -> dict[str, Any]:
+def backbone_strides(graph: Graph, outputs: Outputs) -> dict[str, Any]:
     """``{output name: effective stride}``, e.g. ``{"layer2": 8, "layer3": 16}``."""
     return {f.name: f.stride for f in feature_info(graph, outputs)}
 
@@ -161,7 +176,7 @@ def _partial_scopes(graph: Graph, keep: set[str]) -> set[str]:
     return partial
 
 
-def _holds_output(path: str, wanted: dict[str, str]) -> bool:
+def _holds_output(path: str, wanted: Iterable[str]) -> bool:
     prefix = path + "."
     return any(name.startswith(prefix) for name in wanted)
 

@@ -60,6 +60,26 @@ def test_nested_and_partial_outputs(resnet18):
         torch.testing.assert_close(got[name], seen[name])
 
 
+def test_outputs_under_names_of_ones_own(resnet18):
+    """``{name: path}``: the same maps under the names given (a detector's ``"c3"``), in
+    the mapping's order; an inner op's path dissolves its scopes as a name would."""
+    names = {"c4": "layer3", "c3": "layer2", "inner": "layer4.0.conv1"}
+    backbone = archdsl.load("resnet18", outputs=names).eval()
+    backbone.load_state_dict(resnet18.state_dict(), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    seen = _hooked(resnet18, list(names.values()))
+    with torch.no_grad():
+        resnet18(x)
+        got = backbone(x)
+    assert list(got) == ["c4", "c3", "inner"]
+    for name, path in names.items():
+        torch.testing.assert_close(got[name], seen[path])
+    info = archdsl.backbone.feature_info(archdsl.load_graph("resnet18"), {"c5": "layer4"})
+    assert [(f.name, f.stride) for f in info] == [("c5", 32)]
+    with pytest.raises(archdsl.ArchNameError, match="did you mean 'layer3'"):
+        archdsl.load("resnet18", outputs={"c4": "layer_3"})
+
+
 def test_pruned_graph_is_valid_and_smaller():
     graph = archdsl.load_graph("resnet18")
     small, wanted = prune(graph, ["layer2"])

@@ -117,6 +117,21 @@ def test_retinanets_extra_levels_take_torchvisions_init() -> None:
     torch.testing.assert_close(levels.p7, model.fpn.extra_blocks.p7(levels.p6.relu()))
 
 
+def test_as_a_backbone_it_returns_torchvisions_keys() -> None:
+    """``outputs={name: path}`` returns the levels under torchvision's OrderedDict keys, the
+    dict its detection heads read, from the same weights (every tensor kept)."""
+    keys = {str(k): f"fpn.layer_blocks.{k}" for k in range(4)} | {"pool": "pool"}
+    backbone = archdsl.load("resnet50_fpn", resolution=64, outputs=keys).eval()
+    model = archdsl.load("resnet50_fpn", resolution=64).eval()
+    model.load_state_dict(backbone.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        got, levels = backbone(x), model(x)
+    assert list(got) == list(keys)
+    for key, field in PYRAMIDS["resnet50_fpn"][1].items():
+        assert torch.equal(got[key], getattr(levels, field)), key
+
+
 def test_a_detectors_weights_say_where_the_backbones_are() -> None:
     """A Faster R-CNN state_dict holds the backbone under ``backbone.`` beside its heads:
     loading it whole fails with a note saying so, and the backbone's part loads."""
