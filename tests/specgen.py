@@ -9,7 +9,8 @@ half their layers labelled (some with a ``-``, as ``stage-1``) and half numbered
 with different widths, strides, expansions and kernel sizes (widths and paddings written as
 arithmetic over the block's parameters, as ``c * 2``, ``(k - 1) // 2``), sometimes with
 side outputs; a stage gated by an earlier one, read by a reference (``@stage1``), at the
-top or inside a ``seq`` it then opens, or inside a block into its own ``seq``; stages
+top or inside a ``seq`` it then opens, or inside a block into its own ``seq``; a pooled
+context resized to another value's size (``resize(@top)``); stages
 returned beside the logits by ``outputs(...)``; ConvNeXt's MLP over the channels and its layer scale. Every block is as wide as its ``c``, so widths stay small. A rare draw may
 fail to check (a residual whose branch changed the width); callers skip those.
 
@@ -24,6 +25,7 @@ import random
 import re
 
 ACTIVATIONS = ["relu", "relu6", "silu", "hardswish", "leaky_relu(0.1)"]
+RESIZE_MODES = ["", ', mode="bilinear"']
 
 
 def spec(r: random.Random) -> str:
@@ -100,6 +102,9 @@ def _block(r: random.Random, name: str, blocks: list[str]) -> str:
         # a reference inside the block, into its own seq (opened in every instance)
         f"a: seq {{ conv(c, 3, stride=s, padding=1); relu }} -> {_chain(r, 'c', blocks)} "
         "-> add { (); @a.0 -> conv(c, 1) }",
+        # a pooled context brought back to the map's size, read when the network runs
+        f"top: {head}{_chain(r, 'c', blocks)} -> concat {{ (); (adaptive_avgpool(2) "
+        f"-> conv(4, 1) -> resize(@top{r.choice(RESIZE_MODES)})) }} -> conv(c, 1)",
         # ShuffleNetV2: one half of the channels convolved, then the channels shuffled
         f"conv(c * 2, 1, stride=s) -> concat {{ channel_slice(0, c); (channel_slice(c, c * 2) "
         f"-> {_label(r, 'branch2')}seq {{ {_chain(r, 'c', blocks)} }}) }} -> channel_shuffle(2) "
