@@ -431,7 +431,7 @@ def spec_files(draw: st.DrawFn) -> str:
     return draw(st.sampled_from(["\n", "\n\n", ";"])).join(lines)
 
 
-@fuzz_settings(800)
+@fuzz_settings(500)
 @given(text=spec_files())
 def test_grammatical_specs(text: str) -> None:
     outcome = run_case(text)
