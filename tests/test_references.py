@@ -139,6 +139,45 @@ def test_a_loop_names_its_references_by_interpolated_labels() -> None:
         torch.testing.assert_close(loop(x), net(x), rtol=0, atol=0)
 
 
+def test_a_reference_may_compute_a_members_number() -> None:
+    """``@inner.{k}``: the numbered members of a seq read in a loop, as a pyramid over a
+    seq of lateral convolutions is (torchvision's ``inner_blocks``), gives the network
+    written out; a number that is not one is refused at the braces."""
+    head = FPN.split("network fpn_toy")[0]
+    written = """
+    network n {
+      input [3, 32, 32]
+      body: body()
+      inner: seq {
+        @body.layer1 -> seq { conv(16, 1) }
+        @body.layer2 -> seq { conv(16, 1) }
+        @body.layer3 -> seq { conv(16, 1) }
+      }
+      @inner.2 -> p2: ()
+      add { @inner.1; @p2 -> resize(@inner.1) } -> p1: ()
+      add { @inner.0; @p1 -> resize(@inner.0) }
+    }"""
+    looped = """
+    network n {
+      input [3, 32, 32]
+      body: body()
+      inner: seq { for i in [1, 2, 3] { @body.layer{i} -> seq { conv(16, 1) } } }
+      @inner.2 -> p2: ()
+      for k in [1, 0] {
+        add { @inner.{k}; @p{k + 1} -> resize(@inner.{k}) } -> p{k}: ()
+      }
+    }"""
+    net = fill(archdsl.compile(head + written)).eval()
+    loop = archdsl.compile(head + looped).eval()
+    loop.load_state_dict(net.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loop(x), net(x), rtol=0, atol=0)
+    for bad, word in (("{k - 2}", "int -1"), ("{0.5}", "float 0.5"), ("{[1]}", "list")):
+        with pytest.raises(archdsl.ArchTypeError, match=f"a part of a module path .* {word}"):
+            archdsl.check(head + looped.replace("@inner.{k};", f"@inner.{bad};"))
+
+
 def test_the_scopes_a_reference_crosses_are_opened_and_no_others() -> None:
     graph = archdsl.check(FPN)
     assert "body" not in graph.scopes  # read out of: opened
@@ -260,6 +299,7 @@ def test_a_side_output_from_a_reference_reads_inside_the_backbone(tmp_path: Path
             "add { @a ;  @features.4.conv{i + 1}-{j}.0->relu }",
             "add { @a; @features.4.conv{i + 1}-{j}.0 -> relu }",
         ),
+        ("@features.{ k+1 }.conv -> relu", "@features.{k + 1}.conv -> relu"),
     ],
 )
 def test_fmt_writes_a_reference_as_one_word(written: str, formatted: str) -> None:

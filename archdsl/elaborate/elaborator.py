@@ -380,7 +380,7 @@ class Elaborator:
         if not ref.parts:  # @in: the input of the block instance, made in the scope around it
             self._cross(root, self.entries[-1])
             return self.entries[-1]
-        text = ".".join(p if isinstance(p, str) else self._label(p, env) for p in ref.parts)
+        text = self._ref_path(ref, env)
         path = f"{root}.{text}" if root else text
         where = f"block '{self.block_stack[-1][0]}'" if self.block_stack else "the network"
         if any(ns.path == path for ns in self.ns):
@@ -424,6 +424,30 @@ class Elaborator:
             )
         self._cross(home, node)
         return node
+
+    def _ref_path(self, ref: ast.Ref, env: Env) -> str:
+        """A reference's path from its block instance: labels (interpolated), numbers, and
+        parts computed (``@features.{k + 1}``: a number, or a label's text)."""
+        parts = []
+        for p in ref.parts:
+            if isinstance(p, str):
+                parts.append(p)
+            elif isinstance(p, ast.Label):
+                parts.append(self._label(p, env))
+            else:
+                value = evaluate(p, env)
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, str))
+                    or (isinstance(value, int) and value < 0)
+                ):
+                    raise ArchTypeError(
+                        "a part of a module path computed in {...} is a number (a member's, "
+                        f"from 0) or a label, not {type_name(value)} {show(value)}",
+                        p.span,
+                    )
+                parts.append(str(value))
+        return ".".join(parts)
 
     def _cross(self, home: str, node: str) -> None:
         """Record that ``node``, computed in namespace ``home``, is read here. The
@@ -608,10 +632,7 @@ class Elaborator:
             if len(inputs) > 1:
                 raise ArchTypeError(f"{opdef.name}: one reference per call", a.span)
             inputs.append(self._ref(ref, env))
-            words = "@" + ".".join(
-                p if isinstance(p, str) else self._label(p, env) for p in ref.parts
-            )
-            size = SizeOf(words if ref.parts else "@in")
+            size = SizeOf(f"@{self._ref_path(ref, env)}" if ref.parts else "@in")
             args[i] = ast.Arg(a.name, ast.Literal(ref.span, size), a.span)
         return dataclasses.replace(call, args=tuple(args))
 

@@ -133,9 +133,10 @@ class Group(Node):
 class Ref(Node):
     """``@backbone.layer3``: the output of a module computed earlier, named by its path from
     the network or block instance it is in; labels, and the numbers of unlabelled members.
-    No parts: ``@in``, the input of the block instance (or network)."""
+    No parts: ``@in``, the input of the block instance (or network). A part may be an
+    expression, ``@features.{k + 1}``: a number (or a label) computed."""
 
-    parts: tuple[Label | str, ...]
+    parts: tuple[Label | str | Expr, ...]
 
 
 @dataclass(frozen=True)

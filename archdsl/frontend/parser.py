@@ -53,7 +53,10 @@ def ref_text(ref: ast.Ref) -> str:
     """A reference as written: ``@backbone.layer3``, ``@in``."""
     if not ref.parts:
         return "@in"
-    return "@" + ".".join(p if isinstance(p, str) else _label_text(p) for p in ref.parts)
+    return "@" + ".".join(
+        p if isinstance(p, str) else _label_text(p) if isinstance(p, ast.Label) else "{...}"
+        for p in ref.parts
+    )
 
 
 class _Level:
