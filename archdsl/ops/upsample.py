@@ -47,19 +47,24 @@ def _resize_infer(attrs: Attrs, inputs: list[Shape]) -> Shape:
     return (c, h, w)
 
 
+# how both fill new positions: the mode and its corner alignment
+RESAMPLING = (
+    Param("mode", "str", "nearest", doc="how new positions are filled", choices=MODES),
+    Param(
+        "align_corners",
+        "bool",
+        False,
+        doc="bilinear and bicubic: corner pixels' centres stay aligned (torch's option)",
+    ),
+)
+
 UPSAMPLE = OpDef(
     name="upsample",
     params=(
         Param(
             "scale", "pair", doc="a whole factor: s or [sh, sw]; the output is [C, sh * H, sw * W]"
         ),
-        Param("mode", "str", "nearest", doc="how new positions are filled", choices=MODES),
-        Param(
-            "align_corners",
-            "bool",
-            False,
-            doc="bilinear and bicubic: corner pixels' centres stay aligned (torch's option)",
-        ),
+        *RESAMPLING,
     ),
     infer=_upsample_infer,
     doc="Enlarge a [C, H, W] map by a whole factor per axis, by nearest neighbour or "
@@ -76,13 +81,7 @@ RESIZE = OpDef(
             doc="the output's height and width: s, [h, w], or a reference to a value of "
             "the network (@label, @in) whose size it takes when the network runs",
         ),
-        Param("mode", "str", "nearest", doc="how new positions are filled", choices=MODES),
-        Param(
-            "align_corners",
-            "bool",
-            False,
-            doc="bilinear and bicubic: corner pixels' centres stay aligned (torch's option)",
-        ),
+        *RESAMPLING,
     ),
     infer=_resize_infer,
     functional=True,
