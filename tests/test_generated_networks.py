@@ -121,7 +121,10 @@ def test_the_exports_are_the_network(seed: int, tmp_path: Path) -> None:
     wanted = tuple(want) if isinstance(want, tuple) else (want,)  # several outputs: in order
     assert len(got) == len(wanted)
     for g, w in zip(got, wanted):
-        torch.testing.assert_close(torch.from_numpy(g), w, rtol=1e-4, atol=1e-5)
+        # onnxruntime's float32 kernels round differently: within 1e-4 of the largest value
+        # (an element near zero may differ by more than 1e-4 of itself)
+        assert torch.from_numpy(g).shape == w.shape
+        assert relative_error(torch.from_numpy(g), w) < 1e-4
 
 
 def test_the_generator_writes_specs_that_check() -> None:
